@@ -1,0 +1,1 @@
+"""The core: settings, the OpenAI gateway, the store, moderation and Discord text helpers."""

@@ -1,0 +1,37 @@
+"""Attachment checks: what counts as an image the model can see, decided from the bytes, not the name."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from bot import errors
+
+VISION_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+MAX_VISION_BYTES = 20 * 1024 * 1024
+
+
+def _sniff_image(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+            return VISION_FORMATS.get(image.format or "")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+async def image_data_url(filename: str, data: bytes) -> str:
+    """A data: URL for a vision request, or InvalidInput when the bytes are not a supported image."""
+    if not data:
+        raise errors.InvalidInput(f"`{filename}` is empty. Attach a PNG, JPEG, GIF or WebP image.")
+    if len(data) > MAX_VISION_BYTES:
+        raise errors.InvalidInput(f"`{filename}` is over 20 MB, the largest image the model accepts.")
+    mime = await asyncio.to_thread(_sniff_image, data)
+    if mime is None:
+        raise errors.InvalidInput(
+            f"`{filename}` is not an image I can read. Attach a PNG, JPEG, GIF or WebP image."
+        )
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"

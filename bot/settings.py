@@ -1,0 +1,200 @@
+"""Typed settings read from the environment and `.env`, with errors that name the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+DEFAULT_DATABASE_URL = "sqlite:///data/bot.db"
+
+
+class SettingsError(Exception):
+    """Every problem found in the configuration, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+    def render(self) -> str:
+        lines = ["The bot cannot start: its configuration is incomplete or wrong."]
+        lines += [f"  - {problem}" for problem in self.problems]
+        lines.append("Copy .env.example to .env and fill it in (see README.md, 'Settings').")
+        return "\n".join(lines)
+
+
+# Model families the official API serves for each job. With OPENAI_BASE_URL set (Ollama, vLLM...)
+# any chat model name is accepted, since local servers name models freely.
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "CHAT_MODEL": ("gpt-", "o1", "o3", "o4", "chatgpt-"),
+    "SUMMARY_MODEL": ("gpt-", "o1", "o3", "o4", "chatgpt-"),
+    "MODERATION_MODEL": ("omni-moderation", "text-moderation"),
+    "IMAGE_MODEL": ("gpt-image",),
+    "TRANSCRIPTION_MODEL": ("whisper-", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-"),
+}
+
+
+def _env_field(env: str, default: Any = None, *, required: bool = False, doc: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "required": required, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot can be configured with. Build it with `load_settings`."""
+
+    discord_token: str = _env_field("DISCORD_TOKEN", "", required=True)
+    openai_api_key: str = _env_field("OPENAI_API_KEY", "", required=True)
+    openai_base_url: str | None = _env_field("OPENAI_BASE_URL")
+    database_url: str = _env_field("DATABASE_URL", DEFAULT_DATABASE_URL)
+    chat_model: str = _env_field("CHAT_MODEL", "gpt-5-mini")
+    summary_model: str = _env_field("SUMMARY_MODEL", "gpt-5-mini")
+    moderation_model: str = _env_field("MODERATION_MODEL", "omni-moderation-latest")
+    image_model: str = _env_field("IMAGE_MODEL", "gpt-image-1.5")
+    transcription_model: str = _env_field("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+    history_token_budget: int = _env_field("HISTORY_TOKEN_BUDGET", 6000)
+    max_answer_tokens: int = _env_field("MAX_ANSWER_TOKENS", 1200)
+    system_prompt: str = _env_field(
+        "SYSTEM_PROMPT",
+        "You are a helpful assistant in a Discord server. Answer concisely and use Discord markdown.",
+    )
+    openai_timeout: float = _env_field("OPENAI_TIMEOUT", 60.0)
+    openai_max_retries: int = _env_field("OPENAI_MAX_RETRIES", 2)
+    stream_edit_interval: float = _env_field("STREAM_EDIT_INTERVAL", 1.0)
+    allow_dms: bool = _env_field("ALLOW_DMS", False)
+    sync_commands: bool = _env_field("SYNC_COMMANDS", True)
+    log_level: str = _env_field("LOG_LEVEL", "INFO")
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    def setting_for_model(self, model: str) -> str:
+        """The variable a model name came from, so errors can say which setting to change."""
+        for f in fields(self):
+            if f.name.endswith("_model") and getattr(self, f.name) == model:
+                return str(f.metadata["env"])
+        return "a *_MODEL setting"
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _parse_positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _parse_non_negative_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "history_token_budget": _parse_positive_int,
+    "max_answer_tokens": _parse_positive_int,
+    "openai_timeout": _parse_positive_float,
+    "openai_max_retries": _parse_non_negative_int,
+    "stream_edit_interval": _parse_positive_float,
+    "allow_dms": _parse_bool,
+    "sync_commands": _parse_bool,
+}
+
+_EXPECTED: dict[Callable[[str], Any], str] = {
+    _parse_positive_int: "a positive whole number",
+    _parse_positive_float: "a positive number",
+    _parse_non_negative_int: "a whole number, zero or more",
+    _parse_bool: "true or false",
+}
+
+
+def _read_environment(environ: Mapping[str, str] | None, env_file: str | Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def _check_database_url(url: str) -> str | None:
+    if not url.startswith("sqlite:///"):
+        return f"DATABASE_URL must look like sqlite:///path/to/bot.db (got {url!r})"
+    path = Path(url.removeprefix("sqlite:///"))
+    directory = path.parent if str(path.parent) else Path(".")
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"DATABASE_URL points at {path}, which is not writable by this user"
+    return None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Parse settings from `environ` (default: the process environment) over `env_file`."""
+    raw = _read_environment(environ, env_file)
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        text = raw.get(env, "").strip()
+        if not text:
+            if f.metadata["required"]:
+                problems.append(f"{env} is missing or empty")
+            continue
+        parser = _PARSERS.get(f.name)
+        if parser is None:
+            values[f.name] = text
+            continue
+        try:
+            values[f.name] = parser(text)
+        except ValueError:
+            problems.append(f"{env} must be {_EXPECTED[parser]} (got {text!r})")
+    settings = Settings(**values)
+    if database_problem := _check_database_url(settings.database_url):
+        problems.append(database_problem)
+    for env, prefixes in MODEL_FAMILIES.items():
+        if env in {"CHAT_MODEL", "SUMMARY_MODEL"} and settings.openai_base_url:
+            continue
+        model = str(raw.get(env, "")).strip() or _default_of(env)
+        if not model.startswith(prefixes):
+            problems.append(
+                f"{env}={model!r} is not a known model family (expected a name starting with "
+                f"{' or '.join(prefixes)})"
+            )
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _default_of(env: str) -> str:
+    for f in fields(Settings):
+        if f.metadata["env"] == env:
+            return str(f.default)
+    raise KeyError(env)
+
+
+def documented_settings() -> list[tuple[str, str, bool]]:
+    """(variable, default, required) for every setting, for docs and `check`."""
+    return [(f.metadata["env"], str(f.default), bool(f.metadata["required"])) for f in fields(Settings)]

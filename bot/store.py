@@ -1,0 +1,157 @@
+"""SQLite through aiosqlite: WAL, numbered migrations, one writer with short BEGIN IMMEDIATE transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+Params = Sequence[Any] | dict[str, Any]
+
+
+class StoreError(Exception):
+    """The database could not be opened or written (permissions, disk full, corruption)."""
+
+
+def bundled_migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration shipped in bot/migrations, in order."""
+    found: list[tuple[int, str, str]] = []
+    for entry in resources.files("bot.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [version for version, _, _ in found]
+    if len(versions) != len(set(versions)):
+        raise StoreError(f"two migrations share a number: {[name for _, name, _ in found]}")
+    return found
+
+
+def _statements(script: str) -> Iterable[str]:
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
+    ):
+        raise StoreError("a migration ends with an incomplete statement")
+
+
+class Store:
+    """One writer connection (serialised by a lock) and one reader connection, both in WAL mode."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await cls._connect(path)
+            reader = await cls._connect(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the database at {path}: {exc}") from exc
+        store = cls(path, writer, reader)
+        await store.migrate()
+        return store
+
+    @staticmethod
+    async def _connect(path: Path) -> aiosqlite.Connection:
+        # isolation_level=None: transactions are begun explicitly, so writes are BEGIN IMMEDIATE.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            try:
+                await conn.close()
+            except (sqlite3.Error, ValueError):
+                log.warning("closing a database connection failed", exc_info=True)
+
+    async def migrate(self) -> list[int]:
+        """Apply every bundled migration not yet recorded; each one in its own transaction."""
+        async with self.transaction() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+        applied = {row[0] for row in await self.fetchall("SELECT version FROM schema_migrations")}
+        newly: list[int] = []
+        for version, name, sql in bundled_migrations():
+            if version in applied:
+                continue
+            async with self.transaction() as db:
+                for statement in _statements(sql):
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+            log.info("applied database migration %s", name)
+            newly.append(version)
+        return newly
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A short write transaction; commits on success, rolls back on any exception."""
+        async with self._write_lock:
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the database is not writable: {exc}") from exc
+            try:
+                yield self._writer
+            except BaseException as exc:
+                await self._writer.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"the database could not save: {exc}") from exc
+                raise
+            try:
+                await self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._writer.execute("ROLLBACK")
+                raise StoreError(f"the database could not save: {exc}") from exc
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement in its own transaction; returns the affected row count."""
+        async with self.transaction() as db:
+            cursor = await db.execute(sql, params)
+            return cursor.rowcount
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def integrity_ok(self) -> bool:
+        row = await self.fetchone("PRAGMA integrity_check")
+        return row is not None and row[0] == "ok"

@@ -1,0 +1,1 @@
+"""Discord glue: one extension per capability (parse the interaction, call the core, render)."""
