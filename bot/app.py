@@ -125,6 +125,9 @@ class OpenAIBot(commands.Bot):
     async def after_command_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
         """A hook for services that react to failures (quota breaker); nothing by default."""
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: cogs listen to messages themselves (mentions, moderation)."""
+
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("unhandled error in %s", event_method)
 

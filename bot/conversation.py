@@ -60,13 +60,13 @@ def speaker_name(display_name: str) -> str:
     return _NAME_UNSAFE.sub("_", display_name)[:64] or "user"
 
 
-def select_history(turns: Sequence[Turn], budget: int) -> list[Turn]:
+def select_history(turns: Sequence[Turn], budget: int, max_turns: int | None = None) -> list[Turn]:
     """The newest turns whose tokens fit `budget`, oldest first, never starting on an answer."""
     kept: list[Turn] = []
     used = 0
     for turn in reversed(turns):
         cost = turn.tokens + 4
-        if used + cost > budget:
+        if used + cost > budget or (max_turns is not None and len(kept) >= max_turns):
             break
         kept.append(turn)
         used += cost
@@ -95,7 +95,9 @@ class Conversations:
         self.counter = TokenCounter(settings.chat_model)
         self._bot_user_id = bot_user_id
 
-    async def build_context(self, request: AskRequest, history_budget: int) -> Context:
+    async def build_context(
+        self, request: AskRequest, history_budget: int, max_turns: int | None = None
+    ) -> Context:
         system = self.settings.system_prompt
         persona = await self.history.persona(request.channel_id)
         if persona:
@@ -109,7 +111,7 @@ class Conversations:
             self.counter.count_message(system) + self.counter.count_message(prompt_content) + TOKENS_PER_REPLY
         )
         turns = await self.history.recent(request.channel_id)
-        kept = select_history(turns, max(0, history_budget - fixed))
+        kept = select_history(turns, max(0, history_budget - fixed), max_turns)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         for turn in kept:
             message: dict[str, Any] = {"role": turn.role, "content": turn.content}
@@ -142,8 +144,8 @@ class Conversations:
         try:
             result = await self._stream(context, call_context, on_text)
         except errors.ContextTooLong:
-            # The model's window is smaller than our budget assumed: keep half the history and retry once.
-            context = await self.build_context(request, budget // 2 if context.history_turns else 0)
+            # The model's window is smaller than our budget assumed: keep the newer half of the history, once.
+            context = await self.build_context(request, budget, max_turns=context.history_turns // 2)
             result = await self._stream(context, call_context, on_text)
         if not result.text.strip():
             raise errors.IncompleteAnswer()

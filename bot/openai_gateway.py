@@ -129,7 +129,6 @@ class OpenAIGateway:
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.openai_max_retries)
         self.usage_sink = usage_sink
-        self._uses_official_api = settings.openai_base_url is None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> OpenAIGateway:
@@ -222,9 +221,7 @@ class OpenAIGateway:
     # -- chat -----------------------------------------------------------------------------------
 
     def _chat_kwargs(self, model: str, max_tokens: int) -> dict[str, Any]:
-        if self._uses_official_api:
-            return {"model": model, "max_completion_tokens": max_tokens}
-        return {"model": model, "max_tokens": max_tokens}
+        return {"model": model, self.settings.max_tokens_parameter: max_tokens}
 
     async def stream_chat(
         self,

@@ -61,6 +61,8 @@ class Settings:
         "SYSTEM_PROMPT",
         "You are a helpful assistant in a Discord server. Answer concisely and use Discord markdown.",
     )
+    # Older OpenAI-compatible servers only know `max_tokens`; OpenAI's reasoning models refuse it.
+    max_tokens_parameter: str = _env_field("MAX_TOKENS_PARAMETER", "max_completion_tokens")
     openai_timeout: float = _env_field("OPENAI_TIMEOUT", 60.0)
     openai_max_retries: int = _env_field("OPENAI_MAX_RETRIES", 2)
     stream_edit_interval: float = _env_field("STREAM_EDIT_INTERVAL", 1.0)
@@ -172,6 +174,8 @@ def load_settings(
         except ValueError:
             problems.append(f"{env} must be {_EXPECTED[parser]} (got {text!r})")
     settings = Settings(**values)
+    if settings.max_tokens_parameter not in {"max_completion_tokens", "max_tokens"}:
+        problems.append("MAX_TOKENS_PARAMETER must be max_completion_tokens or max_tokens")
     if database_problem := _check_database_url(settings.database_url):
         problems.append(database_problem)
     for env, prefixes in MODEL_FAMILIES.items():

@@ -1,0 +1,1 @@
+"""Fake Discord and OpenAI servers for offline tests."""
