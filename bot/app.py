@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,15 +14,26 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import errors
+from bot.admission import check_interaction, install_cost_control
+from bot.channel_moderation import ChannelModerator, build_moderation
 from bot.conversation import Conversations
+from bot.drain import InFlight
 from bot.history import History
+from bot.imaging import ImageMaker
+from bot.limits import Limits
 from bot.moderation import ModerationGate
 from bot.openai_gateway import OpenAIGateway
+from bot.privacy import Privacy
 from bot.responses import describe_failure, is_expected, send_failure
 from bot.settings import Settings
 from bot.store import Store
+from bot.summaries import Summarizer, SummaryLimits
+from bot.transcription import AutoTranscribeChannels, Transcriber
+from bot.usage import UsageLedger
 
 log = logging.getLogger(__name__)
+DRAINED_EVENTS = frozenset({"on_message", "on_message_edit", "on_raw_message_edit"})
 
 
 @dataclass
@@ -33,6 +46,14 @@ class Services:
     moderation: ModerationGate
     history: History
     conversations: Conversations
+    images: ImageMaker | None = None
+    transcriber: Transcriber | None = None
+    auto_transcribe: AutoTranscribeChannels | None = None
+    summarizer: Summarizer | None = None
+    channel_moderation: ChannelModerator | None = None
+    ledger: UsageLedger | None = None
+    limits: Limits | None = None
+    privacy: Privacy | None = None
 
 
 class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
@@ -46,6 +67,14 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 ephemeral=True,
             )
             return False
+        if interaction.type is discord.InteractionType.application_command:
+            in_flight = interaction.client.in_flight
+            if not in_flight.accepting:
+                await send_failure(interaction, errors.ShuttingDown())
+                return False
+            in_flight.track(lambda: send_failure(interaction, errors.ShuttingDown()))
+        # Allowlist, per-command on/off and roles, rate limit, budgets and the quota breaker: before any call.
+        await check_interaction(interaction)
         return True
 
     async def on_error(
@@ -96,8 +125,23 @@ class OpenAIBot(commands.Bot):
             **client_options,
         )
         self.settings = settings
+        # Commands and replies in progress: close() lets them finish within SHUTDOWN_GRACE.
+        self.in_flight = InFlight()
         self._store: Store | None = None
         self._gateway: OpenAIGateway | None = None
+
+    def _schedule_event(
+        self,
+        coro: Callable[..., Coroutine[Any, Any, Any]],
+        event_name: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> asyncio.Task[Any]:
+        # Message handlers (mention replies, channel moderation) are work a shutdown lets finish.
+        task = super()._schedule_event(coro, event_name, *args, **kwargs)
+        if event_name in DRAINED_EVENTS:
+            self.in_flight.add(task)
+        return task
 
     @property
     def bot_user_id(self) -> int:
@@ -106,15 +150,32 @@ class OpenAIBot(commands.Bot):
     async def build_services(self) -> Services:
         store = self._store = await Store.open(self.settings.database_path)
         gateway = self._gateway = OpenAIGateway.from_settings(self.settings)
-        moderation = ModerationGate(gateway)
+        moderation, channel_moderation = build_moderation(self.settings, gateway, store)
         history = History(store)
         conversations = Conversations(
             history, gateway, moderation, self.settings, bot_user_id=lambda: self.bot_user_id
         )
-        return Services(self.settings, store, gateway, moderation, history, conversations)
+        return Services(
+            self.settings,
+            store,
+            gateway,
+            moderation,
+            history,
+            conversations,
+            images=ImageMaker(gateway, moderation, moderate_output=self.settings.image_output_moderation),
+            transcriber=Transcriber(
+                gateway, moderation, limit_bytes=self.settings.transcription_upload_limit
+            ),
+            auto_transcribe=AutoTranscribeChannels(store),
+            channel_moderation=channel_moderation,
+            summarizer=Summarizer(
+                gateway, self.settings.summary_model, SummaryLimits.from_settings(self.settings)
+            ),
+        )
 
     async def setup_hook(self) -> None:
         self.services = await self.build_services()
+        install_cost_control(self, self.services)
         for name in extension_names():
             # A cog that fails to load stops start-up: a half-working bot is worse than a clear error.
             await self.load_extension(name)
@@ -133,8 +194,13 @@ class OpenAIBot(commands.Bot):
 
     async def close(self) -> None:
         try:
+            # Before the HTTP session and the database close, so in-flight work can still answer and save.
+            await self.in_flight.drain(self.settings.shutdown_grace)
             await super().close()
         finally:
+            services: Services | None = getattr(self, "services", None)
+            if services is not None:
+                await services.moderation.close()
             if self._gateway is not None:
                 await self._gateway.close()
             if self._store is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,7 +15,7 @@ from bot.moderation import ModerationGate
 from bot.openai_gateway import CallContext, ChatResult, OpenAIGateway
 from bot.settings import Settings
 from bot.store import StoreError
-from bot.tokens import TOKENS_PER_REPLY, TokenCounter
+from bot.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
 
 log = logging.getLogger(__name__)
 TextCallback = Callable[[str], Awaitable[None]]
@@ -131,22 +132,17 @@ class Conversations:
             )
         await self.moderation.require_clean_input(request.prompt, context=context, what="Your prompt")
         for url in request.image_urls:
-            verdict = await self.moderation.check_image(url, context=context)
-            if verdict.flagged:
-                raise errors.Flagged(verdict.categories, what="Your image")
+            await self.moderation.require_clean_image(url, context=context, what="Your image")
 
     async def ask(self, request: AskRequest, *, on_text: TextCallback | None = None) -> Answer:
         """Moderate first, then stream the answer; store the exchange only when it succeeded."""
         call_context = CallContext(request.guild_id, request.channel_id, request.user_id, request.command)
-        await self.check_input(request, call_context)
-        budget = self.settings.history_token_budget
-        context = await self.build_context(request, budget)
-        try:
-            result = await self._stream(context, call_context, on_text)
-        except errors.ContextTooLong:
-            # The model's window is smaller than our budget assumed: keep the newer half of the history, once.
-            context = await self.build_context(request, budget, max_turns=context.history_turns // 2)
-            result = await self._stream(context, call_context, on_text)
+        await load_encoding(self.counter.model)
+        if self.settings.speculative_moderation:
+            context, result = await self._ask_speculatively(request, call_context, on_text)
+        else:
+            await self.check_input(request, call_context)
+            context, result = await self._chat(request, call_context, on_text)
         if not result.text.strip():
             raise errors.IncompleteAnswer()
         await self.moderation.require_clean_output(result.text, context=call_context)
@@ -159,6 +155,48 @@ class Conversations:
             context.history_turns,
             remembered,
         )
+
+    async def _chat(
+        self, request: AskRequest, call_context: CallContext, on_text: TextCallback | None
+    ) -> tuple[Context, ChatResult]:
+        budget = self.settings.history_token_budget
+        context = await self.build_context(request, budget)
+        try:
+            return context, await self._stream(context, call_context, on_text)
+        except errors.ContextTooLong:
+            # The model's window is smaller than our budget assumed: keep the newer half of the history, once.
+            context = await self.build_context(request, budget, max_turns=context.history_turns // 2)
+            return context, await self._stream(context, call_context, on_text)
+
+    async def _ask_speculatively(
+        self, request: AskRequest, call_context: CallContext, on_text: TextCallback | None
+    ) -> tuple[Context, ChatResult]:
+        """Moderate the input while the chat request runs; a flagged input cancels the chat at once.
+
+        Until the input is cleared, the first streamed text is held inside `on_text`: that keeps the
+        answer off Discord and also stops the stream before its end, where the gateway meters usage,
+        so a cancelled answer is never shown, stored or billed to the user's budget.
+        """
+        if not request.prompt.strip() or len(request.prompt) > MAX_PROMPT_CHARS:
+            await self.check_input(request, call_context)  # raises InvalidInput before any request
+        cleared = asyncio.Event()
+
+        async def held(text: str) -> None:
+            await cleared.wait()
+            if on_text is not None:
+                await on_text(text)
+
+        chat = asyncio.create_task(self._chat(request, call_context, held), name="speculative-chat")
+        try:
+            await self.check_input(request, call_context)
+        except BaseException:
+            chat.cancel()
+            await asyncio.wait([chat])
+            if not chat.cancelled():
+                chat.exception()  # retrieved: the moderation outcome is the one that counts
+            raise
+        cleared.set()
+        return await chat
 
     async def _stream(
         self, context: Context, call_context: CallContext, on_text: TextCallback | None

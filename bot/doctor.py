@@ -10,6 +10,7 @@ import discord
 
 from bot import errors
 from bot.openai_gateway import CallContext, OpenAIGateway, RetryPolicy
+from bot.pricing import PricesError, PriceTable
 from bot.settings import Settings
 from bot.store import Store, StoreError
 
@@ -157,11 +158,33 @@ async def check_database(settings: Settings) -> list[CheckResult]:
         await store.close()
 
 
+async def check_prices(settings: Settings) -> list[CheckResult]:
+    """Every configured model should have a price, or its usage is recorded without a cost."""
+    try:
+        table = PriceTable.load(settings.prices_file)
+    except PricesError as exc:
+        return [CheckResult("prices", False, f"{exc}; fix the file or unset PRICES_FILE")]
+    unknown = table.unknown(_model_settings(settings).values())
+    if unknown:
+        return [
+            CheckResult(
+                "prices",
+                True,
+                f"no price for {', '.join(unknown)}: its usage is recorded with no cost and budgets cannot "
+                "count it; add it to a copy of bot/data/prices.json and set PRICES_FILE",
+                warning=True,
+            )
+        ]
+    source = settings.prices_file or "the shipped table"
+    return [CheckResult("prices", True, f"every configured model has a price ({source})")]
+
+
 async def collect(settings: Settings, extra: list[Probe] | None = None) -> list[CheckResult]:
     results = [CheckResult("settings", True, "parsed")]
     results += await check_discord(settings)
     results += await check_openai(settings)
     results += await check_database(settings)
+    results += await check_prices(settings)
     for probe in extra or []:
         results += await probe()
     return results

@@ -138,3 +138,108 @@ class StorageUnavailable(BotError):
             "The bot's database cannot be written right now (disk full or read-only). "
             "An admin has to fix the storage; your request was not saved."
         )
+
+
+def _wait_text(seconds: float) -> str:
+    """'in 42 s', 'in 5 min', 'in 3 h 10 min': how long until something resets."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 120:
+        return f"in {seconds} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 120:
+        return f"in {minutes} min"
+    return f"in {minutes // 60} h {minutes % 60} min"
+
+
+class BudgetExceeded(BotError):
+    """A request would take a user or a server over its cost budget; nothing was sent to OpenAI."""
+
+    def __init__(
+        self, scope: str, spent: float, cap: float, estimate: float, resets_at: str, resets_in: float
+    ) -> None:
+        super().__init__(f"{scope} budget {spent:.4f}/{cap:.2f}")
+        self.scope = scope  # "daily" (per user) or "monthly" (per server)
+        self.spent = spent
+        self.cap = cap
+        self.estimate = estimate
+        self.resets_at = resets_at
+        self.resets_in = resets_in
+
+    def user_message(self) -> str:
+        whose = (
+            "your daily budget in this server" if self.scope == "daily" else "this server's monthly budget"
+        )
+        return (
+            f"This request could cost up to ${self.estimate:.4f}, which would go over {whose} "
+            f"(${self.spent:.4f} of ${self.cap:.2f} used). Nothing was sent to OpenAI. "
+            f"The budget resets at {self.resets_at} ({_wait_text(self.resets_in)})."
+        )
+
+
+class SlowDown(BotError):
+    """A per-user rate limit or a full per-server queue refused the request before any call."""
+
+    def __init__(self, retry_after: float, reason: str = "you are sending requests too fast") -> None:
+        super().__init__(f"slow down {retry_after:.1f}s")
+        self.retry_after = retry_after
+        self.reason = reason
+
+    def user_message(self) -> str:
+        return f"Slow down: {self.reason}. Try again in {max(1, math.ceil(self.retry_after))} s."
+
+
+class QuotaPaused(QuotaExhausted):
+    """The quota circuit breaker is open: no OpenAI calls until a probe succeeds after the cooldown."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"quota breaker open for {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+    def user_message(self) -> str:
+        return (
+            "The bot's OpenAI account has no credit left (insufficient_quota), so I've paused OpenAI "
+            "requests. The admins have been told: an admin must add credit in the OpenAI billing settings. "
+            f"Please try again later ({_wait_text(self.retry_after)} at the earliest)."
+        )
+
+
+class CommandDisabled(BotError):
+    def __init__(self, command: str) -> None:
+        super().__init__(command)
+        self.command = command
+
+    def user_message(self) -> str:
+        return f"`/{self.command}` is turned off in this server by its admins."
+
+
+class RoleRequired(BotError):
+    def __init__(self, command: str, role_name: str) -> None:
+        super().__init__(command)
+        self.command = command
+        self.role_name = role_name
+
+    def user_message(self) -> str:
+        return f"`/{self.command}` needs the **{self.role_name}** role in this server."
+
+
+class GuildNotAllowed(BotError):
+    def user_message(self) -> str:
+        return "This bot is not enabled for this server."
+
+
+class NothingToSummarise(BotError):
+    """/tldr found no messages from people to summarise."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def user_message(self) -> str:
+        return f"Nothing to summarise: {self.detail or 'there are no messages from people here.'}"
+
+
+class ShuttingDown(BotError):
+    """The bot is restarting: a command was stopped (or refused) by the graceful shutdown."""
+
+    def user_message(self) -> str:
+        return "The bot is restarting and could not finish this request. Please try again in a minute."

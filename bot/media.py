@@ -23,12 +23,17 @@ def _sniff_image(data: bytes) -> str | None:
         return None
 
 
+def check_image_size(filename: str, size: int) -> None:
+    """Refuse an image from its declared size, before downloading it (a server may allow 100 MiB uploads)."""
+    if size > MAX_VISION_BYTES:
+        raise errors.InvalidInput(f"`{filename}` is over 20 MB, the largest image the model accepts.")
+
+
 async def image_data_url(filename: str, data: bytes) -> str:
     """A data: URL for a vision request, or InvalidInput when the bytes are not a supported image."""
     if not data:
         raise errors.InvalidInput(f"`{filename}` is empty. Attach a PNG, JPEG, GIF or WebP image.")
-    if len(data) > MAX_VISION_BYTES:
-        raise errors.InvalidInput(f"`{filename}` is over 20 MB, the largest image the model accepts.")
+    check_image_size(filename, len(data))
     mime = await asyncio.to_thread(_sniff_image, data)
     if mime is None:
         raise errors.InvalidInput(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot import errors
+from bot.moderation_batcher import ModerationBatcher
+from bot.moderation_policy import PolicyRepo
 from bot.openai_gateway import CallContext, ModerationResult, OpenAIGateway
+
+log = logging.getLogger(__name__)
 
 # The endpoint takes long inputs, but chunks keep each one well inside its context and let a long
 # message be judged everywhere rather than only at its end.
@@ -20,6 +27,28 @@ class Verdict:
     flagged: bool
     categories: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+
+
+_ZALGO = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{3,}")
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def normalize_for_moderation(text: str) -> str:
+    """Undo cheap evasions: zero-width characters split words, and zalgo stacks of combining marks
+    bury them. Marks on non-ASCII letters stay (Devanagari, Vietnamese and others need them)."""
+    text = _INVISIBLE.sub("", text)
+    if not _ZALGO.search(text):
+        return text
+    out: list[str] = []
+    base_is_ascii = False
+    for char in text:
+        if unicodedata.combining(char):
+            if base_is_ascii:
+                continue
+        else:
+            base_is_ascii = char.isascii()
+        out.append(char)
+    return "".join(out)
 
 
 def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
@@ -39,6 +68,9 @@ def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
 
 def merge_results(results: list[ModerationResult]) -> Verdict:
     """A text is flagged if any chunk is; each category keeps its highest score."""
+    if len(results) == 1:  # the common case, on the hot path of channel moderation
+        only = results[0]
+        return Verdict(only.flagged, only.flagged_categories, dict(only.scores))
     scores: dict[str, float] = {}
     categories: set[str] = set()
     for result in results:
@@ -49,31 +81,94 @@ def merge_results(results: list[ModerationResult]) -> Verdict:
 
 
 class ModerationGate:
-    """Checks command inputs and bot outputs. Fails closed: an outage raises ModerationUnavailable."""
+    """Checks command inputs, bot outputs and channel messages. Texts go through the batcher (coalesced
+    with everything else being moderated, cached); outputs and `check_*` fail closed with
+    ModerationUnavailable, command inputs too unless the server chose to fail open."""
 
-    def __init__(self, gateway: OpenAIGateway) -> None:
+    def __init__(
+        self,
+        gateway: OpenAIGateway,
+        *,
+        batcher: ModerationBatcher | None = None,
+        policies: PolicyRepo | None = None,
+    ) -> None:
         self.gateway = gateway
+        self.batcher = batcher
+        self.policies = policies
 
     async def check_text(self, text: str, *, context: CallContext) -> Verdict:
+        text = normalize_for_moderation(text)
         if not text.strip():
             return Verdict(False)
-        results = await self.gateway.moderate(chunk_text(text), context=context)
-        return merge_results(results)
+        chunks = chunk_text(text)
+        if self.batcher is not None:
+            return merge_results(await self.batcher.texts(chunks, context=context))
+        return merge_results(await self.gateway.moderate(chunks, context=context))
 
     async def check_image(self, image_url: str, *, context: CallContext, caption: str = "") -> Verdict:
+        if self.batcher is not None and not caption.strip():
+            return merge_results([await self.batcher.image(image_url, context=context)])
         parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_url}}]
         if caption.strip():
             parts.insert(0, {"type": "text", "text": caption})
         return merge_results(await self.gateway.moderate(parts, context=context))
 
+    async def fails_open(self, context: CallContext) -> bool:
+        if self.policies is None or not context.guild_id:
+            return False
+        return (await self.policies.get(context.guild_id)).fail_open
+
     async def require_clean_input(
         self, text: str, *, context: CallContext, what: str = "Your message"
     ) -> None:
-        verdict = await self.check_text(text, context=context)
+        try:
+            verdict = await self.check_text(text, context=context)
+        except errors.ModerationUnavailable:
+            if not await self.fails_open(context):
+                raise
+            log.warning(
+                "moderation unavailable: /%s input let through (server %s fails open)",
+                context.command,
+                context.guild_id,
+            )
+            return
+        if verdict.flagged:
+            raise errors.Flagged(verdict.categories, what=what)
+
+    async def require_clean_image(
+        self, image_url: str, *, context: CallContext, what: str = "Your image"
+    ) -> None:
+        """An image a user handed to a command; honours the server's fail-open setting like text."""
+        try:
+            verdict = await self.check_image(image_url, context=context)
+        except errors.ModerationUnavailable:
+            if not await self.fails_open(context):
+                raise
+            log.warning(
+                "moderation unavailable: /%s image let through (server %s fails open)",
+                context.command,
+                context.guild_id,
+            )
+            return
         if verdict.flagged:
             raise errors.Flagged(verdict.categories, what=what)
 
     async def require_clean_output(self, text: str, *, context: CallContext) -> None:
-        verdict = await self.check_text(text, context=context)
+        try:
+            verdict = await self.check_text(text, context=context)
+        except errors.ModerationUnavailable:
+            # A server that fails open for inputs wants its commands to work during an outage.
+            if not await self.fails_open(context):
+                raise
+            log.warning(
+                "moderation unavailable: /%s output let through (server %s fails open)",
+                context.command,
+                context.guild_id,
+            )
+            return
         if verdict.flagged:
             raise errors.OutputFlagged(verdict.categories)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()

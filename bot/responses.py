@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -57,6 +58,11 @@ def describe_failure(error: BaseException) -> str:
     return "Something went wrong on my side and it has been logged. Please try again in a moment."
 
 
+def token_expired(error: discord.HTTPException) -> bool:
+    """Discord refuses an interaction's token after 15 minutes: 401 50027, or 404 Unknown Webhook/Interaction."""
+    return error.status == 401 or error.code in (50027, 10015, 10062)
+
+
 def is_expected(error: BaseException) -> bool:
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
@@ -74,36 +80,27 @@ async def send_failure(interaction: discord.Interaction, error: BaseException) -
         with contextlib.suppress(discord.HTTPException):
             await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True)
-    except discord.NotFound:
-        # The interaction expired (15 min): say it in the channel instead of dropping it.
-        channel = interaction.channel
-        if isinstance(channel, discord.abc.Messageable):
-            with contextlib.suppress(discord.HTTPException):
-                await channel.send(f"{interaction.user.mention} {text}")
-    except discord.HTTPException:
+    except discord.HTTPException as exc:
+        if token_expired(exc):
+            # The interaction expired (15 min): say it in the channel instead of dropping it.
+            channel = interaction.channel
+            if isinstance(channel, discord.abc.Messageable):
+                with contextlib.suppress(discord.HTTPException):
+                    await channel.send(f"{interaction.user.mention} {text}")
+                    return
         log.warning(
             "could not deliver a failure message for /%s",
             interaction.command.qualified_name if interaction.command else "?",
         )
+    except (aiohttp.ClientError, OSError) as exc:
+        # The connection to Discord dropped (network, shutdown): nothing more can be said to this user.
+        log.warning("could not deliver a failure message: %s", type(exc).__name__)
 
 
 class Editable(Protocol):
     async def edit(self, content: str) -> Any: ...
 
     async def delete(self) -> Any: ...
-
-
-class OriginalResponse:
-    """The deferred response of an interaction, as something a StreamingReply can edit."""
-
-    def __init__(self, interaction: discord.Interaction) -> None:
-        self.interaction = interaction
-
-    async def edit(self, content: str) -> Any:
-        return await self.interaction.edit_original_response(content=content)
-
-    async def delete(self) -> Any:
-        return await self.interaction.delete_original_response()
 
 
 class SentMessage:
@@ -117,6 +114,118 @@ class SentMessage:
 
     async def delete(self) -> Any:
         return await self.message.delete()
+
+
+class ExpiryFallback:
+    """Where an interaction's reply goes once Discord refuses its token (after 15 minutes).
+
+    Public replies continue in the channel, private ones in a DM, after one note saying why.
+    """
+
+    def __init__(self, interaction: discord.Interaction, *, private: bool = False) -> None:
+        self.interaction = interaction
+        self.private = private
+        self.used = False
+
+    def note(self) -> str:
+        command = self.interaction.command.qualified_name if self.interaction.command else "command"
+        where = "here in a DM" if self.private else "here in the channel"
+        return (
+            f"{self.interaction.user.mention} Your /{command} took longer than the 15 minutes Discord "
+            f"lets me edit a reply, so the answer continues {where}:"
+        )
+
+    async def send(self, content: str) -> SentMessage:
+        target: discord.abc.Messageable
+        if self.private:
+            target = await self.interaction.user.create_dm()
+        elif isinstance(self.interaction.channel, discord.abc.Messageable):
+            target = self.interaction.channel
+        else:
+            raise errors.BotError("the interaction's channel cannot receive messages")
+        if not self.used:
+            self.used = True
+            log.info(
+                "interaction token expired; continuing the reply in %s",
+                "a DM" if self.private else "the channel",
+            )
+            await target.send(self.note())
+        return SentMessage(await target.send(content))
+
+
+class _Relocatable:
+    """An interaction message that moves to its fallback when Discord refuses the interaction's token."""
+
+    def __init__(self, fallback: ExpiryFallback | None) -> None:
+        self.fallback = fallback
+        self.moved: Editable | None = None
+
+    async def _edit_here(self, content: str) -> Any:
+        raise NotImplementedError
+
+    async def _delete_here(self) -> Any:
+        raise NotImplementedError
+
+    async def edit(self, content: str) -> Any:
+        if self.moved is not None:
+            return await self.moved.edit(content)
+        try:
+            return await self._edit_here(content)
+        except discord.HTTPException as exc:
+            if self.fallback is None or not token_expired(exc):
+                raise
+            self.moved = await self.fallback.send(content)
+            return self.moved
+
+    async def delete(self) -> Any:
+        if self.moved is not None:
+            return await self.moved.delete()
+        return await self._delete_here()
+
+
+class OriginalResponse(_Relocatable):
+    """The deferred response of an interaction, as something a StreamingReply can edit."""
+
+    def __init__(self, interaction: discord.Interaction, fallback: ExpiryFallback | None = None) -> None:
+        super().__init__(fallback)
+        self.interaction = interaction
+
+    async def _edit_here(self, content: str) -> Any:
+        return await self.interaction.edit_original_response(content=content)
+
+    async def _delete_here(self) -> Any:
+        return await self.interaction.delete_original_response()
+
+
+class FollowupMessage(_Relocatable):
+    """A followup of an interaction; its edits use the interaction's token too."""
+
+    def __init__(self, message: discord.WebhookMessage, fallback: ExpiryFallback | None = None) -> None:
+        super().__init__(fallback)
+        self.message = message
+
+    async def _edit_here(self, content: str) -> Any:
+        return await self.message.edit(content=content)
+
+    async def _delete_here(self) -> Any:
+        return await self.message.delete()
+
+
+async def send_followup(
+    interaction: discord.Interaction,
+    content: str,
+    *,
+    ephemeral: bool = False,
+    fallback: ExpiryFallback | None = None,
+) -> Editable:
+    """A followup message, or (once the token expired) a message through `fallback`."""
+    try:
+        message = await interaction.followup.send(content, ephemeral=ephemeral, wait=True)
+    except discord.HTTPException as exc:
+        if fallback is None or not token_expired(exc):
+            raise
+        return await fallback.send(content)
+    return FollowupMessage(message, fallback)
 
 
 Creator = Callable[[str], Awaitable[Editable]]
@@ -169,7 +278,8 @@ class StreamingReply:
             self._last_flush = time.monotonic()
 
     async def _show(self, text: str) -> None:
-        pieces = [neutralize_mentions(p) for p in split_message(text)] or ["…"]
+        # Neutralise before splitting: the zero-width space it inserts must not push a piece past 2000.
+        pieces = split_message(neutralize_mentions(text)) or ["…"]
         for index, piece in enumerate(pieces):
             if index < len(self._shown) and self._shown[index] == piece:
                 continue

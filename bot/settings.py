@@ -53,8 +53,24 @@ class Settings:
     chat_model: str = _env_field("CHAT_MODEL", "gpt-5-mini")
     summary_model: str = _env_field("SUMMARY_MODEL", "gpt-5-mini")
     moderation_model: str = _env_field("MODERATION_MODEL", "omni-moderation-latest")
+    # Automatic channel moderation (see README, "Automatic moderation").
+    moderate_bot_messages: bool = _env_field("MODERATE_BOT_MESSAGES", False)
+    moderation_batch_window: float = _env_field("MODERATION_BATCH_WINDOW", 0.02)
+    moderation_batch_size: int = _env_field("MODERATION_BATCH_SIZE", 64)
+    moderation_concurrency: int = _env_field("MODERATION_CONCURRENCY", 8)
+    moderation_cache_seconds: float = _env_field("MODERATION_CACHE_SECONDS", 60.0)
+    moderation_retry_interval: float = _env_field("MODERATION_RETRY_INTERVAL", 15.0)
     image_model: str = _env_field("IMAGE_MODEL", "gpt-image-1.5")
     transcription_model: str = _env_field("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+    # /imagine and /transcribe (see README, "Images and transcription").
+    image_output_moderation: bool = _env_field("IMAGE_OUTPUT_MODERATION", True)
+    imagine_progress_interval: float = _env_field("IMAGINE_PROGRESS_INTERVAL", 5.0)
+    transcription_upload_limit: int = _env_field("TRANSCRIPTION_UPLOAD_LIMIT", 25 * 1024 * 1024)
+    transcript_max_messages: int = _env_field("TRANSCRIPT_MAX_MESSAGES", 3)
+    # /tldr (see README, "Summaries").
+    tldr_max_messages: int = _env_field("TLDR_MAX_MESSAGES", 1000)
+    tldr_chunk_tokens: int = _env_field("TLDR_CHUNK_TOKENS", 8000)
+    tldr_concurrency: int = _env_field("TLDR_CONCURRENCY", 4)
     history_token_budget: int = _env_field("HISTORY_TOKEN_BUDGET", 6000)
     max_answer_tokens: int = _env_field("MAX_ANSWER_TOKENS", 1200)
     system_prompt: str = _env_field(
@@ -66,9 +82,24 @@ class Settings:
     openai_timeout: float = _env_field("OPENAI_TIMEOUT", 60.0)
     openai_max_retries: int = _env_field("OPENAI_MAX_RETRIES", 2)
     stream_edit_interval: float = _env_field("STREAM_EDIT_INTERVAL", 1.0)
+    # Opt-in: moderate the prompt while the chat request already runs (see README, "Performance").
+    speculative_moderation: bool = _env_field("SPECULATIVE_MODERATION", False)
     allow_dms: bool = _env_field("ALLOW_DMS", False)
     sync_commands: bool = _env_field("SYNC_COMMANDS", True)
     log_level: str = _env_field("LOG_LEVEL", "INFO")
+    # On SIGTERM/SIGINT, requests in progress get this long to finish before they are told and stopped.
+    shutdown_grace: float = _env_field("SHUTDOWN_GRACE", 8.0)
+    # Cost control, access and privacy (README: "Cost control", "Data the bot stores").
+    prices_file: str | None = _env_field("PRICES_FILE")
+    user_daily_budget: float = _env_field("USER_DAILY_BUDGET", 1.0)
+    server_monthly_budget: float = _env_field("SERVER_MONTHLY_BUDGET", 25.0)
+    user_requests_per_minute: float = _env_field("USER_REQUESTS_PER_MINUTE", 20.0)
+    user_burst: int = _env_field("USER_BURST", 20)
+    server_max_concurrent_jobs: int = _env_field("SERVER_MAX_CONCURRENT_JOBS", 4)
+    server_queue_size: int = _env_field("SERVER_QUEUE_SIZE", 16)
+    quota_cooldown: float = _env_field("QUOTA_COOLDOWN", 600.0)
+    allowed_guild_ids: frozenset[int] = _env_field("ALLOWED_GUILD_IDS", frozenset())
+    retention_days: int = _env_field("RETENTION_DAYS", 90)
 
     @property
     def database_path(self) -> Path:
@@ -112,21 +143,66 @@ def _parse_non_negative_int(raw: str) -> int:
     return value
 
 
+def _parse_at_least_1000(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 1000:
+        raise ValueError("must be at least 1000")
+    return value
+
+
+def _parse_non_negative_float(raw: str) -> float:
+    value = float(raw.strip())
+    if value < 0 or value != value:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _parse_id_list(raw: str) -> frozenset[int]:
+    return frozenset(int(part) for part in raw.replace(",", " ").split())
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "history_token_budget": _parse_positive_int,
     "max_answer_tokens": _parse_positive_int,
+    "image_output_moderation": _parse_bool,
+    "imagine_progress_interval": _parse_positive_float,
+    "transcription_upload_limit": _parse_positive_int,
+    "transcript_max_messages": _parse_positive_int,
+    "tldr_max_messages": _parse_at_least_1000,
+    "tldr_chunk_tokens": _parse_at_least_1000,
+    "tldr_concurrency": _parse_positive_int,
     "openai_timeout": _parse_positive_float,
     "openai_max_retries": _parse_non_negative_int,
     "stream_edit_interval": _parse_positive_float,
+    "speculative_moderation": _parse_bool,
     "allow_dms": _parse_bool,
     "sync_commands": _parse_bool,
+    "shutdown_grace": _parse_non_negative_float,
+    "moderate_bot_messages": _parse_bool,
+    "moderation_batch_window": _parse_non_negative_float,
+    "moderation_batch_size": _parse_positive_int,
+    "moderation_concurrency": _parse_positive_int,
+    "moderation_cache_seconds": _parse_non_negative_float,
+    "moderation_retry_interval": _parse_positive_float,
+    "user_daily_budget": _parse_non_negative_float,
+    "server_monthly_budget": _parse_non_negative_float,
+    "user_requests_per_minute": _parse_positive_float,
+    "user_burst": _parse_positive_int,
+    "server_max_concurrent_jobs": _parse_positive_int,
+    "server_queue_size": _parse_non_negative_int,
+    "quota_cooldown": _parse_positive_float,
+    "allowed_guild_ids": _parse_id_list,
+    "retention_days": _parse_non_negative_int,
 }
 
 _EXPECTED: dict[Callable[[str], Any], str] = {
     _parse_positive_int: "a positive whole number",
     _parse_positive_float: "a positive number",
     _parse_non_negative_int: "a whole number, zero or more",
+    _parse_at_least_1000: "a whole number, at least 1000",
     _parse_bool: "true or false",
+    _parse_non_negative_float: "a number, zero or more",
+    _parse_id_list: "server ids separated by commas",
 }
 
 

@@ -15,14 +15,19 @@ from typing import Any
 
 import aiosqlite
 
+from bot import errors
+
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 Params = Sequence[Any] | dict[str, Any]
 
 
-class StoreError(Exception):
-    """The database could not be opened or written (permissions, disk full, corruption)."""
+class StoreError(errors.StorageUnavailable):
+    """The database could not be opened or written (permissions, disk full, corruption).
+
+    A domain error, so a command whose write fails tells its user why instead of "something went wrong".
+    """
 
 
 def bundled_migrations() -> list[tuple[int, str, str]]:
@@ -124,19 +129,32 @@ class Store:
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"the database is not writable: {exc}") from exc
+                raise self._failed("the database is not writable", exc) from exc
             try:
                 yield self._writer
             except BaseException as exc:
-                await self._writer.execute("ROLLBACK")
+                await self._rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"the database could not save: {exc}") from exc
+                    raise self._failed("the database could not save", exc) from exc
                 raise
             try:
                 await self._writer.execute("COMMIT")
             except sqlite3.Error as exc:
-                await self._writer.execute("ROLLBACK")
-                raise StoreError(f"the database could not save: {exc}") from exc
+                await self._rollback()
+                raise self._failed("the database could not save", exc) from exc
+
+    async def _rollback(self) -> None:
+        # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK must not
+        # replace the real error with "no transaction is active".
+        try:
+            await self._writer.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback after a failed write: no transaction was active")
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> StoreError:
+        # An admin must hear about a full or read-only disk even though users get a clear message.
+        log.warning("%s (%s): %s", what, self.path, exc)
+        return StoreError(f"{what}: {exc}")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement in its own transaction; returns the affected row count."""
@@ -145,12 +163,14 @@ class Store:
             return cursor.rowcount
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One trip to the connection's thread, not three (execute, fetch, close): under load each trip
+        # waits for a turn of a busy event loop (README, "Performance").
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        """The first row of a query that returns one row (a key lookup or an aggregate)."""
+        rows = await self._reader.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from functools import lru_cache
 from typing import Any
-
-import bpe_openai
 
 # Tokens the chat format adds around each message and to prime the reply (OpenAI's cookbook figures).
 TOKENS_PER_MESSAGE = 3
@@ -22,9 +22,22 @@ def encoding_name_for(model: str) -> str:
     return "o200k_base"
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=4)
 def _encoding(name: str) -> Any:
-    return bpe_openai.get_encoding(name)
+    # Imported and built on first use: the library and one encoding hold ~135 MB, which a bot that
+    # only moderates channels (or has not been asked anything yet) does not need (README, "Performance").
+    with _BUILD_LOCK:
+        import bpe_openai
+
+        return bpe_openai.get_encoding(name)
+
+
+async def load_encoding(model: str) -> None:
+    """Build `model`'s encoding in a worker thread, so the first count never stalls the event loop."""
+    await asyncio.to_thread(_encoding, encoding_name_for(model))
 
 
 class TokenCounter:
@@ -32,7 +45,11 @@ class TokenCounter:
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self._encoding = _encoding(encoding_name_for(model))
+        self._encoding_name = encoding_name_for(model)
+
+    @property
+    def _encoding(self) -> Any:
+        return _encoding(self._encoding_name)
 
     def count(self, text: str) -> int:
         if not text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -13,8 +14,16 @@ from discord.ext import commands
 from bot import errors
 from bot.app import OpenAIBot
 from bot.conversation import Answer, AskRequest, Conversations
-from bot.media import image_data_url
-from bot.responses import OriginalResponse, SentMessage, StreamingReply, describe_failure
+from bot.media import check_image_size, image_data_url
+from bot.responses import (
+    Editable,
+    ExpiryFallback,
+    OriginalResponse,
+    SentMessage,
+    StreamingReply,
+    describe_failure,
+    send_followup,
+)
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +36,18 @@ def render_answer(answer: Answer, max_tokens: int) -> str:
     if not answer.remembered:
         text += "\n-# (I could not save this exchange to the channel's memory)"
     return text
+
+
+def can_reply(message: discord.Message) -> bool:
+    """Whether the bot may post in the message's channel (threads need their own permission)."""
+    guild = message.guild
+    channel = message.channel
+    if guild is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        return True
+    permissions = channel.permissions_for(guild.me)
+    if isinstance(channel, discord.Thread):
+        return permissions.send_messages_in_threads
+    return permissions.send_messages
 
 
 def channel_guild_ids(channel: object, guild: discord.Guild | None) -> tuple[int, int]:
@@ -52,6 +73,8 @@ class Ask(commands.Cog):
         image: discord.Attachment | None = None,
         private: bool = False,
     ) -> None:
+        if image is not None:
+            check_image_size(image.filename, image.size)
         await interaction.response.defer(ephemeral=private, thinking=True)
         image_urls, image_names = [], []
         if image is not None:
@@ -68,11 +91,16 @@ class Ask(commands.Cog):
             tuple(image_names),
         )
 
-        async def create_followup(content: str) -> SentMessage:
-            return SentMessage(await interaction.followup.send(content, ephemeral=private, wait=True))
+        # A very slow answer can outlive the 15-minute token: it then continues in the channel (or a DM).
+        fallback = ExpiryFallback(interaction, private=private)
+
+        async def create_followup(content: str) -> Editable:
+            return await send_followup(interaction, content, ephemeral=private, fallback=fallback)
 
         reply = StreamingReply(
-            OriginalResponse(interaction), create_followup, interval=self.settings.stream_edit_interval
+            OriginalResponse(interaction, fallback),
+            create_followup,
+            interval=self.settings.stream_edit_interval,
         )
         try:
             answer = await self.conversations.ask(request, on_text=reply.update)
@@ -87,6 +115,13 @@ class Ask(commands.Cog):
             return
         if message.guild is None and not self.settings.allow_dms:
             return
+        if message.guild is not None and not can_reply(message):
+            # Nobody would see the answer: don't generate, bill or remember it.
+            log.info("cannot reply in channel %s: missing Send Messages", message.channel.id)
+            return
+        if not self.bot.in_flight.accepting:
+            return  # shutting down
+        self.bot.in_flight.track(lambda: self._tell(message, errors.ShuttingDown()))
         prompt = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
         guild_id, channel_id = channel_guild_ids(message.channel, message.guild)
         request = AskRequest(
@@ -101,12 +136,20 @@ class Ask(commands.Cog):
             async with message.channel.typing():
                 answer = await self.conversations.ask(request, on_text=reply.update)
             await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+        except asyncio.CancelledError:
+            # Cut short by the shutdown: no half answer stays behind (the drain tells the user why).
+            await reply.discard(keep_first=False)
+            raise
         except Exception as exc:
             await reply.discard(keep_first=False)
             if not isinstance(exc, errors.BotError | discord.HTTPException):
                 log.exception("mention reply failed (guild %s, channel %s)", guild_id, channel_id)
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(describe_failure(exc), mention_author=False)
+
+    async def _tell(self, message: discord.Message, error: BaseException) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await message.reply(describe_failure(error), mention_author=False)
 
     def _addresses_bot(self, message: discord.Message) -> bool:
         assert self.bot.user is not None

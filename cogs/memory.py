@@ -11,6 +11,7 @@ from bot.app import OpenAIBot
 from bot.history import History
 from bot.moderation import ModerationGate
 from bot.openai_gateway import CallContext
+from bot.privacy import Privacy
 
 MAX_PERSONA_CHARS = 1500
 
@@ -24,10 +25,28 @@ class Memory(commands.Cog):
         default_permissions=discord.Permissions(manage_channels=True),
     )
 
-    def __init__(self, bot: OpenAIBot, history: History, moderation: ModerationGate) -> None:
+    def __init__(
+        self, bot: OpenAIBot, history: History, moderation: ModerationGate, privacy: Privacy | None = None
+    ) -> None:
         self.bot = bot
         self.history = history
         self.moderation = moderation
+        self.privacy = privacy
+
+    @forget.command(name="me", description="Delete what the bot stores about you in this server")
+    async def forget_me(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None and self.privacy is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        report = await self.privacy.forget_user(interaction.guild_id, interaction.user.id)
+        await interaction.followup.send(
+            "Done. In this server I deleted "
+            f"{report.history_turns} conversation turn{'s' if report.history_turns != 1 else ''} "
+            "(your messages and my answers to them) and "
+            f"{report.moderation_records} moderation record{'s' if report.moderation_records != 1 else ''}, "
+            f"and removed your id from {report.ledger_rows} usage record"
+            f"{'s' if report.ledger_rows != 1 else ''} (their costs still count in the server's totals).",
+            ephemeral=True,
+        )
 
     @forget.command(name="channel", description="Forget this channel's conversation (Manage Messages)")
     @app_commands.checks.has_permissions(manage_messages=True)
@@ -69,4 +88,5 @@ class Memory(commands.Cog):
 
 
 async def setup(bot: OpenAIBot) -> None:
-    await bot.add_cog(Memory(bot, bot.services.history, bot.services.moderation))
+    services = bot.services
+    await bot.add_cog(Memory(bot, services.history, services.moderation, services.privacy))

@@ -78,6 +78,11 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI, **overrides: Any) -> 
         stream_edit_interval=0.05,
         openai_max_retries=2,
         openai_timeout=5.0,
+        # A test ending with work in flight waits at most this long at close (see bot/drain.py).
+        shutdown_grace=1.0,
+        # The quota breaker's pause: short, so a test that recovers from insufficient_quota sees the probe
+        # succeed on its next request; breaker tests set their own (tests/test_limits.py).
+        quota_cooldown=0.05,
     )
     return replace(base, **overrides)
 

@@ -33,7 +33,17 @@ async def ask(fake: FakeDiscord, world: World, prompt: str, *, channel: int | No
         channel_id=channel or world.channel_id,
         user_id=world.member_id,
     )
-    return await interaction.wait_done(timeout=10, settle=0.3)
+    # Done when the answer shows without the streaming cursor (or a failure was sent), then quiet briefly.
+    await interaction.wait_for(_answered, timeout=10)
+    return await interaction.wait_done(timeout=10, settle=0.1)
+
+
+def _answered(interaction) -> bool:  # type: ignore[no-untyped-def]
+    if interaction.followups and interaction.followups[-1].get("flags", 0) & 64 and interaction.original is None:
+        return True
+    original = interaction.original or {}
+    content = original.get("content") or ""
+    return bool(content) and not content.endswith("▌") and not interaction.loading
 
 
 async def test_round_trip_defers_then_answers(

@@ -280,6 +280,7 @@ class ChatMixin(FakeBase):
             events += [chunk([choice(i, {}, finish)]) for i in range(n)]
             if include_usage:
                 events.append(chunk([], usage))
+                rec.stream_usage = usage
             events.append(b"data: [DONE]\n\n")
 
         rec.stream = True

@@ -67,6 +67,7 @@ class RecordedRequest:
     status: int | None = None
     response_json: Any = None  # the JSON answered, when the answer was JSON
     stream: bool = False  # answered as an SSE stream
+    stream_usage: Any = None  # the usage chunk a stream sent (stream_options.include_usage)
     cancelled: bool = False  # the client went away before the answer was complete
     injected: str | None = None  # "error", "malformed", "hang", "stream_cut" or "down"
 

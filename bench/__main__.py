@@ -1,0 +1,134 @@
+"""`python -m bench` prints one table of every figure beside its baseline; `--smoke` is a seconds-long CI run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench import ask_latency, memory_bench, store_bench
+from bench.harness import Figure, Upstream
+
+SECTIONS = ("ask", "speculative", "moderation", "store", "memory")
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+    return f"{text} {unit}".strip()
+
+
+def render(figures: list[Figure]) -> str:
+    lines = [
+        "| Section | Figure | Value | Baseline | Ratio | Target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        baseline = f"{_fmt(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline is not None else "-"
+        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
+        target = f.target + (" ✅" if f.ok else " ❌" if f.ok is False else "") if f.target else ""
+        name = f"{f.name} ({f.note})" if f.note else f.name
+        lines.append(f"| {f.section} | {name} | {_fmt(f.value, f.unit)} | {baseline} | {ratio} | {target} |")
+    return "\n".join(lines)
+
+
+def moderation_figures(rows: list[dict[str, Any]], latency: float) -> list[Figure]:
+    """bench/moderation_throughput.py's rows (batched vs one request per message) as table rows."""
+    by_key = {(r["burst"], r["mode"]): r for r in rows}
+    figures: list[Figure] = []
+    top = max((r["burst"] for r in rows), default=0)
+    for size in sorted({r["burst"] for r in rows}):
+        batched, single = by_key.get((size, "batched")), by_key.get((size, "baseline"))
+        if batched is None or single is None:
+            continue
+        section = f"Channel moderation, burst of {size:,} (upstream {latency * 1000:.0f} ms)"
+        per_request = batched["messages_per_request"]
+        figures += [
+            Figure(section, "messages per second", batched["messages_per_s"], "msg/s",
+                   single["messages_per_s"], "one request per message"),
+            Figure(section, "messages per upstream request", per_request, "msg/req",
+                   single["messages_per_request"], "one request per message",
+                   ">= 16" if size == top else "", per_request >= 16 if size == top else None),
+            Figure(section, "p99 added delay (beyond upstream latency)", batched["p99_added_ms"], "ms",
+                   single["p99_added_ms"], "one request per message",
+                   "< 300 ms" if size == top else "", batched["p99_added_ms"] < 300 if size == top else None),
+        ]  # fmt: skip
+    return figures
+
+
+async def moderation_section(smoke: bool) -> tuple[list[Figure], str]:
+    try:
+        module = importlib.import_module("bench.moderation_throughput")
+    except ImportError:
+        return [], "channel moderation throughput skipped: bench/moderation_throughput.py is not there yet"
+    bursts, latency = ([20, 100], 0.01) if smoke else ([100, 1000, 5000], 0.1)
+    rows: list[dict[str, Any]] = await module.run(bursts, latency)
+    return moderation_figures(rows, latency), ""
+
+
+async def run(smoke: bool, only: set[str]) -> list[Figure]:
+    figures: list[Figure] = []
+    notes: list[str] = []
+    if smoke:
+        upstream = Upstream(moderation_latency=0.01, chat_ttft=0.02, chunk_delay=0.005, answer_chars=80)
+        speculative = Upstream(moderation_latency=0.03, chat_ttft=0.05, chunk_delay=0.005, answer_chars=80)
+        levels, asks, interval = [(1, 3), (5, 1)], 2, 0.05
+    else:
+        upstream = Upstream()
+        # moderation 300 ms; chat 1 s = 500 ms to the first token + 25 chunks 20 ms apart
+        speculative = Upstream(moderation_latency=0.3, chat_ttft=0.5, chunk_delay=0.02, answer_chars=200)
+        levels, asks, interval = [(1, 20), (50, 4), (200, 2)], 8, 1.0
+    steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
+        ("ask", lambda: ask_latency.overhead_figures(levels, upstream, interval)),
+        ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
+        ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
+        ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
+    ]
+    for name, step in steps:
+        if name in only:
+            started = time.monotonic()
+            figures += await step()
+            print(f"  {name}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+        if name == "speculative" and "moderation" in only:
+            started = time.monotonic()
+            more, note = await moderation_section(smoke)
+            figures += more
+            notes += [note] if note else []
+            print(f"  moderation: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    if smoke:
+        # Tiny sizes and latencies only prove the harness runs: judging targets on them would mislead.
+        for figure in figures:
+            figure.target, figure.ok = "", None
+    for note in notes:
+        print(f"note: {note}")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and latencies: seconds, for CI")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("discord").setLevel(logging.ERROR)
+    started = time.monotonic()
+    figures = asyncio.run(run(args.smoke, set(args.only)))
+    print(
+        f"\n`python -m bench{' --smoke' if args.smoke else ''}` on {platform.python_implementation()} "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs, {time.monotonic() - started:.0f} s:\n"
+    )
+    print(render(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""/ask end to end: the bot's overhead over the upstream, deferral, first visible token, speculative moderation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.harness import BenchWorld, Figure, Upstream, median, percentile
+from tests.fakes.discord_interactions import FakeInteraction
+
+CURSOR = "▌"
+DISCORD_DEADLINE = 3.0
+
+
+@dataclass(frozen=True)
+class AskSample:
+    """One /ask, timed by the fakes' own clocks (time.monotonic, shared with the bot's process)."""
+
+    deferral: float  # interaction created -> defer callback received
+    first_visible: float  # interaction created -> first edit showing answer text
+    first_visible_after_chat: float  # chat request received by the fake -> first edit showing text
+    end_to_end: float  # interaction created -> final edit (the whole answer, no cursor)
+    upstream: float  # time covered by the fake OpenAI's requests for this /ask (union of intervals)
+
+    @property
+    def overhead(self) -> float:
+        return self.end_to_end - self.upstream
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total = 0.0
+    current: tuple[float, float] | None = None
+    for start, end in sorted(intervals):
+        if current is None or start > current[1]:
+            if current is not None:
+                total += current[1] - current[0]
+            current = (start, end)
+        else:
+            current = (current[0], max(current[1], end))
+    if current is not None:
+        total += current[1] - current[0]
+    return total
+
+
+def _content(response: dict[str, Any]) -> str:
+    return str((response.get("json") or {}).get("content") or "")
+
+
+def _finished_text(response: dict[str, Any], ident: str) -> bool:
+    text = _content(response)
+    return response["kind"] == "edit_original" and text.startswith(ident) and not text.endswith(CURSOR)
+
+
+def _finished(fi: FakeInteraction, ident: str) -> bool:
+    return any(_finished_text(r, ident) for r in fi.responses) or bool(fi.followups)  # or a failure
+
+
+async def _wait_all(pending: dict[str, FakeInteraction], timeout: float) -> None:  # noqa: ASYNC109
+    """One poller for every interaction: polling cost stays flat as concurrency grows (times come from
+    the fake's records, so the poll interval does not affect the figures)."""
+    deadline = time.monotonic() + timeout
+    waiting = dict(pending)
+    while waiting:
+        for ident, fi in list(waiting.items()):
+            if _finished(fi, ident):
+                del waiting[ident]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(waiting)} /ask interactions unfinished after {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def _sample(world: BenchWorld, ident: str, fi: FakeInteraction, texts: dict[int, str]) -> AskSample:
+    callback = next(r for r in fi.responses if r["kind"] == "callback")
+    # Any text in this interaction's message is answer text (the first chunk may be shorter than ident).
+    edits = [r for r in fi.responses if r["kind"] == "edit_original" and _content(r).strip(CURSOR + " ")]
+    final = next((r for r in edits if _finished_text(r, ident)), None)
+    if final is None:
+        raise RuntimeError(f"/ask {ident} failed: {fi.all_text()[:200]!r}\n{world.bot_log()[-2000:]}")
+    mine = [r for r in world.openai.requests if ident in texts[id(r)]]
+    chat = next(r for r in mine if r.path.endswith("/chat/completions"))
+    intervals = [(r.time, r.end_time) for r in mine if r.end_time is not None]
+    return AskSample(
+        deferral=callback["time"] - fi.created,
+        first_visible=edits[0]["time"] - fi.created,
+        first_visible_after_chat=edits[0]["time"] - chat.time,
+        end_to_end=final["time"] - fi.created,
+        upstream=_union_length(intervals),
+    )
+
+
+async def run_asks(world: BenchWorld, concurrency: int, rounds: int, tag: str) -> list[AskSample]:
+    """`rounds` bursts of `concurrency` simultaneous /ask interactions, each in its own channel slot."""
+    samples: list[AskSample] = []
+    for round_no in range(rounds):
+
+        async def invoke(index: int, round_no: int = round_no) -> tuple[str, FakeInteraction]:
+            ident = f"Q{tag}r{round_no}i{index}"
+            prompt = f"{ident} what does the benchmark want to know this time, number {index}?"
+            fi = await world.discord.invoke(
+                "ask",
+                {"prompt": prompt},
+                guild_id=world.guild_id,
+                channel_id=world.channel_ids[index % len(world.channel_ids)],
+                user_id=world.member_ids[index % len(world.member_ids)],
+            )
+            return ident, fi
+
+        pending = dict(await asyncio.gather(*(invoke(i) for i in range(concurrency))))
+        await _wait_all(pending, timeout=120)
+        await asyncio.sleep(0.05)  # let the fake OpenAI close its records of the last answers
+        texts = {id(r): str(r.json) for r in world.openai.requests}
+        samples += [_sample(world, ident, fi, texts) for ident, fi in pending.items()]
+    return samples
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+async def overhead_figures(
+    levels: list[tuple[int, int]], upstream: Upstream, interval: float
+) -> list[Figure]:
+    """Overhead p50/p99 at each concurrency, deferral p99 at the highest, first visible token at 1."""
+    figures: list[Figure] = []
+    async with BenchWorld(upstream=upstream, settings={"stream_edit_interval": interval}) as world:
+        await run_asks(world, 1, 2, "warm")  # first-call costs (imports, connections) are not steady state
+        by_level = {c: await run_asks(world, c, rounds, f"c{c}") for c, rounds in levels}
+    top = max(by_level)
+    for concurrency, samples in by_level.items():
+        overheads = [s.overhead for s in samples]
+        upstream_median = median([s.upstream for s in samples])
+        section = f"/ask at {concurrency} concurrent ({len(samples)} asks)"
+        for q, limit in ((50, 5.0), (99, 50.0)):
+            figures.append(
+                Figure(
+                    section,
+                    f"bot overhead p{q} (end to end minus upstream)",
+                    ms(percentile(overheads, q)),
+                    "ms",
+                    ms(upstream_median),
+                    "upstream time p50",
+                    f"< {limit:g} ms" if concurrency == top else "",
+                    percentile(overheads, q) * 1000 < limit if concurrency == top else None,
+                )
+            )
+        figures.append(
+            Figure(
+                section,
+                "end to end p50",
+                ms(median([s.end_to_end for s in samples])),
+                "ms",
+                ms(upstream_median),
+                "upstream time p50",
+            )
+        )
+        deferral = percentile([s.deferral for s in samples], 99)
+        figures.append(
+            Figure(
+                section,
+                "time to deferral p99",
+                ms(deferral),
+                "ms",
+                ms(DISCORD_DEADLINE),
+                "Discord's deadline",
+                "< 500 ms" if concurrency == top else "",
+                deferral < 0.5 if concurrency == top else None,
+            )
+        )
+    single = by_level[min(by_level)]
+    figures.append(
+        Figure(
+            "Streaming (1 concurrent)",
+            "first visible token after the chat request started, p50",
+            ms(median([s.first_visible_after_chat for s in single])),
+            "ms",
+            ms(upstream.first_token),
+            "upstream's own time to first token",
+        )
+    )
+    figures.append(
+        Figure(
+            "Streaming (1 concurrent)",
+            "first visible token after the command, p50",
+            ms(median([s.first_visible for s in single])),
+            "ms",
+            ms(upstream.first_token + upstream.moderation_latency),
+            "upstream TTFT + prompt moderation",
+        )
+    )
+    return figures
+
+
+async def speculative_figures(upstream: Upstream, asks: int, interval: float) -> list[Figure]:
+    """The same /asks with moderation before the chat (default) and beside it (SPECULATIVE_MODERATION)."""
+    results: dict[bool, list[AskSample]] = {}
+    for on in (False, True):
+        settings = {"stream_edit_interval": interval, "speculative_moderation": on}
+        async with BenchWorld(upstream=upstream, settings=settings) as world:
+            await run_asks(world, 1, 1, "warm")
+            results[on] = await run_asks(world, 1, asks, "spec" if on else "seq")
+    section = (
+        f"Speculative moderation (moderation {ms(upstream.moderation_latency):.0f} ms, "
+        f"chat {ms(upstream.chat_ttft + upstream.chunk_delay * (upstream.answer_chars / upstream.chunk_chars)):.0f} ms)"
+    )
+    sequential, speculative = results[False], results[True]
+    first_ratio = median([s.first_visible for s in speculative]) / median(
+        [s.first_visible for s in sequential]
+    )
+    return [
+        Figure(
+            section,
+            "first visible token p50, speculative",
+            ms(median([s.first_visible for s in speculative])),
+            "ms",
+            ms(median([s.first_visible for s in sequential])),
+            "sequential (default)",
+            ">= 20% faster",
+            first_ratio <= 0.8,
+        ),
+        Figure(
+            section,
+            "whole answer p50, speculative",
+            ms(median([s.end_to_end for s in speculative])),
+            "ms",
+            ms(median([s.end_to_end for s in sequential])),
+            "sequential (default)",
+            note="includes the answer's own moderation, which cannot overlap",
+        ),
+    ]

@@ -1,0 +1,206 @@
+"""The bench world: the fake Discord and fake OpenAI in this process, the real bot in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.fake_openai import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Figure:
+    """One row of the table: a measured value beside its baseline from the same run."""
+
+    section: str
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+
+@dataclass
+class Upstream:
+    """How the fake OpenAI behaves: latencies in seconds and the streamed answer's shape."""
+
+    moderation_latency: float = 0.1
+    chat_ttft: float = 0.3  # the fake waits this long before its first byte
+    chunk_delay: float = 0.02  # then one chunk every chunk_delay
+    chunk_chars: int = 8
+    answer_chars: int = 240
+
+    @property
+    def first_token(self) -> float:
+        """The upstream's own time to first token: headers after chat_ttft, first text one chunk later."""
+        return self.chat_ttft + self.chunk_delay
+
+    def apply(self, fake: FakeOpenAI) -> None:
+        fake.moderation_latency = self.moderation_latency
+        fake.chat_latency = self.chat_ttft
+        fake.stream_chunk_delay = self.chunk_delay
+        fake.stream_chunk_chars = self.chunk_chars
+        length = self.answer_chars
+
+        def reply(body: dict[str, Any]) -> str:
+            tag = ""
+            for message in reversed(body.get("messages") or []):
+                if message.get("role") == "user" and isinstance(message.get("content"), str):
+                    tag = message["content"].split(" ", 1)[0]
+                    break
+            text = f"{tag} answers: " + "the quick brown fox jumps over the lazy dog " * (length // 40 + 1)
+            return text[:length].rstrip()
+
+        fake.chat_reply = reply
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, in MiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
+@dataclass
+class BenchWorld:
+    """A guild with channels and members in the fake Discord, the fake OpenAI, and the bot process."""
+
+    upstream: Upstream = field(default_factory=Upstream)
+    settings: dict[str, Any] = field(default_factory=dict)
+    channels: int = 20
+    members: int = 200
+    bare: bool = False  # a plain discord.py client instead of the bot (the memory baseline)
+    tweaks: dict[str, Any] = field(default_factory=dict)  # service attributes set once the bot is up
+    discord: FakeDiscord = field(init=False)
+    openai: FakeOpenAI = field(init=False)
+    guild_id: int = field(init=False, default=0)
+    channel_ids: list[int] = field(init=False, default_factory=list)
+    member_ids: list[int] = field(init=False, default_factory=list)
+    process: asyncio.subprocess.Process | None = field(init=False, default=None)
+    _tmp: str = field(init=False, default="")
+    _log: Any = field(init=False, default=None)
+
+    async def __aenter__(self) -> BenchWorld:
+        self._tmp = tempfile.mkdtemp(prefix="bench-")
+        self.discord = FakeDiscord()
+        self.openai = FakeOpenAI()
+        await self.discord.start()
+        await self.openai.start()
+        self.upstream.apply(self.openai)
+        self.guild_id = self.discord.add_guild("Bench Guild")
+        self.channel_ids = [self.discord.add_channel(self.guild_id, f"c{i}") for i in range(self.channels)]
+        self.member_ids = [self.discord.add_member(self.guild_id, name=f"u{i}") for i in range(self.members)]
+        await self._spawn()
+        return self
+
+    async def _spawn(self) -> None:
+        settings = {
+            "discord_token": FakeDiscord.DEFAULT_TOKEN,
+            "openai_api_key": self.openai.api_key,
+            "openai_base_url": self.openai.base_url,
+            "database_url": f"sqlite:///{self._tmp}/bot.db",
+            "log_level": "WARNING",
+            # One guild stands for many servers here: its per-server and per-user limits are lifted so
+            # the figures measure the bot's own cost, not its admission queue.
+            "server_max_concurrent_jobs": 100_000,
+            "server_queue_size": 100_000,
+            "user_requests_per_minute": 100_000.0,
+            "user_burst": 100_000,
+            "user_daily_budget": 1_000_000.0,
+            "server_monthly_budget": 1_000_000.0,
+            **self.settings,
+        }
+        config = {
+            "discord_url": self.discord.base_url,
+            "gateway_url": f"ws://127.0.0.1:{self.discord.port}/gateway",
+            "token": FakeDiscord.DEFAULT_TOKEN,
+            "settings": settings,
+            "bare": self.bare,
+            "tweaks": self.tweaks,
+        }
+        self._log = self._open_log()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.botproc",
+            json.dumps(config),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), 60)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"READY":
+            raise RuntimeError(f"the bot did not start:\n{self.bot_log()[-3000:]}")
+
+    def _open_log(self) -> Any:
+        return open(Path(self._tmp) / "bot.log", "wb")  # closed in __aexit__
+
+    def bot_log(self) -> str:
+        path = Path(self._tmp) / "bot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        await self.openai.close()
+        await self.discord.close()
+        if self._log is not None:
+            self._log.close()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self._tmp)

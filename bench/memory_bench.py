@@ -1,0 +1,67 @@
+"""Memory: the bot process's RSS at idle, and after many servers and messages, beside a bare discord.py client."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.ask_latency import run_asks
+from bench.harness import BenchWorld, Figure
+
+
+async def _settle(world: BenchWorld, seconds: float) -> float:
+    """RSS once the bot has been quiet for `seconds` (the highest of a few readings)."""
+    readings = []
+    for _ in range(4):
+        await asyncio.sleep(seconds / 4)
+        readings.append(world.rss_mb())
+    return max(readings)
+
+
+async def run(servers: int = 100, messages: int = 10_000, settle: float = 2.0) -> list[Figure]:
+    async with BenchWorld(bare=True, channels=1, members=2) as bare_world:
+        bare = await _settle(bare_world, settle)
+    async with BenchWorld(channels=1, members=2) as world:
+        idle = await _settle(world, settle)
+        channels: list[tuple[int, int]] = [(world.channel_ids[0], world.member_ids[0])]
+        for n in range(servers - 1):
+            guild = world.discord.add_guild(f"Server {n}")
+            channel = world.discord.add_channel(guild, "general")
+            members = [world.discord.add_member(guild, name=f"member{n}-{k}") for k in range(5)]
+            channels.append((channel, members[0]))
+        await asyncio.sleep(0.5)  # GUILD_CREATEs are flushed by background tasks
+        for n in range(messages):
+            channel, author = channels[n % len(channels)]
+            await world.discord.post_message(channel, author, f"message {n}: just chatting about the weather")
+        loaded = await _settle(world, settle)
+        await run_asks(world, 1, 3, "mem")
+        asked = await _settle(world, settle)
+    section = "Memory (RSS of the bot's process)"
+    return [
+        Figure(
+            section,
+            "idle, connected to 1 server",
+            idle,
+            "MiB",
+            bare,
+            "bare discord.py client",
+            "< 120 MiB",
+            idle < 120,
+        ),
+        Figure(
+            section,
+            f"after {servers} servers and {messages:,} messages",
+            loaded,
+            "MiB",
+            idle,
+            "the bot at idle",
+        ),
+        Figure(
+            section,
+            "then after 3 /ask (token encoding loaded)",
+            asked,
+            "MiB",
+            idle,
+            "the bot at idle",
+            note="the encoding loads on first use",
+        ),
+    ]

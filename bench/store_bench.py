@@ -1,0 +1,183 @@
+"""Store: turns appended per second, context assembly at 100,000 turns, database size per 100,000 turns."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import Figure, median, percentile
+from bot.conversation import AskRequest, Conversations
+from bot.history import Exchange, History
+from bot.moderation import ModerationGate
+from bot.openai_gateway import OpenAIGateway
+from bot.settings import Settings
+from bot.store import Store
+
+GUILD = 1
+LONG_CHANNEL = 10
+SHORT_CHANNEL = 11
+_WORDS = "the bot answers questions about python sqlite discord servers moderation tokens budgets".split()
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(words))
+
+
+def _exchange(rng: random.Random, channel: int, n: int, counter: Conversations) -> Exchange:
+    question = f"question {n}: " + _text(rng, 25)
+    answer = f"answer {n}: " + _text(rng, 90)
+    return Exchange(
+        GUILD,
+        channel,
+        100 + n % 50,
+        f"user{n % 50}",
+        question,
+        counter.counter.count(question),
+        1000,
+        answer,
+        counter.counter.count(answer),
+    )
+
+
+async def _fill(
+    store: Store, rng: random.Random, channel: int, turns: int, conversations: Conversations
+) -> None:
+    """Bulk-load `turns` turns in large transactions (the figure under test is reading, not loading)."""
+    question = "question: " + _text(rng, 25)
+    answer = "answer: " + _text(rng, 90)
+    q_tokens, a_tokens = conversations.counter.count(question), conversations.counter.count(answer)
+    now = time.time()
+    batch = 5000
+    for start in range(0, turns, batch):
+        rows = []
+        for n in range(start, min(turns, start + batch)):
+            user = n % 2 == 0
+            rows.append(
+                (
+                    GUILD,
+                    channel,
+                    100 if user else 1000,
+                    "user" if user else "",
+                    "user" if user else "assistant",
+                    f"{n} {question if user else answer}",
+                    q_tokens if user else a_tokens,
+                    now,
+                )
+            )
+        async with store.transaction() as db:
+            await db.executemany(
+                "INSERT INTO turns (guild_id, channel_id, author_id, author_name, role, content, tokens, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+
+def _raw_insert_rate(path: Path, exchanges: int) -> float:
+    """Baseline: plain sqlite3, one transaction per exchange (2 rows), same schema and pragmas."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE turns (id INTEGER PRIMARY KEY, guild_id INTEGER, channel_id INTEGER, author_id INTEGER, "
+        "author_name TEXT, role TEXT, content TEXT, tokens INTEGER, created_at REAL)"
+    )
+    db.execute("CREATE INDEX turns_by_channel ON turns (channel_id, id)")
+    row = (1, 1, 1, "u", "user", "question " * 20, 40, time.time())
+    started = time.perf_counter()
+    for _ in range(exchanges):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO turns (guild_id, channel_id, author_id, author_name, role, content, tokens, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [row, row],
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    db.close()
+    return 2 * exchanges / elapsed
+
+
+async def _assembly_times(conversations: Conversations, channel: int, runs: int) -> list[float]:
+    request = AskRequest(GUILD, channel, 100, "user", "what did we say about budgets?")
+    budget = conversations.settings.history_token_budget
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await conversations.build_context(request, budget)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+async def run(turns: int = 100_000, appends: int = 2000, runs: int = 200) -> list[Figure]:
+    rng = random.Random(6)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        settings = Settings(openai_api_key="unused", database_url=f"sqlite:///{tmp}/bot.db")
+        store = await Store.open(settings.database_path)
+        gateway = OpenAIGateway.from_settings(settings)
+        history = History(store)
+        conversations = Conversations(
+            history, gateway, ModerationGate(gateway), settings, bot_user_id=lambda: 1
+        )
+        try:
+            exchanges = [_exchange(rng, SHORT_CHANNEL + 1, n, conversations) for n in range(appends)]
+            started = time.perf_counter()
+            for exchange in exchanges:
+                await history.append(exchange)
+            rate = 2 * appends / (time.perf_counter() - started)
+            raw = _raw_insert_rate(Path(tmp) / "raw.db", appends)
+            figures.append(
+                Figure(
+                    "Store",
+                    "turns appended per second (History.append)",
+                    rate,
+                    "turns/s",
+                    raw,
+                    "plain sqlite3, same transactions",
+                )
+            )
+
+            await _fill(store, rng, SHORT_CHANNEL, 1000, conversations)
+            await _fill(store, rng, LONG_CHANNEL, turns, conversations)
+            short = await _assembly_times(conversations, SHORT_CHANNEL, runs)
+            long = await _assembly_times(conversations, LONG_CHANNEL, runs)
+            label = f"{turns:,}"
+            for q in (50, 99):
+                figures.append(
+                    Figure(
+                        "Store",
+                        f"context assembly p{q}, channel of {label} turns",
+                        percentile(long, q) * 1000,
+                        "ms",
+                        percentile(short, q) * 1000,
+                        "channel of 1,000 turns",
+                        "< 5 ms" if q == 50 else "",
+                        median(long) * 1000 < 5 if q == 50 else None,
+                    )
+                )
+
+            await store.execute("DELETE FROM turns WHERE channel_id != ?", (LONG_CHANNEL,))
+        finally:
+            await gateway.close()
+            await store.close()
+        vacuumed = Path(tmp) / "vacuumed.db"
+        db = sqlite3.connect(settings.database_path)
+        db.execute("VACUUM INTO ?", (str(vacuumed),))
+        db.close()
+        size = vacuumed.stat().st_size / 1024 / 1024 * (100_000 / turns)
+        text_bytes = sum(len(e.question) + len(e.answer) for e in exchanges) / (2 * len(exchanges))
+        figures.append(
+            Figure(
+                "Store",
+                "database size per 100,000 turns",
+                size,
+                "MiB",
+                text_bytes * 100_000 / 1024 / 1024,
+                "the turns' text alone",
+                note=f"~{text_bytes:.0f} characters per turn",
+            )
+        )
+    return figures

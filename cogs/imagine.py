@@ -1,0 +1,176 @@
+"""/imagine: a generated image with its prompt, a live progress line, and an "Again" button for its author."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import OpenAIBot
+from bot.discord_text import neutralize_mentions, preview
+from bot.imaging import ImageMaker, ImageResult
+from bot.openai_gateway import CallContext
+from bot.responses import is_expected, send_failure
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_OPTION = 4000  # the whole prompt fits in the result's embed (4096)
+# An "Again" button answers for 14 minutes: the result message can be edited (to drop the button) for 15.
+AGAIN_TIMEOUT = 14 * 60
+
+SIZE_CHOICES = [
+    app_commands.Choice(name="Square (1024×1024)", value="1024x1024"),
+    app_commands.Choice(name="Landscape (1536×1024)", value="1536x1024"),
+    app_commands.Choice(name="Portrait (1024×1536)", value="1024x1536"),
+    app_commands.Choice(name="Auto (the model chooses)", value="auto"),
+]
+QUALITY_CHOICES = [
+    app_commands.Choice(name="Low (fastest, cheapest)", value="low"),
+    app_commands.Choice(name="Medium", value="medium"),
+    app_commands.Choice(name="High (slowest)", value="high"),
+    app_commands.Choice(name="Auto (the model chooses)", value="auto"),
+]
+
+
+def format_elapsed(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+
+
+def progress_line(seconds: float) -> str:
+    return f"🎨 Generating your image… {format_elapsed(seconds)} elapsed (this usually takes 10 to 90 s)"
+
+
+def result_embed(result: ImageResult, model: str) -> discord.Embed:
+    # A 4000-character prompt full of @here grows when neutralised: cut it to the embed's 4096 after.
+    embed = discord.Embed(title="Prompt", description=preview(neutralize_mentions(result.prompt), 4096))
+    if result.revised_prompt:
+        embed.add_field(
+            name="Revised prompt",
+            # Neutralise first: the zero-width spaces must not push the field past its 1024 limit.
+            value=preview(neutralize_mentions(result.revised_prompt), 1024),
+            inline=False,
+        )
+    footer = f"{model} · size {result.size} · quality {result.quality}"
+    if result.reencoded:
+        footer += " · re-encoded to fit this server's upload limit"
+    embed.set_footer(text=footer)
+    embed.set_image(url=f"attachment://{result.filename}")
+    return embed
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: OpenAIBot, maker: ImageMaker, settings: Settings) -> None:
+        self.bot = bot
+        self.maker = maker
+        self.settings = settings
+        self.progress_interval = settings.imagine_progress_interval
+
+    @app_commands.command(name="imagine", description="Generate an image from a description.")
+    @app_commands.describe(
+        prompt="What the image should show",
+        size="Image size (default: auto)",
+        quality="Image quality (default: auto); higher is slower and costs more",
+    )
+    @app_commands.choices(size=SIZE_CHOICES, quality=QUALITY_CHOICES)
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_OPTION],
+        size: app_commands.Choice[str] | None = None,
+        quality: app_commands.Choice[str] | None = None,
+    ) -> None:
+        await self.generate(
+            interaction, prompt, size.value if size else "auto", quality.value if quality else "auto"
+        )
+
+    async def generate(self, interaction: discord.Interaction, prompt: str, size: str, quality: str) -> None:
+        """Defer, show elapsed time while the image is made, then replace the progress line with the image."""
+        await interaction.response.defer(thinking=True)
+        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "imagine")
+        started = time.monotonic()
+        job = asyncio.create_task(
+            self.maker.imagine(
+                prompt,
+                size=size,
+                quality=quality,
+                upload_limit=interaction.filesize_limit,
+                context=context,
+            ),
+            name="imagine",
+        )
+        try:
+            while not job.done():
+                await asyncio.wait({job}, timeout=self.progress_interval)
+                if not job.done():
+                    # A lost progress edit is harmless: the next one (or the result) replaces it.
+                    with contextlib.suppress(discord.HTTPException):
+                        await interaction.edit_original_response(
+                            content=progress_line(time.monotonic() - started)
+                        )
+        finally:
+            if not job.done():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+        result = job.result()  # a failure goes to the tree's (or the view's) error handler
+        view = AgainView(self, interaction.user.id, prompt, size, quality)
+        view.message = await interaction.edit_original_response(
+            content=None,
+            embed=result_embed(result, self.settings.image_model),
+            attachments=[discord.File(io.BytesIO(result.data), filename=result.filename)],
+            view=view,
+        )
+
+
+class AgainView(discord.ui.View):
+    """The "Again" button: the same prompt, size and quality, for the user who asked only."""
+
+    def __init__(self, cog: Imagine, owner_id: int, prompt: str, size: str, quality: str) -> None:
+        super().__init__(timeout=AGAIN_TIMEOUT)
+        self.cog = cog
+        self.owner_id = owner_id
+        self.prompt = prompt
+        self.size = size
+        self.quality = quality
+        self.message: discord.InteractionMessage | None = None
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(
+            "Only the person who asked for this image can press Again. Use /imagine for your own.",
+            ephemeral=True,
+        )
+        return False
+
+    @discord.ui.button(label="Again", emoji="🔁", style=discord.ButtonStyle.secondary)
+    async def again(self, interaction: discord.Interaction, button: discord.ui.Button[AgainView]) -> None:
+        await self.cog.generate(interaction, self.prompt, self.size, self.quality)
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        if not is_expected(error):
+            log.error("the Again button failed (guild %s)", interaction.guild_id, exc_info=error)
+        await send_failure(interaction, error)
+        await self.cog.bot.after_command_error(interaction, error)
+
+    async def on_timeout(self) -> None:
+        if self.message is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self.message.edit(view=None)
+
+
+async def setup(bot: OpenAIBot) -> None:
+    services = bot.services
+    assert services.images is not None
+    await bot.add_cog(Imagine(bot, services.images, services.settings))

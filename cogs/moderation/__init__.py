@@ -1,0 +1,23 @@
+"""Automatic moderation: the channel listener, mod-log buttons and the /moderation admin commands."""
+
+from __future__ import annotations
+
+from bot.app import OpenAIBot
+from cogs.moderation.actions import ModerationActions
+from cogs.moderation.commands import ModerationCommands
+from cogs.moderation.listener import ModerationEvents
+from cogs.moderation.modlog import ModlogButton
+
+
+async def setup(bot: OpenAIBot) -> None:
+    moderator = bot.services.channel_moderation
+    if moderator is None:
+        raise RuntimeError("build_services did not build the channel moderator")
+    actions = ModerationActions(bot, moderator)
+    await bot.add_cog(ModerationEvents(bot, moderator, actions, bot.settings.moderation_retry_interval))
+    await bot.add_cog(ModerationCommands(moderator))
+    bot.add_dynamic_items(ModlogButton)
+
+
+async def teardown(bot: OpenAIBot) -> None:
+    bot.remove_dynamic_items(ModlogButton)

@@ -1,0 +1,203 @@
+"""Discord effects of a moderation decision: delete, warn, timeout, mod-log, and missing-permission reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+
+import discord
+
+from bot.channel_moderation import ChannelModerator, Outcome
+from bot.moderation_policy import Policy
+from bot.moderation_queue import MessageSubject
+from cogs.moderation.modlog import Effects, action_embed, action_view, duration
+
+log = logging.getLogger(__name__)
+NOTICE_SECONDS = 20.0
+PERMISSION_PURPOSE = {
+    "Manage Messages": "delete flagged messages",
+    "Timeout Members": "time out members (or their role is above mine)",
+    "Send Messages": "post warnings or the mod-log",
+}
+
+
+class ModerationActions:
+    """Applies outcomes on Discord. Failures become reports, never exceptions: a refused delete is a
+    missing permission to tell the server about (once), not a crash and not a silent failure."""
+
+    def __init__(self, bot: discord.Client, moderator: ChannelModerator) -> None:
+        self.bot = bot
+        self.moderator = moderator
+        self.notice_seconds = NOTICE_SECONDS
+        self._reported: set[tuple[int, str]] = set()
+        self._warned_no_modlog: set[int] = set()
+        self._notice_tasks: set[asyncio.Task[None]] = set()
+
+    async def apply(self, subject: MessageSubject, outcome: Outcome) -> Effects:
+        decision = outcome.decision
+        assert decision is not None
+        effects = Effects()
+        if decision.action in ("delete", "warn"):
+            await self._delete(subject, outcome.policy, effects)
+        if decision.action == "warn":
+            effects.warned = await self._warn(subject, outcome)
+        if outcome.timeout_seconds:
+            reason = f"{outcome.strikes} moderation strikes"
+            if await self.timeout(subject.guild_id, subject.author_id, outcome.timeout_seconds, reason):
+                effects.timed_out = outcome.timeout_seconds
+            else:
+                effects.problems.append("timeout failed")
+        await self.moderator.actions.set_effects(
+            outcome.action_id, deleted=effects.deleted, warned=effects.warned, timed_out=effects.timed_out
+        )
+        embed = action_embed(subject, outcome, effects)
+        if outcome.policy.modlog_channel_id is None:
+            # No mod-log yet: the bot's own log gets the facts, never the content.
+            log.info(
+                "moderation: action %s in server %s channel %s message %s author %s: %s -> %s",
+                outcome.action_id,
+                subject.guild_id,
+                subject.channel_id,
+                subject.message_id,
+                subject.author_id,
+                ",".join(decision.categories),
+                decision.action,
+            )
+        else:
+            await self.post_modlog(outcome.policy, embed=embed, view=action_view(outcome.action_id))
+        return effects
+
+    async def _delete(self, subject: MessageSubject, policy: Policy, effects: Effects) -> None:
+        channel = self.bot.get_partial_messageable(subject.channel_id, guild_id=subject.guild_id)
+        try:
+            await channel.get_partial_message(subject.message_id).delete()
+            effects.deleted = True
+        except discord.NotFound:
+            effects.already_gone = True  # deleted before the verdict, or the channel is gone
+        except discord.Forbidden:
+            effects.problems.append("could not delete: missing Manage Messages")
+            await self.report_missing(policy, "Manage Messages", subject.channel_id)
+        except discord.HTTPException as exc:
+            effects.problems.append("could not delete (Discord error)")
+            log.warning("deleting a flagged message failed: HTTP %s", exc.status)
+
+    async def _warn(self, subject: MessageSubject, outcome: Outcome) -> str:
+        assert outcome.decision is not None
+        guild = self.bot.get_guild(subject.guild_id)
+        where = f"<#{subject.channel_id}>" + (f" ({guild.name})" if guild else "")
+        text = (
+            f"Your message in {where} was removed: automatic moderation flagged it for "
+            f"{', '.join(outcome.decision.categories)}."
+        )
+        limit = outcome.policy.strikes_to_timeout
+        if limit and outcome.strikes:
+            text += f" This is strike {outcome.strikes} of {limit}; at {limit} you are timed out."
+        try:
+            dm = await self.bot.create_dm(discord.Object(subject.author_id))
+            await dm.send(text)
+            return "dm"
+        except discord.HTTPException:
+            pass  # DMs closed: a short-lived notice in the channel instead
+        notice = f"<@{subject.author_id}>, a message of yours was removed: flagged for " + ", ".join(
+            outcome.decision.categories
+        )
+        channel = self.bot.get_partial_messageable(subject.channel_id, guild_id=subject.guild_id)
+        try:
+            sent = await channel.send(notice + ".")
+        except discord.Forbidden:
+            await self.report_missing(outcome.policy, "Send Messages", subject.channel_id)
+            return "failed"
+        except discord.HTTPException:
+            return "failed"
+        task = asyncio.create_task(self._expire(sent), name="moderation-notice")
+        self._notice_tasks.add(task)
+        task.add_done_callback(self._notice_tasks.discard)
+        return "channel"
+
+    async def _expire(self, message: discord.Message) -> None:
+        await asyncio.sleep(self.notice_seconds)
+        with contextlib.suppress(discord.HTTPException):
+            await message.delete()
+
+    async def timeout(self, guild_id: int, user_id: int, seconds: float, reason: str) -> bool:
+        guild = self.bot.get_guild(guild_id)
+        if guild is None:
+            return False
+        try:
+            member = await guild.fetch_member(user_id)
+            await member.timeout(dt.timedelta(seconds=seconds), reason=reason)
+        except discord.Forbidden:
+            policy = await self.moderator.policies.get(guild_id)
+            await self.report_missing(policy, "Timeout Members", None)
+            return False
+        except discord.HTTPException as exc:
+            log.warning("timing out a member failed: HTTP %s", exc.status)
+            return False
+        return True
+
+    async def post_modlog(
+        self,
+        policy: Policy,
+        *,
+        content: str | None = None,
+        embed: discord.Embed | None = None,
+        view: discord.ui.View | None = None,
+    ) -> bool:
+        if policy.modlog_channel_id is None:
+            if policy.guild_id not in self._warned_no_modlog:
+                self._warned_no_modlog.add(policy.guild_id)
+                log.warning(
+                    "moderation in server %s has no mod-log channel (`/moderation log-channel`)",
+                    policy.guild_id,
+                )
+            return False
+        channel = self.bot.get_partial_messageable(policy.modlog_channel_id, guild_id=policy.guild_id)
+        try:
+            if view is not None:
+                await channel.send(content=content, embed=embed, view=view)  # type: ignore[arg-type]
+            else:
+                await channel.send(content=content, embed=embed)  # type: ignore[arg-type]
+        except discord.HTTPException as exc:
+            log.warning("posting to the mod-log of server %s failed: HTTP %s", policy.guild_id, exc.status)
+            return False
+        return True
+
+    async def report_missing(self, policy: Policy, permission: str, channel_id: int | None) -> None:
+        """Once per server and permission, in plain words in the mod-log (or the bot's log)."""
+        key = (policy.guild_id, permission)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        where = f" in <#{channel_id}>" if channel_id else ""
+        text = (
+            f"I am missing the **{permission}** permission{where}, so I cannot "
+            f"{PERMISSION_PURPOSE.get(permission, 'act')}. Grant it to my role; "
+            "until then moderation only logs. (Reported once.)"
+        )
+        log.warning("moderation in server %s is missing the %s permission", policy.guild_id, permission)
+        await self.post_modlog(policy, content=text)
+
+    async def report_outage(self, policy: Policy, reason: str) -> None:
+        queued = await self.moderator.queue.count(policy.guild_id)
+        if reason == "quota":
+            text = (
+                "The bot's OpenAI account has no credit left (`insufficient_quota`), so the Moderation "
+                "endpoint refuses every request. Messages are kept in a queue "
+                f"({queued} so far) and moderated once credit is added. (Reported once.)"
+            )
+        else:
+            text = (
+                "The Moderation endpoint is failing right now. Messages are kept in a durable queue "
+                f"({queued} so far) and moderated when it recovers. (Reported once per outage.)"
+            )
+        await self.post_modlog(policy, content=text)
+
+    async def close(self) -> None:
+        for task in list(self._notice_tasks):
+            task.cancel()
+        await asyncio.gather(*self._notice_tasks, return_exceptions=True)
+
+
+__all__ = ["ModerationActions", "duration"]

@@ -1,0 +1,207 @@
+"""Every channel message and edit through moderation; the outage queue drained in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot import errors
+from bot.channel_moderation import ChannelModerator
+from bot.moderation_queue import MessageSubject
+from bot.store import StoreError
+from cogs.moderation.actions import ModerationActions
+from cogs.moderation.modlog import COG_NAME, action_embed, duration
+
+log = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+def _is_image(attachment: discord.Attachment) -> bool:
+    if attachment.content_type:
+        return attachment.content_type.startswith("image/")
+    return attachment.filename.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def image_urls(message: discord.Message) -> tuple[str, ...]:
+    """Image attachments and image embeds (link previews of images, and rich embeds' images)."""
+    urls = [a.url for a in message.attachments if _is_image(a)]
+    for embed in message.embeds:
+        if embed.image and embed.image.url:
+            urls.append(embed.image.url)
+        if embed.type in ("image", "gifv") and embed.thumbnail and embed.thumbnail.url:
+            urls.append(embed.thumbnail.url)
+    return tuple(dict.fromkeys(urls))
+
+
+def subject_from_message(message: discord.Message, bot_user_id: int, source: str) -> MessageSubject | None:
+    if message.guild is None or message.author.id == bot_user_id or message.is_system():
+        return None
+    roles = tuple(role.id for role in getattr(message.author, "roles", []) or [])
+    return MessageSubject(
+        guild_id=message.guild.id,
+        channel_id=message.channel.id,
+        message_id=message.id,
+        author_id=message.author.id,
+        text=message.content or "",
+        image_urls=image_urls(message),
+        role_ids=roles,
+        parent_channel_id=getattr(message.channel, "parent_id", None),
+        author_is_bot=message.author.bot or message.webhook_id is not None,
+        source=source,
+        jump_url=message.jump_url,
+    )
+
+
+class ModerationEvents(commands.Cog, name=COG_NAME):
+    """Listens to messages; the verdicts come from the core, the effects from ModerationActions."""
+
+    def __init__(
+        self,
+        bot: commands.Bot,
+        moderator: ChannelModerator,
+        actions: ModerationActions,
+        retry_interval: float,
+    ) -> None:
+        self.bot = bot
+        self.moderator = moderator
+        self.actions = actions
+        self.retry_interval = retry_interval
+        self._drainer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def cog_load(self) -> None:
+        self._drainer = asyncio.create_task(self._drain_forever(), name="moderation-queue-drainer")
+
+    async def cog_unload(self) -> None:
+        self._closing = True
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+        await self.actions.close()
+
+    @property
+    def bot_user_id(self) -> int:
+        return self.bot.user.id if self.bot.user else 0
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        subject = subject_from_message(message, self.bot_user_id, "message")
+        if subject is not None:
+            await self.process(subject)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        message = payload.message
+        before = payload.cached_message
+        if (
+            before is not None
+            and before.content == message.content
+            and image_urls(before) == image_urls(message)
+        ):
+            return  # an embed resolved or a pin changed: nothing new to judge
+        subject = subject_from_message(message, self.bot_user_id, "edit")
+        if subject is not None:
+            await self.process(subject)
+
+    async def process(self, subject: MessageSubject) -> None:
+        try:
+            outcome = await self.moderator.moderate(subject)
+        except errors.BotError as exc:
+            log.warning(
+                "a message could not be moderated in server %s: %s", subject.guild_id, type(exc).__name__
+            )
+            return
+        except Exception:
+            if self._closing:
+                # Shutting down mid-verdict: the database or client is already closing.
+                log.info("a message in server %s was not moderated: the bot is stopping", subject.guild_id)
+                return
+            raise
+        if outcome.status == "acted":
+            await self.actions.apply(subject, outcome)
+        elif outcome.status == "queued" and outcome.notify and not self._breaker_reports(outcome.reason):
+            await self.actions.report_outage(outcome.policy, outcome.reason)
+
+    def _breaker_reports(self, reason: str) -> bool:
+        """The quota breaker (cost control) already tells each server's mod-log about insufficient_quota
+        once per outage; a second notice from moderation would be noise."""
+        services = getattr(self.bot, "services", None)
+        return reason == "quota" and getattr(services, "limits", None) is not None
+
+    async def drain_once(self) -> tuple[int, bool]:
+        """Moderate what waits in the queue: (messages done, whether the endpoint still fails)."""
+        done, failing = await self.moderator.drain()
+        for subject, outcome in done:
+            if outcome.status == "acted":
+                await self.actions.apply(subject, outcome)
+        return len(done), failing
+
+    async def _drain_forever(self) -> None:
+        delay = 0.0  # at start-up: catch up at once on what a restart left in the queue
+        failures = 0
+        while True:
+            await asyncio.sleep(delay)
+            done, failing = 0, False
+            try:
+                if self.moderator.outage is not None or await self.moderator.queue.count():
+                    done, failing = await self.drain_once()
+            except StoreError:
+                log.warning("the moderation queue could not be read or written", exc_info=True)
+                failing = True
+            if failing:
+                # Back off while the endpoint fails, up to 4x the interval.
+                failures += 1
+                delay = self.retry_interval * min(4, 2 ** (failures - 1))
+            else:
+                failures = 0
+                delay = 0.0 if done else self.retry_interval
+
+    # -- mod-log buttons --------------------------------------------------------------------------
+
+    async def timeout_from_modlog(self, interaction: discord.Interaction[Any], action_id: int) -> None:
+        record = await self.moderator.actions.get(action_id)
+        if record is None or record.guild_id != interaction.guild_id:
+            raise errors.InvalidInput("That moderation entry no longer exists.")
+        policy = await self.moderator.policies.get(record.guild_id)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reason = f"mod-log action #{action_id}, by {interaction.user}"
+        if not await self.actions.timeout(record.guild_id, record.author_id, policy.timeout_seconds, reason):
+            raise errors.InvalidInput(
+                "I could not time out that member: they left, or I lack the Timeout Members permission "
+                "(or their role is above mine)."
+            )
+        await self.moderator.actions.add_timeout(action_id, policy.timeout_seconds)
+        await interaction.followup.send(
+            f"<@{record.author_id}> is timed out for {duration(policy.timeout_seconds)}.", ephemeral=True
+        )
+
+    async def false_positive(self, interaction: discord.Interaction[Any], action_id: int) -> None:
+        record = await self.moderator.actions.get(action_id)
+        if record is None or record.guild_id != interaction.guild_id:
+            raise errors.InvalidInput("That moderation entry no longer exists.")
+        marked = await self.moderator.actions.mark_false_positive(action_id, interaction.user.id)
+        cleared = await self.moderator.strikes.clear_for_action(action_id)
+        text = (
+            f"Recorded as a false positive; {cleared} strike{'s' if cleared != 1 else ''} cleared."
+            if marked
+            else "This entry was already marked as a false positive."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+        if marked and interaction.message is not None and interaction.message.embeds:
+            embed = interaction.message.embeds[0]
+            embed.colour = discord.Colour.light_grey()
+            embed.add_field(
+                name="Review", value=f"False positive (by <@{interaction.user.id}>)", inline=False
+            )
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.message.edit(embed=embed)
+
+
+__all__ = ["ModerationEvents", "action_embed", "image_urls", "subject_from_message"]

@@ -1,0 +1,150 @@
+"""/tldr: summarise the channel's recent conversation from Discord's history, with jump links."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import errors
+from bot.app import OpenAIBot
+from bot.discord_text import neutralize_mentions, split_message
+from bot.durations import format_duration, parse_duration
+from bot.moderation import ModerationGate
+from bot.openai_gateway import CallContext
+from bot.settings import Settings
+from bot.summaries import SourceMessage, Summarizer, Summary
+
+DEFAULT_COUNT = 100
+MAX_NAMED_PARTICIPANTS = 20
+_CONVERSATION_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+def _timestamp(when: dt.datetime, style: str) -> str:
+    return f"<t:{int(when.timestamp())}:{style}>"
+
+
+def render_summary(summary: Summary, *, skipped: int, capped_at: int | None) -> str:
+    """The posted text: a header with the span and the participants, the summary, then small notes."""
+    plural = "s" if summary.message_count != 1 else ""
+    names = [
+        f"{discord.utils.escape_markdown(p.name)} ({p.messages})"
+        for p in summary.participants[:MAX_NAMED_PARTICIPANTS]
+    ]
+    others = len(summary.participants) - MAX_NAMED_PARTICIPANTS
+    if others > 0:
+        names.append(f"and {others} more")
+    lines = [
+        f"**TL;DR** of {summary.message_count} message{plural}, "
+        f"{_timestamp(summary.first_at, 'f')} to {_timestamp(summary.last_at, 't')}",
+        f"**Participants:** {', '.join(names)}",
+        "",
+        summary.text,
+    ]
+    notes = []
+    if summary.chunk_count > 1:
+        notes.append(f"read in {summary.chunk_count} parts summarised in parallel")
+    if skipped:
+        notes.append(f"{skipped} bot or empty message{'s' if skipped != 1 else ''} skipped")
+    if capped_at is not None:
+        notes.append(f"count capped at {capped_at}")
+    if summary.truncated:
+        notes.append("the model hit its length limit, so some points may be short")
+    if notes:
+        lines.append(f"-# {'; '.join(notes)}")
+    return "\n".join(lines)
+
+
+def nothing_said(read: int, window: dt.timedelta | None) -> str:
+    if window is not None:
+        return f"nobody wrote anything in the last {format_duration(window)}."
+    if read == 0:
+        return "this channel has no messages yet."
+    return f"the last {read} message{'s' if read != 1 else ''} here are only from bots or have no text."
+
+
+def is_conversation(message: discord.Message, bot_user_id: int) -> bool:
+    """People's messages with text: no bots (this one included), no system or text-less messages."""
+    return (
+        not message.author.bot
+        and message.author.id != bot_user_id
+        and message.type in _CONVERSATION_TYPES
+        and bool(message.content.strip())
+    )
+
+
+def to_record(message: discord.Message) -> SourceMessage:
+    reference = message.reference
+    return SourceMessage(
+        id=message.id,
+        author_id=message.author.id,
+        author_name=message.author.display_name,
+        content=message.content,
+        jump_url=message.jump_url,
+        created_at=message.created_at,
+        reply_to_id=reference.message_id if reference is not None else None,
+    )
+
+
+class Tldr(commands.Cog):
+    def __init__(
+        self, bot: OpenAIBot, summarizer: Summarizer, moderation: ModerationGate, settings: Settings
+    ) -> None:
+        self.bot = bot
+        self.summarizer = summarizer
+        self.moderation = moderation
+        self.settings = settings
+
+    @app_commands.command(name="tldr", description="Summarise this channel's recent conversation.")
+    @app_commands.describe(
+        count="How many recent messages to read (default 100, or all within `since`)",
+        since="Only messages from this long ago, like 30m, 2h, 1d or 1h30m",
+        private="Only you see the summary",
+    )
+    @app_commands.guild_only()
+    @app_commands.checks.has_permissions(view_channel=True, read_message_history=True)
+    @app_commands.checks.bot_has_permissions(view_channel=True, read_message_history=True)
+    async def tldr(
+        self,
+        interaction: discord.Interaction,
+        count: app_commands.Range[int, 1] | None = None,
+        since: str | None = None,
+        private: bool = False,
+    ) -> None:
+        # Parsed before deferring: a typo gets its explanation at once, as the interaction's own reply.
+        window = parse_duration(since) if since else None
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        channel = interaction.channel
+        if not isinstance(channel, discord.abc.Messageable):
+            raise errors.InvalidInput("I can only summarise text channels and threads.")
+        cap = self.settings.tldr_max_messages
+        wanted = count if count is not None else (cap if window is not None else DEFAULT_COUNT)
+        limit = min(wanted, cap)
+        cutoff = discord.utils.utcnow() - window if window is not None else None
+        records: list[SourceMessage] = []
+        read = skipped = 0
+        # Only messages from before the command: the reply's own placeholder must not take a slot.
+        before = discord.Object(id=interaction.id)
+        async for message in channel.history(limit=limit, before=before, after=cutoff, oldest_first=False):
+            read += 1
+            if is_conversation(message, self.bot.bot_user_id):
+                records.append(to_record(message))
+            elif message.author.id != self.bot.bot_user_id:
+                # The bot's own earlier replies are expected here; only other skips are worth a note.
+                skipped += 1
+        if not records:
+            raise errors.NothingToSummarise(nothing_said(read, window))
+        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "tldr")
+        summary = await self.summarizer.summarise(records, context=context)
+        text = render_summary(summary, skipped=skipped, capped_at=cap if wanted > cap else None)
+        await self.moderation.require_clean_output(text, context=context)
+        for piece in split_message(neutralize_mentions(text)):
+            await interaction.followup.send(piece, ephemeral=private)
+
+
+async def setup(bot: OpenAIBot) -> None:
+    services = bot.services
+    assert services.summarizer is not None, "build_services builds the summarizer"
+    await bot.add_cog(Tldr(bot, services.summarizer, services.moderation, services.settings))

@@ -1,0 +1,187 @@
+"""/transcribe file, /transcribe auto, the "Transcribe" message menu and the voice-message listener."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import PurePath
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import errors
+from bot.app import OpenAIBot
+from bot.audio import looks_like_media
+from bot.discord_text import neutralize_mentions, split_message
+from bot.openai_gateway import CallContext
+from bot.responses import describe_failure
+from bot.settings import Settings
+from bot.transcription import AutoTranscribeChannels, Transcriber, TranscriptResult
+
+log = logging.getLogger(__name__)
+
+
+def pick_attachment(message: discord.Message) -> discord.Attachment | None:
+    """The voice message's audio, else the first audio or video attachment of a message."""
+    if message.flags.voice and message.attachments:
+        return message.attachments[0]
+    for attachment in message.attachments:
+        if attachment.is_voice_message() or looks_like_media(attachment.filename, attachment.content_type):
+            return attachment
+    return None
+
+
+def _duration(seconds: float | None) -> str:
+    if not seconds:
+        return ""
+    whole = round(seconds)
+    return f" · {whole} s" if whole < 60 else f" · {whole // 60} min {whole % 60:02d} s"
+
+
+def render_transcript(
+    result: TranscriptResult, filename: str, max_messages: int
+) -> tuple[list[str], discord.File | None]:
+    """Messages of at most 2000 characters, or past `max_messages` one message with a .txt attachment."""
+    label = "Translation (English)" if result.translated else "Transcript"
+    shown_name = filename.replace("`", "'")
+    parts = f" · {result.parts} parts" if result.parts > 1 else ""
+    header = f"**{label}** of `{shown_name}`{_duration(result.seconds)}{parts}"
+    pieces = split_message(f"{header}\n{neutralize_mentions(result.text)}")
+    if len(pieces) <= max_messages:
+        return pieces, None
+    stem = PurePath(filename).stem or "audio"
+    attachment = discord.File(io.BytesIO(result.text.encode("utf-8")), filename=f"{stem}-transcript.txt")
+    note = (
+        f"{header}\nThe transcript is {len(result.text):,} characters long (more than {max_messages} "
+        "messages), so here it is in full as a text file."
+    )
+    return [note], attachment
+
+
+class Transcribe(commands.Cog):
+    # A command with subcommands cannot itself be invoked (Discord's model), so the file is transcribed by
+    # `/transcribe file file:<attachment>` beside `/transcribe auto enabled:<bool>`.
+    transcribe = app_commands.Group(name="transcribe", description="Speech to text for audio and video files")
+
+    def __init__(
+        self, bot: OpenAIBot, transcriber: Transcriber, auto: AutoTranscribeChannels, settings: Settings
+    ) -> None:
+        self.bot = bot
+        self.transcriber = transcriber
+        self.auto = auto
+        self.settings = settings
+        self.menu = app_commands.ContextMenu(name="Transcribe", callback=self.transcribe_message)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @transcribe.command(name="file", description="Transcribe an audio or video file")
+    @app_commands.describe(
+        file="The recording (flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm)",
+        language="The spoken language as a code such as en, fr or ja (optional; helps accuracy)",
+        translate="Translate the speech into English instead",
+    )
+    async def transcribe_file(
+        self,
+        interaction: discord.Interaction,
+        file: discord.Attachment,
+        language: app_commands.Range[str, 1, 16] | None = None,
+        translate: bool = False,
+    ) -> None:
+        self.transcriber.check_size(file.filename, file.size)
+        await interaction.response.defer(thinking=True)
+        await self._answer(interaction, file, language, translate)
+
+    @transcribe.command(
+        name="auto", description="Transcribe voice messages in this channel as they arrive (Manage Channels)"
+    )
+    @app_commands.describe(enabled="Turn automatic transcription of voice messages on or off here")
+    @app_commands.checks.has_permissions(manage_channels=True)
+    async def transcribe_auto(self, interaction: discord.Interaction, enabled: bool) -> None:
+        if interaction.guild_id is None or interaction.channel_id is None:
+            raise app_commands.NoPrivateMessage()
+        await self.auto.set(interaction.guild_id, interaction.channel_id, enabled, interaction.user.id)
+        text = (
+            "Voice messages in this channel will now be transcribed as they arrive."
+            if enabled
+            else "Voice messages in this channel will no longer be transcribed automatically."
+        )
+        await interaction.response.send_message(text)
+
+    async def transcribe_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        attachment = pick_attachment(message)
+        if attachment is None:
+            raise errors.InvalidInput(
+                "That message has no audio or video attachment or voice message to transcribe."
+            )
+        self.transcriber.check_size(attachment.filename, attachment.size)
+        await interaction.response.defer(thinking=True)
+        await self._answer(interaction, attachment, None, False)
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction,
+        attachment: discord.Attachment,
+        language: str | None,
+        translate: bool,
+    ) -> None:
+        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "transcribe")
+        result = await self.transcriber.transcribe(
+            attachment.filename,
+            attachment.content_type,
+            await attachment.read(),
+            context=context,
+            language=language,
+            translate=translate,
+        )
+        pieces, text_file = render_transcript(
+            result, attachment.filename, self.settings.transcript_max_messages
+        )
+        for index, piece in enumerate(pieces):
+            file = text_file if index == len(pieces) - 1 else None
+            await interaction.followup.send(piece, file=file or discord.utils.MISSING)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.guild is None or not message.flags.voice:
+            return
+        parent_id = getattr(message.channel, "parent_id", None) or 0
+        if not await self.auto.enabled(message.channel.id, parent_id):
+            return
+        attachment = pick_attachment(message)
+        if attachment is None:
+            return
+        context = CallContext(message.guild.id, message.channel.id, message.author.id, "transcribe-auto")
+        try:
+            self.transcriber.check_size(attachment.filename, attachment.size)
+            async with message.channel.typing():
+                result = await self.transcriber.transcribe(
+                    attachment.filename, attachment.content_type, await attachment.read(), context=context
+                )
+            pieces, text_file = render_transcript(
+                result, attachment.filename, self.settings.transcript_max_messages
+            )
+            for index, piece in enumerate(pieces):
+                file = text_file if index == len(pieces) - 1 else None
+                if index == 0:
+                    await message.reply(piece, file=file or discord.utils.MISSING, mention_author=False)
+                else:
+                    await message.channel.send(piece, file=file or discord.utils.MISSING)
+        except Exception as exc:
+            if not isinstance(exc, errors.BotError | discord.HTTPException):
+                log.exception(
+                    "auto transcription failed (guild %s, channel %s)", message.guild.id, message.channel.id
+                )
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(describe_failure(exc), mention_author=False)
+
+
+async def setup(bot: OpenAIBot) -> None:
+    services = bot.services
+    assert services.transcriber is not None and services.auto_transcribe is not None
+    await bot.add_cog(Transcribe(bot, services.transcriber, services.auto_transcribe, services.settings))

@@ -1,0 +1,1 @@
+"""Reliability suite: injected OpenAI, Discord, process and database faults, hostile input, properties, load."""
