@@ -39,7 +39,11 @@ async def ask(fake: FakeDiscord, world: World, prompt: str, *, channel: int | No
 
 
 def _answered(interaction) -> bool:  # type: ignore[no-untyped-def]
-    if interaction.followups and interaction.followups[-1].get("flags", 0) & 64 and interaction.original is None:
+    if (
+        interaction.followups
+        and interaction.followups[-1].get("flags", 0) & 64
+        and interaction.original is None
+    ):
         return True
     original = interaction.original or {}
     content = original.get("content") or ""
