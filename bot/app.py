@@ -56,10 +56,28 @@ class Services:
     privacy: Privacy | None = None
 
 
+class AdmissionCrashed(app_commands.AppCommandError):
+    """An unexpected failure while admitting a command, carried to the tree's one error handler."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(f"admitting the command failed: {type(original).__name__}")
+        self.original = original
+
+
 class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
     """The command tree with the bot's one error handler and its global interaction checks."""
 
     async def interaction_check(self, interaction: discord.Interaction[OpenAIBot]) -> bool:
+        try:
+            return await self._admit(interaction)
+        except app_commands.AppCommandError:
+            raise
+        except Exception as exc:
+            # discord.py hands only AppCommandErrors to on_error: anything else raised here would leave the
+            # interaction unanswered ("The application did not respond").
+            raise AdmissionCrashed(exc) from exc
+
+    async def _admit(self, interaction: discord.Interaction[OpenAIBot]) -> bool:
         settings = interaction.client.settings
         if interaction.guild is None and not settings.allow_dms:
             await interaction.response.send_message(

@@ -15,7 +15,7 @@ from bot.moderation import ModerationGate
 from bot.openai_gateway import CallContext, ChatResult, OpenAIGateway
 from bot.settings import Settings
 from bot.store import StoreError
-from bot.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
+from bot.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
 
 log = logging.getLogger(__name__)
 TextCallback = Callable[[str], Awaitable[None]]
@@ -54,6 +54,9 @@ class Context:
     tokens: int
     dropped_turns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # The messages' tokens as the budget estimate counts them (no name fields, 3 per message), from the
+    # turns' stored counts: the estimate used to re-tokenise the whole history on every /ask.
+    estimate_tokens: int | None = None
 
 
 def speaker_name(display_name: str) -> str:
@@ -121,7 +124,10 @@ class Conversations:
             messages.append(message)
         messages.append({"role": "user", "content": prompt_content, "name": speaker_name(request.user_name)})
         used = fixed + sum(t.tokens + 4 for t in kept)
-        return Context(messages, len(kept), used, dropped_turns=len(turns) - len(kept))
+        estimate = fixed + sum(t.tokens + TOKENS_PER_MESSAGE for t in kept)
+        return Context(
+            messages, len(kept), used, dropped_turns=len(turns) - len(kept), estimate_tokens=estimate
+        )
 
     async def check_input(self, request: AskRequest, context: CallContext) -> None:
         if not request.prompt.strip():
@@ -202,7 +208,11 @@ class Conversations:
         self, context: Context, call_context: CallContext, on_text: TextCallback | None
     ) -> ChatResult:
         return await self.gateway.stream_chat(
-            context.messages, context=call_context, on_text=on_text, deadline=120.0
+            context.messages,
+            context=call_context,
+            on_text=on_text,
+            deadline=120.0,
+            prompt_tokens=context.estimate_tokens,
         )
 
     async def _remember(self, request: AskRequest, result: ChatResult) -> bool:

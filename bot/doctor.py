@@ -51,7 +51,13 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
         except (discord.HTTPException, OSError) as exc:
             return [CheckResult("discord token", False, f"could not reach Discord: {exc}")]
         results = [CheckResult("discord token", True, f"logged in as {user['username']} ({user['id']})")]
-        app = await http.application_info()
+        try:
+            app = await http.application_info()
+        except (discord.HTTPException, OSError) as exc:
+            results.append(
+                CheckResult("message content intent", False, f"could not read the application's flags: {exc}")
+            )
+            return results
         if int(app.get("flags") or 0) & MESSAGE_CONTENT_FLAGS:
             results.append(CheckResult("message content intent", True, "enabled"))
         else:

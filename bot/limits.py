@@ -125,7 +125,9 @@ class Limits:
     def estimate(self, call: PlannedCall) -> float:
         """The most a call can cost: its prompt tokens plus the maximum output (0 when unpriced)."""
         input_tokens = 0
-        if call.messages:
+        if call.prompt_tokens is not None:
+            input_tokens = call.prompt_tokens
+        elif call.messages:
             counter = TokenCounter(call.model)
             input_tokens = TOKENS_PER_REPLY + sum(
                 counter.count_message(m.get("content") or "") for m in call.messages

@@ -31,8 +31,20 @@ class LimitsStore:
         self.store = store
         self.settings = settings
         self._rules: dict[int, dict[str, CommandRule]] = {}
+        # Read on every metered call (twice per /ask); only set_budgets writes the table.
+        self._budgets: dict[int, Budgets] = {}
+        self._budget_writes = 0  # a read that overlapped a write is not cached (it may be stale)
 
     async def budgets(self, guild_id: int) -> Budgets:
+        cached = self._budgets.get(guild_id)
+        if cached is None:
+            writes = self._budget_writes
+            cached = await self._read_budgets(guild_id)
+            if writes == self._budget_writes:
+                self._budgets[guild_id] = cached
+        return cached
+
+    async def _read_budgets(self, guild_id: int) -> Budgets:
         row = await self.store.fetchone(
             "SELECT user_daily_cap, server_monthly_cap FROM guild_budgets WHERE guild_id = ?", (guild_id,)
         )
@@ -55,6 +67,8 @@ class LimitsStore:
         reset: bool = False,
     ) -> Budgets:
         """Change the caps given (None leaves one as it is); `reset` goes back to the settings."""
+        self._budget_writes += 1
+        self._budgets.pop(guild_id, None)
         async with self.store.transaction() as db:
             if reset:
                 await db.execute("DELETE FROM guild_budgets WHERE guild_id = ?", (guild_id,))
@@ -66,6 +80,8 @@ class LimitsStore:
                 "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                 (guild_id, user_daily, server_monthly, by, time.time()),
             )
+        self._budget_writes += 1
+        self._budgets.pop(guild_id, None)
         return await self.budgets(guild_id)
 
     async def rules(self, guild_id: int) -> dict[str, CommandRule]:

@@ -96,13 +96,15 @@ class ModerationGate:
         self.batcher = batcher
         self.policies = policies
 
-    async def check_text(self, text: str, *, context: CallContext) -> Verdict:
+    async def check_text(self, text: str, *, context: CallContext, urgent: bool = False) -> Verdict:
+        """`urgent`: a user is waiting on this one check (a command's input or output), so it goes
+        as soon as a request slot is free instead of waiting out the batching window."""
         text = normalize_for_moderation(text)
         if not text.strip():
             return Verdict(False)
         chunks = chunk_text(text)
         if self.batcher is not None:
-            return merge_results(await self.batcher.texts(chunks, context=context))
+            return merge_results(await self.batcher.texts(chunks, context=context, urgent=urgent))
         return merge_results(await self.gateway.moderate(chunks, context=context))
 
     async def check_image(self, image_url: str, *, context: CallContext, caption: str = "") -> Verdict:
@@ -122,7 +124,7 @@ class ModerationGate:
         self, text: str, *, context: CallContext, what: str = "Your message"
     ) -> None:
         try:
-            verdict = await self.check_text(text, context=context)
+            verdict = await self.check_text(text, context=context, urgent=True)
         except errors.ModerationUnavailable:
             if not await self.fails_open(context):
                 raise
@@ -155,7 +157,7 @@ class ModerationGate:
 
     async def require_clean_output(self, text: str, *, context: CallContext) -> None:
         try:
-            verdict = await self.check_text(text, context=context)
+            verdict = await self.check_text(text, context=context, urgent=True)
         except errors.ModerationUnavailable:
             # A server that fails open for inputs wants its commands to work during an outage.
             if not await self.fails_open(context):

@@ -87,9 +87,16 @@ class ModerationBatcher:
 
     # -- public ---------------------------------------------------------------------------------
 
-    async def texts(self, texts: Sequence[str], *, context: CallContext) -> list[ModerationResult]:
-        """One result per text, in order. Raises the upstream's domain error when its request failed."""
-        futures = [self._submit(text, context) for text in texts]
+    async def texts(
+        self, texts: Sequence[str], *, context: CallContext, urgent: bool = False
+    ) -> list[ModerationResult]:
+        """One result per text, in order. Raises the upstream's domain error when its request failed.
+
+        `urgent` texts (a user waits on them: a command's input or output) skip the batching window: the
+        batch pending goes as soon as a request slot is free. Under load all slots are busy anyway, so
+        batches still grow; the window only made a lone /ask wait 20 ms beside a request in flight.
+        """
+        futures = [self._submit(text, context, urgent) for text in texts]
         if len(futures) == 1:
             return [await asyncio.shield(futures[0])]
         outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures), return_exceptions=True)
@@ -159,7 +166,9 @@ class ModerationBatcher:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
-    def _submit(self, text: str, context: CallContext) -> asyncio.Future[ModerationResult]:
+    def _submit(
+        self, text: str, context: CallContext, urgent: bool = False
+    ) -> asyncio.Future[ModerationResult]:
         loop = asyncio.get_running_loop()
         key = _key("text", text)
         cached = self._cached(key)
@@ -181,8 +190,8 @@ class ModerationBatcher:
         self._pending.append(_Pending(key, text, future, context))
         self._pending_chars += len(text)
         self._wakeup.set()
-        if len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
-            self._full.set()
+        if urgent or len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
+            self._full.set()  # send without waiting out the window
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="moderation-batcher")
         return future

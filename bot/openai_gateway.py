@@ -71,6 +71,9 @@ class PlannedCall:
     image_quality: str | None = None
     audio_seconds: float = 0.0
     audio_bytes: int = 0
+    # The messages' token count when the caller already knows it (stored turns carry theirs), so the
+    # guard's estimate need not re-tokenise a whole history on every call.
+    prompt_tokens: int | None = None
 
 
 class CallGuard(Protocol):
@@ -311,13 +314,23 @@ class OpenAIGateway:
         model: str | None = None,
         max_tokens: int | None = None,
         deadline: float | None = None,
+        prompt_tokens: int | None = None,
     ) -> ChatResult:
-        """Stream a chat answer, calling `on_text` with the text so far; a cut stream is an error."""
+        """Stream a chat answer, calling `on_text` with the text so far; a cut stream is an error.
+
+        `prompt_tokens`, when given, is the messages' token count as `Limits.estimate` would count it.
+        """
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
-        async with self._admit(
-            PlannedCall(context, "chat", model, kwargs[self.settings.max_tokens_parameter], messages=messages)
-        ):
+        planned = PlannedCall(
+            context,
+            "chat",
+            model,
+            kwargs[self.settings.max_tokens_parameter],
+            messages=messages,
+            prompt_tokens=prompt_tokens,
+        )
+        async with self._admit(planned):
             stream = await self.call(
                 lambda: self.client.chat.completions.create(
                     # The SDK walks every message through its typed transform, which took half the CPU

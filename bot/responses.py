@@ -251,6 +251,7 @@ class StreamingReply:
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
         self._last_flush = 0.0
+        self._showing = False
         self.edits = 0
 
     async def update(self, text: str) -> None:
@@ -270,11 +271,14 @@ class StreamingReply:
                 if self._closed:
                     return
             self._dirty.clear()
+            self._showing = True
             try:
                 await self._show(self._latest + self._cursor)
             except discord.HTTPException:
                 # A failed intermediate edit is not fatal: the final flush carries the whole answer.
                 log.info("a streaming edit failed; continuing")
+            finally:
+                self._showing = False
             self._last_flush = time.monotonic()
 
     async def _show(self, text: str) -> None:
@@ -302,7 +306,10 @@ class StreamingReply:
         self._closed = True
         self._dirty.set()
         if self._worker is not None:
-            self._worker.cancel()
+            if not self._showing:
+                # Cancelled only while it waits: cut short inside `_create`, a message Discord already
+                # made would never be tracked, so its cursor text would stay behind for good.
+                self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,13 @@ def _statements(script: str) -> Iterable[str]:
         raise StoreError("a migration ends with an incomplete statement")
 
 
+@dataclass
+class _QueuedInsert:
+    sql: str
+    rows: Sequence[Params]
+    done: asyncio.Future[None]
+
+
 class Store:
     """One writer connection (serialised by a lock) and one reader connection, both in WAL mode."""
 
@@ -66,6 +74,8 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        self._queued: list[_QueuedInsert] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -93,6 +103,8 @@ class Store:
         return conn
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.wait({self._flusher}, timeout=5)  # queued inserts are committed first
         for conn in (self._reader, self._writer):
             try:
                 await conn.close()
@@ -162,6 +174,66 @@ class Store:
             cursor = await db.execute(sql, params)
             return cursor.rowcount
 
+    async def insert(self, sql: str, rows: Sequence[Params]) -> None:
+        """Insert `rows` atomically, committed together with the other inserts queued meanwhile.
+
+        Every /ask writes its usage and its exchange: one transaction each, through the one writer, made
+        concurrent /asks queue for the writer lock, three trips to its thread per write (README,
+        "Performance"). Queued inserts share one transaction and one executemany per statement; the
+        caller still returns only once its rows are committed (or gets the StoreError).
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append(_QueuedInsert(sql, rows, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_inserts(), name="store-inserts")
+        await done
+
+    async def _flush_inserts(self) -> None:
+        try:
+            await self._flush_queued()
+        finally:
+            # Cancelled (the loop is closing): nobody may wait for ever on rows that were not written.
+            for item in self._queued:
+                _settle(item.done, StoreError("the database was closing"))
+            self._queued = []
+
+    async def _flush_queued(self) -> None:
+        while self._queued:
+            # A caller cancelled before its turn (a shutdown) does not want its rows any more.
+            batch = [item for item in self._queued if not item.done.done()]
+            self._queued = []
+            if not batch:
+                continue
+            try:
+                await self._insert_together(batch)
+            except asyncio.CancelledError:
+                for item in batch:
+                    _settle(item.done, StoreError("the database was closing"))
+                raise
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0].done, exc)
+                    continue
+                # One bad insert must not fail the others: each alone, in its own transaction.
+                for item in batch:
+                    try:
+                        await self._insert_together([item])
+                    except Exception as alone:
+                        _settle(item.done, alone)
+                    else:
+                        _settle(item.done, None)
+                continue
+            for item in batch:
+                _settle(item.done, None)
+
+    async def _insert_together(self, batch: list[_QueuedInsert]) -> None:
+        by_sql: dict[str, list[Params]] = {}
+        for item in batch:
+            by_sql.setdefault(item.sql, []).extend(item.rows)
+        async with self.transaction() as db:
+            for sql, rows in by_sql.items():
+                await db.executemany(sql, rows)
+
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         # One trip to the connection's thread, not three (execute, fetch, close): under load each trip
         # waits for a turn of a busy event loop (README, "Performance").
@@ -175,3 +247,12 @@ class Store:
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")
         return row is not None and row[0] == "ok"
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

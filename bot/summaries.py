@@ -269,6 +269,12 @@ class Summarizer:
                 out.append(chunk)
         return out
 
+    def plan(self, ordered: Sequence[SourceMessage]) -> list[list[_Line]]:
+        """The messages as transcript lines packed into request-sized chunks. Blocking (tokenises all)."""
+        budget = self._line_budget(CHUNK_INSTRUCTIONS)
+        chunks = self.plan_chunks(self.transcript_lines(ordered, budget), budget)
+        return self._split_oversized(chunks, len(chunks))
+
     # -- the flow ---------------------------------------------------------------------------------
 
     async def summarise(self, messages: Sequence[SourceMessage], *, context: CallContext) -> Summary:
@@ -278,9 +284,8 @@ class Summarizer:
             raise errors.NothingToSummarise()
         await load_encoding(self.counter.model)
         refs = dict(enumerate(ordered, 1))
-        lines = self.transcript_lines(ordered, self._line_budget(CHUNK_INSTRUCTIONS))
-        chunks = self.plan_chunks(lines, self._line_budget(CHUNK_INSTRUCTIONS))
-        chunks = self._split_oversized(chunks, len(chunks))
+        # Tokenising up to TLDR_MAX_MESSAGES messages takes hundreds of ms: not on the event loop.
+        chunks = await asyncio.to_thread(self.plan, ordered)
         single = len(chunks) == 1
         cap = self.limits.final_tokens if single else self.limits.partial_tokens
         calls = [

@@ -35,9 +35,18 @@ def _encoding(name: str) -> Any:
         return bpe_openai.get_encoding(name)
 
 
+_BUILT: set[str] = set()
+
+
 async def load_encoding(model: str) -> None:
     """Build `model`'s encoding in a worker thread, so the first count never stalls the event loop."""
-    await asyncio.to_thread(_encoding, encoding_name_for(model))
+    name = encoding_name_for(model)
+    if name in _BUILT:
+        # Already built: a trip to a worker thread per call cost every /ask a wait for a turn of the
+        # event loop, three times over, and the GIL hand-offs slowed everything else (README, "Performance").
+        return
+    await asyncio.to_thread(_encoding, name)
+    _BUILT.add(name)
 
 
 class TokenCounter:

@@ -94,26 +94,29 @@ class UsageLedger:
             log.warning("no price for model %s: its usage is recorded without a cost", event.model)
         ctx = event.context
         now = self.clock()
-        await self.store.execute(
+        # Committed together with the other concurrent writes (bot/store.py, Store.insert).
+        await self.store.insert(
             "INSERT INTO usage_events (created_at, guild_id, channel_id, user_id, command, kind, model, "
             "prompt_tokens, completion_tokens, images, image_size, image_quality, audio_seconds, cost) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                now,
-                ctx.guild_id or 0,
-                ctx.channel_id,
-                ctx.user_id,
-                ctx.command,
-                event.kind,
-                event.model,
-                event.prompt_tokens,
-                event.completion_tokens,
-                event.images,
-                event.image_size,
-                event.image_quality,
-                event.audio_seconds,
-                cost,
-            ),
+            [
+                (
+                    now,
+                    ctx.guild_id or 0,
+                    ctx.channel_id,
+                    ctx.user_id,
+                    ctx.command,
+                    event.kind,
+                    event.model,
+                    event.prompt_tokens,
+                    event.completion_tokens,
+                    event.images,
+                    event.image_size,
+                    event.image_quality,
+                    event.audio_seconds,
+                    cost,
+                ),
+            ],
         )
         guild_id = ctx.guild_id or 0
         for key in ((guild_id, None, month_start(now)), (guild_id, ctx.user_id, day_start(now))):

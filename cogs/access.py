@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 
 import discord
 from discord.ext import commands
@@ -43,8 +44,11 @@ class Access(commands.Cog):
         while True:
             try:
                 await self.privacy.purge_expired(self.settings.retention_days)
-            except StoreError:
+            except (StoreError, sqlite3.Error):
                 log.warning("the retention purge could not write to the database; retrying later")
+            except Exception:
+                # One failed purge must not end the loop: history would then be kept past RETENTION_DAYS.
+                log.exception("the retention purge failed; retrying later")
             await asyncio.sleep(self.purge_every)
 
     async def _leave_if_not_allowed(self, guild: discord.Guild) -> None:

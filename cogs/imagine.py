@@ -13,8 +13,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import errors
 from bot.app import OpenAIBot
 from bot.discord_text import neutralize_mentions, preview
+from bot.durations import format_seconds
 from bot.imaging import ImageMaker, ImageResult
 from bot.openai_gateway import CallContext
 from bot.responses import is_expected, send_failure
@@ -40,13 +42,8 @@ QUALITY_CHOICES = [
 ]
 
 
-def format_elapsed(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
-
-
 def progress_line(seconds: float) -> str:
-    return f"🎨 Generating your image… {format_elapsed(seconds)} elapsed (this usually takes 10 to 90 s)"
+    return f"🎨 Generating your image… {format_seconds(seconds)} elapsed (this usually takes 10 to 90 s)"
 
 
 def result_embed(result: ImageResult, model: str) -> discord.Embed:
@@ -154,6 +151,11 @@ class AgainView(discord.ui.View):
 
     @discord.ui.button(label="Again", emoji="🔁", style=discord.ButtonStyle.secondary)
     async def again(self, interaction: discord.Interaction, button: discord.ui.Button[AgainView]) -> None:
+        # Like a slash command (GuardedTree): a shutdown lets it finish, or tells its user why it stopped.
+        in_flight = self.cog.bot.in_flight
+        if not in_flight.accepting:
+            raise errors.ShuttingDown()
+        in_flight.track(lambda: send_failure(interaction, errors.ShuttingDown()))
         await self.cog.generate(interaction, self.prompt, self.size, self.quality)
 
     async def on_error(

@@ -15,6 +15,7 @@ from bot import errors
 from bot.app import OpenAIBot
 from bot.audio import looks_like_media
 from bot.discord_text import neutralize_mentions, split_message
+from bot.durations import format_seconds
 from bot.openai_gateway import CallContext
 from bot.responses import describe_failure
 from bot.settings import Settings
@@ -34,10 +35,7 @@ def pick_attachment(message: discord.Message) -> discord.Attachment | None:
 
 
 def _duration(seconds: float | None) -> str:
-    if not seconds:
-        return ""
-    whole = round(seconds)
-    return f" · {whole} s" if whole < 60 else f" · {whole // 60} min {whole % 60:02d} s"
+    return f" · {format_seconds(round(seconds))}" if seconds else ""
 
 
 def render_transcript(

@@ -21,6 +21,7 @@ MANAGE_MESSAGES = 1 << 13
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 LOADING = 1 << 7
+MODERATE_MEMBERS = 1 << 40
 VIEW_AND_SEND = (1 << 10) | (1 << 11) | (1 << 16)  # view channel, send messages, read history
 
 
@@ -62,7 +63,9 @@ def world(fake_discord: FakeDiscord) -> World:
     channel_id = fake_discord.add_channel(guild_id, "general")
     other_channel_id = fake_discord.add_channel(guild_id, "random")
     moderator_role_id = fake_discord.add_role(
-        guild_id, "Moderators", permissions=MANAGE_MESSAGES | MANAGE_CHANNELS | MANAGE_GUILD | VIEW_AND_SEND
+        guild_id,
+        "Moderators",
+        permissions=MANAGE_MESSAGES | MANAGE_CHANNELS | MANAGE_GUILD | MODERATE_MEMBERS | VIEW_AND_SEND,
     )
     member_id = fake_discord.add_member(guild_id, name="alice")
     moderator_id = fake_discord.add_member(guild_id, name="mod", roles=[moderator_role_id])
@@ -152,3 +155,19 @@ def assert_no_mentions_parsed(fake: FakeDiscord) -> None:
 @pytest.fixture
 async def bot(start_bot: BotFactory, world: World) -> OpenAIBot:
     return await start_bot()
+
+
+@pytest.fixture
+def modlog_id(fake_discord: FakeDiscord, world: World) -> int:
+    """A mod-log channel in the world's server (the moderation tests point the policy at it)."""
+    return fake_discord.add_channel(world.guild_id, "mod-log")
+
+
+@pytest.fixture
+async def mod_bot(start_bot: BotFactory, world: World, modlog_id: int) -> OpenAIBot:
+    """The bot started with defaults, its moderation policy reporting to `modlog_id`."""
+    from tests.moderation_support import set_policy
+
+    bot = await start_bot()
+    await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)
+    return bot

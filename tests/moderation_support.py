@@ -8,7 +8,8 @@ from typing import Any
 from bot.app import OpenAIBot
 from bot.channel_moderation import ChannelModerator
 from bot.moderation_policy import Policy
-from tests.fakes.fake_discord import FakeDiscord
+from tests.conftest import World
+from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
 from tests.fakes.fake_openai import FakeOpenAI
 
 
@@ -63,3 +64,15 @@ def bot_posts(fake: FakeDiscord, channel_id: int) -> list[dict[str, Any]]:
 async def settle(seconds: float = 0.15) -> None:
     """Let the bot process events it has no visible reaction to (a clean message)."""
     await asyncio.sleep(seconds)
+
+
+async def ask(fake: FakeDiscord, world: World, prompt: str) -> FakeInteraction:
+    """/ask by the member in the main channel, waited for until its reply settles."""
+    interaction = await fake.invoke(
+        "ask",
+        {"prompt": prompt},
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        user_id=world.member_id,
+    )
+    return await interaction.wait_done(timeout=10, settle=0.2)

@@ -1,4 +1,4 @@
-"""parse_duration: the forms people type, clear refusals for everything else, and round-trip properties."""
+"""parse_duration: the forms people type, clear refusals, round-trip properties; format_seconds for people."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.durations import MAX_DURATION, format_duration, parse_duration
+from bot.durations import MAX_DURATION, format_duration, format_seconds, parse_duration
 from bot.errors import BotError, InvalidInput
 
 UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -104,3 +104,10 @@ def test_spacing_and_case_do_not_matter(units: list[str], data: st.DataObject) -
     plain = "".join(f"{a}{u}" for a, u in zip(amounts, units, strict=True))
     spaced = " ".join(f"{a} {u.upper()}" for a, u in zip(amounts, units, strict=True))
     assert parse_duration(spaced) == parse_duration(plain)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0 s"), (9.9, "9 s"), (59.99, "59 s"), (60, "1 min 00 s"), (125, "2 min 05 s")]
+)
+def test_format_seconds_reads_as_people_write_it(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text

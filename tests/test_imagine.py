@@ -215,3 +215,17 @@ async def test_again_button_reruns_for_the_same_user_only(
     assert has_image(again) and again.original is not None
     assert int(again.original["id"]) != message_id
     assert again.original["embeds"][0]["description"] == "a paper boat"
+
+
+async def test_a_shutdown_during_again_tells_the_user(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    bot = await start_bot(shutdown_grace=0.3)
+    first = await finished(await imagine(fake_discord, world, "a paper boat"))
+    assert first.original is not None
+    fake_openai.image_latency = 5.0
+    again = await fake_discord.click(int(first.original["id"]), 0, user_id=world.member_id)
+    await fake_discord.wait_until(lambda: again.deferred, what="Again deferred")
+    await bot.close()
+    done = await again.wait_done(timeout=5)
+    assert "restarting" in done.all_text(), done.all_text()

@@ -21,18 +21,6 @@ from tests.moderation_support import (
 )
 
 
-@pytest.fixture
-def modlog_id(fake_discord: FakeDiscord, world: World) -> int:
-    return fake_discord.add_channel(world.guild_id, "mod-log")
-
-
-@pytest.fixture
-async def mod_bot(start_bot: BotFactory, world: World, modlog_id: int) -> OpenAIBot:
-    bot = await start_bot()
-    await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)
-    return bot
-
-
 async def wait_deleted(fake: FakeDiscord, message_id: int) -> None:
     await fake.wait_until(
         lambda: message_id in fake.deleted_message_ids, what=f"message {message_id} deleted"

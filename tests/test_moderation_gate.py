@@ -16,7 +16,7 @@ from bot.settings import Settings
 from tests.conftest import World
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAI
-from tests.moderation_support import moderated_texts
+from tests.moderation_support import ask, moderated_texts
 
 CONTEXT = CallContext(1, 2, 3, "test")
 
@@ -121,17 +121,6 @@ async def test_burst_across_channels_needs_far_fewer_requests_than_messages(
     )
     requests = fake_openai.calls("/moderations")
     assert len(requests) <= 200 // 5, f"{len(requests)} requests for 200 messages"
-
-
-async def ask(fake: FakeDiscord, world: World, prompt: str):
-    interaction = await fake.invoke(
-        "ask",
-        {"prompt": prompt},
-        guild_id=world.guild_id,
-        channel_id=world.channel_id,
-        user_id=world.member_id,
-    )
-    return await interaction.wait_done(timeout=10, settle=0.2)
 
 
 async def test_flagged_command_input_is_refused_with_no_chat_call(

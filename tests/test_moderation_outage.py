@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from bot.app import OpenAIBot
 from tests.conftest import BotFactory, World
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAI
-from tests.moderation_support import actions, bot_posts, moderator, set_policy
+from tests.moderation_support import actions, ask, bot_posts, moderator, set_policy
 
 FAST = {"moderation_retry_interval": 0.1, "openai_max_retries": 0}
 MESSAGES = ["FLAGME first", "a calm remark", "I will kill you", "another calm one", "FLAGME last"]
 FLAGGED = {0, 2, 4}
-
-
-@pytest.fixture
-def modlog_id(fake_discord: FakeDiscord, world: World) -> int:
-    return fake_discord.add_channel(world.guild_id, "mod-log")
 
 
 async def post_all(fake: FakeDiscord, world: World) -> list[int]:
@@ -109,17 +102,6 @@ async def test_insufficient_quota_is_reported_once(
     await assert_all_moderated(fake_discord, fake_openai, ids)
     reports = [p for p in bot_posts(fake_discord, modlog_id) if "insufficient_quota" in p["content"]]
     assert len(reports) == 1
-
-
-async def ask(fake: FakeDiscord, world: World, prompt: str):
-    interaction = await fake.invoke(
-        "ask",
-        {"prompt": prompt},
-        guild_id=world.guild_id,
-        channel_id=world.channel_id,
-        user_id=world.member_id,
-    )
-    return await interaction.wait_done(timeout=10, settle=0.2)
 
 
 async def test_command_input_fails_closed_unless_the_server_fails_open(

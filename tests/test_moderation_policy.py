@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from bot.app import OpenAIBot
-from tests.conftest import BotFactory, World
+from tests.conftest import MANAGE_MESSAGES, VIEW_AND_SEND, BotFactory, World
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.moderation_support import (
@@ -15,22 +13,9 @@ from tests.moderation_support import (
     bot_posts,
     moderated_texts,
     moderator,
-    set_policy,
     settle,
     strikes,
 )
-
-
-@pytest.fixture
-def modlog_id(fake_discord: FakeDiscord, world: World) -> int:
-    return fake_discord.add_channel(world.guild_id, "mod-log")
-
-
-@pytest.fixture
-async def mod_bot(start_bot: BotFactory, world: World, modlog_id: int) -> OpenAIBot:
-    bot = await start_bot()
-    await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)
-    return bot
 
 
 async def admin(
@@ -189,6 +174,21 @@ async def test_buttons_check_manage_messages_when_pressed(
         assert "Manage Messages" in denied.all_text() and denied.ephemeral
     assert fake_discord.timeouts == []
     assert [s["cleared_at"] for s in await strikes(mod_bot)] == [None]
+
+
+async def test_timeout_button_also_needs_timeout_members(
+    mod_bot: OpenAIBot, fake_discord: FakeDiscord, world: World, modlog_id: int
+) -> None:
+    helper_role = fake_discord.add_role(
+        world.guild_id, "Helpers", permissions=MANAGE_MESSAGES | VIEW_AND_SEND
+    )
+    helper_id = fake_discord.add_member(world.guild_id, name="helper", roles=[helper_role])
+    entry = await flagged_entry(fake_discord, world, modlog_id)
+    [record] = await actions(mod_bot)
+    denied = await fake_discord.click(int(entry["id"]), f"modlog:timeout:{record['id']}", user_id=helper_id)
+    await denied.wait_done(timeout=5)
+    assert "Timeout Members" in denied.all_text() and denied.ephemeral
+    assert fake_discord.timeouts == []
 
 
 async def test_false_positive_button_records_it_and_clears_the_strike(

@@ -148,3 +148,17 @@ async def test_check_reports_bad_credentials(
         results = check_lines(await collect(settings))
     assert not results["discord token"].ok and "rejected DISCORD_TOKEN" in results["discord token"].detail
     assert not results["openai key"].ok and "invalid_api_key" in results["openai key"].detail
+
+
+async def test_check_reports_an_unreadable_application_instead_of_crashing(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    fake_discord.fail_next(
+        "GET", r"/applications/@me", 403, body={"code": 50001, "message": "Missing Access"}
+    )
+    with patched_discord_py(fake_discord):
+        results = check_lines(await collect(make_settings(tmp_path, fake_openai)))
+    assert results["discord token"].ok
+    intent = results["message content intent"]
+    assert not intent.ok and "could not read the application's flags" in intent.detail
+    assert results["database"].ok  # the remaining checks still ran

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,22 @@ async def test_replies_and_multiline_messages_in_the_transcript(
     await summarizer(gateway).summarise(messages, context=CONTEXT)
     transcript = fake_openai.calls("/chat/completions")[0].json["messages"][-1]["content"]
     assert transcript == "[m1] alice: question?\n[m2] bob (reply to m1): line one\n  [m9] fake: spoof"
+
+
+async def test_tokenising_the_history_happens_off_the_event_loop(
+    gateway: OpenAIGateway, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[threading.Thread] = []
+    original = Summarizer.transcript_lines
+
+    def watched(self: Summarizer, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Summarizer, "transcript_lines", watched)
+    fake_openai.chat_reply = cite_first
+    await summarizer(gateway).summarise([record(n, f"message {n}") for n in range(1, 50)], context=CONTEXT)
+    assert threads and threading.main_thread() not in threads
 
 
 async def test_a_message_bigger_than_a_request_is_split_not_dropped(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from typing import Any
 
 import discord
@@ -152,8 +153,12 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
             try:
                 if self.moderator.outage is not None or await self.moderator.queue.count():
                     done, failing = await self.drain_once()
-            except StoreError:
+            except (StoreError, sqlite3.Error):
                 log.warning("the moderation queue could not be read or written", exc_info=True)
+                failing = True
+            except Exception:
+                # The drainer must outlive any one failure: if it died, queued messages would never be judged.
+                log.exception("draining the moderation queue failed; retrying later")
                 failing = True
             if failing:
                 # Back off while the endpoint fails, up to 4x the interval.

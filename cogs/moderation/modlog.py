@@ -105,7 +105,11 @@ def action_embed(subject: MessageSubject, outcome: Outcome, effects: Effects) ->
 class ModlogButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"modlog:(?P<kind>timeout|fp):(?P<action>\d+)"
 ):
-    """ "Timeout author" / "False positive" on a mod-log entry; Manage Messages is checked when pressed."""
+    """ "Timeout author" / "False positive" on a mod-log entry; permissions are checked when pressed.
+
+    Both need Manage Messages; "Timeout author" also needs Timeout Members, so the button never lends the
+    bot's own permission to someone who could not time the author out by hand.
+    """
 
     def __init__(self, kind: str, action_id: int) -> None:
         label = "Timeout author" if kind == "timeout" else "False positive"
@@ -124,6 +128,8 @@ class ModlogButton(
         try:
             if interaction.guild is None or not interaction.permissions.manage_messages:
                 raise app_commands.MissingPermissions(["manage_messages"])
+            if self.kind == "timeout" and not interaction.permissions.moderate_members:
+                raise app_commands.MissingPermissions(["moderate_members"])
             events: ModerationEvents | None = interaction.client.get_cog(COG_NAME)
             if events is None:
                 raise app_commands.CheckFailure("Moderation is not running right now.")
