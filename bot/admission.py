@@ -97,7 +97,7 @@ async def check_interaction(interaction: discord.Interaction[Any]) -> None:
     guild = interaction.guild
     try:
         if guild is not None and name not in UNRULED_COMMANDS:
-            await _check_rule(limits, interaction, guild, name)
+            await check_rule(limits, guild, interaction.user, name)
         options = {k: v for k, v in interaction.namespace}
         plan = plan_for_command(
             name, options, services.settings, interaction.guild_id or 0, interaction.user.id
@@ -108,13 +108,13 @@ async def check_interaction(interaction: discord.Interaction[Any]) -> None:
         raise AdmissionRefused(exc) from exc
 
 
-async def _check_rule(
-    limits: Limits, interaction: discord.Interaction[Any], guild: discord.Guild, name: str
+async def check_rule(
+    limits: Limits, guild: discord.Guild, member: discord.Member | discord.User, name: str
 ) -> None:
+    """The server's /limits rule for `name` (on/off, required role); used by slash commands and mentions."""
     rule = await limits.store.rule(guild.id, name)
     if not rule.enabled:
         raise errors.CommandDisabled(name)
-    member = interaction.user
     if rule.role_id is None or not isinstance(member, discord.Member):
         return
     if member.guild_permissions.manage_guild or any(r.id == rule.role_id for r in member.roles):

@@ -132,6 +132,11 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * 2**attempt) * (0.75 + random.random() / 2)  # noqa: S311
 
 
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's o-series and gpt-5 family (not the non-reasoning chat-latest aliases)."""
+    return model.startswith(("o1", "o3", "o4", "gpt-5")) and "chat-latest" not in model
+
+
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     headers = exc.response.headers
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -303,7 +308,12 @@ class OpenAIGateway:
     # -- chat -----------------------------------------------------------------------------------
 
     def _chat_kwargs(self, model: str, max_tokens: int) -> dict[str, Any]:
-        return {"model": model, self.settings.max_tokens_parameter: max_tokens}
+        kwargs: dict[str, Any] = {"model": model, self.settings.max_tokens_parameter: max_tokens}
+        # A reasoning model spends its completion budget on hidden reasoning first; at its default effort a
+        # short answer budget can come back empty. Other models refuse the parameter.
+        if self.settings.reasoning_effort != "off" and is_reasoning_model(model):
+            kwargs["reasoning_effort"] = self.settings.reasoning_effort
+        return kwargs
 
     async def stream_chat(
         self,

@@ -77,6 +77,7 @@ class Settings:
         "SYSTEM_PROMPT",
         "You are a helpful assistant in a Discord server. Answer concisely and use Discord markdown.",
     )
+    reasoning_effort: str = _env_field("REASONING_EFFORT", "low")
     # Older OpenAI-compatible servers only know `max_tokens`; OpenAI's reasoning models refuse it.
     max_tokens_parameter: str = _env_field("MAX_TOKENS_PARAMETER", "max_completion_tokens")
     openai_timeout: float = _env_field("OPENAI_TIMEOUT", 60.0)
@@ -250,6 +251,8 @@ def load_settings(
         except ValueError:
             problems.append(f"{env} must be {_EXPECTED[parser]} (got {text!r})")
     settings = Settings(**values)
+    if settings.reasoning_effort not in {"off", "none", "minimal", "low", "medium", "high", "xhigh"}:
+        problems.append("REASONING_EFFORT must be off, none, minimal, low, medium, high or xhigh")
     if settings.max_tokens_parameter not in {"max_completion_tokens", "max_tokens"}:
         problems.append("MAX_TOKENS_PARAMETER must be max_completion_tokens or max_tokens")
     if database_problem := _check_database_url(settings.database_url):

@@ -237,12 +237,14 @@ class Store:
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         # One trip to the connection's thread, not three (execute, fetch, close): under load each trip
         # waits for a turn of a busy event loop (README, "Performance").
-        return list(await self._reader.execute_fetchall(sql, params))
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise self._failed("the database could not be read", exc) from exc
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """The first row of a query that returns one row (a key lookup or an aggregate)."""
-        rows = await self._reader.execute_fetchall(sql, params)
-        return next(iter(rows), None)
+        return next(iter(await self.fetchall(sql, params)), None)
 
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")

@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
+from bot.admission import check_rule, guild_allowed
 from bot.app import OpenAIBot
 from bot.conversation import Answer, AskRequest, Conversations
 from bot.media import check_image_size, image_data_url
@@ -121,6 +122,8 @@ class Ask(commands.Cog):
             return
         if not self.bot.in_flight.accepting:
             return  # shutting down
+        if not await self._mention_admitted(message):
+            return
         self.bot.in_flight.track(lambda: self._tell(message, errors.ShuttingDown()))
         prompt = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
         guild_id, channel_id = channel_guild_ids(message.channel, message.guild)
@@ -146,6 +149,20 @@ class Ask(commands.Cog):
                 log.exception("mention reply failed (guild %s, channel %s)", guild_id, channel_id)
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(describe_failure(exc), mention_author=False)
+
+    async def _mention_admitted(self, message: discord.Message) -> bool:
+        """A mention is /ask by other means: the allowlist and the server's /limits rules for `ask` apply."""
+        if not guild_allowed(self.settings, message.guild.id if message.guild else None):
+            return False
+        limits = self.bot.services.limits
+        if message.guild is None or limits is None:
+            return True
+        try:
+            await check_rule(limits, message.guild, message.author, "ask")
+        except errors.BotError as refusal:
+            await self._tell(message, refusal)
+            return False
+        return True
 
     async def _tell(self, message: discord.Message, error: BaseException) -> None:
         with contextlib.suppress(discord.HTTPException):

@@ -108,3 +108,27 @@ async def test_role_requirements(
     assert len(fake_openai.calls("/chat/completions")) == 2
     await run(fake_discord, world, "limits role", {"command": "ask"}, user=world.moderator_id)
     assert "needs the" not in (await ask(fake_discord, world, "now?")).all_text()
+
+
+async def test_mentions_follow_the_servers_ask_rules(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    await run(
+        fake_discord, world, "limits command", {"command": "ask", "enabled": False}, user=world.moderator_id
+    )
+    assert bot.user is not None
+    message = await fake_discord.post_message(
+        world.channel_id, world.member_id, f"<@{bot.user.id}> hello", mentions_bot=True
+    )
+
+    def refusal() -> list[dict]:
+        return [
+            m
+            for m in fake_discord.messages_in(world.channel_id)
+            if str((m.get("message_reference") or {}).get("message_id")) == str(message["id"])
+        ]
+
+    await fake_discord.wait_until(lambda: bool(refusal()), what="the refusal reply")
+    assert "turned off in this server" in refusal()[0]["content"]
+    # (the message itself is still moderated as a channel message; no chat request is made)
+    assert fake_openai.calls("/chat/completions") == []

@@ -142,6 +142,13 @@ class ChatMixin(FakeBase):
                     param="max_tokens",
                     code="unsupported_parameter",
                 )
+            if not is_reasoning_model(model) and body.get("reasoning_effort") is not None:
+                raise ApiError(
+                    400,
+                    "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                    param="reasoning_effort",
+                    code="unsupported_parameter",
+                )
             temperature = body.get("temperature")
             if fixed_temperature_model(model) and temperature is not None and temperature != 1:
                 raise ApiError(
