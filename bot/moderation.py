@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,55 +121,48 @@ class ModerationGate:
             return False
         return (await self.policies.get(context.guild_id)).fail_open
 
-    async def require_clean_input(
-        self, text: str, *, context: CallContext, what: str = "Your message"
-    ) -> None:
+    async def _verdict_or_fail_open(
+        self, check: Awaitable[Verdict], context: CallContext, what: str
+    ) -> Verdict | None:
+        """The verdict, or None when moderation is down and the server chose to fail open."""
         try:
-            verdict = await self.check_text(text, context=context, urgent=True)
+            return await check
         except errors.ModerationUnavailable:
             if not await self.fails_open(context):
                 raise
             log.warning(
-                "moderation unavailable: /%s input let through (server %s fails open)",
+                "moderation unavailable: /%s %s let through (server %s fails open)",
                 context.command,
+                what,
                 context.guild_id,
             )
-            return
-        if verdict.flagged:
+            return None
+
+    async def require_clean_input(
+        self, text: str, *, context: CallContext, what: str = "Your message"
+    ) -> None:
+        verdict = await self._verdict_or_fail_open(
+            self.check_text(text, context=context, urgent=True), context, "input"
+        )
+        if verdict is not None and verdict.flagged:
             raise errors.Flagged(verdict.categories, what=what)
 
     async def require_clean_image(
         self, image_url: str, *, context: CallContext, what: str = "Your image"
     ) -> None:
         """An image a user handed to a command; honours the server's fail-open setting like text."""
-        try:
-            verdict = await self.check_image(image_url, context=context)
-        except errors.ModerationUnavailable:
-            if not await self.fails_open(context):
-                raise
-            log.warning(
-                "moderation unavailable: /%s image let through (server %s fails open)",
-                context.command,
-                context.guild_id,
-            )
-            return
-        if verdict.flagged:
+        verdict = await self._verdict_or_fail_open(
+            self.check_image(image_url, context=context), context, "image"
+        )
+        if verdict is not None and verdict.flagged:
             raise errors.Flagged(verdict.categories, what=what)
 
     async def require_clean_output(self, text: str, *, context: CallContext) -> None:
-        try:
-            verdict = await self.check_text(text, context=context, urgent=True)
-        except errors.ModerationUnavailable:
-            # A server that fails open for inputs wants its commands to work during an outage.
-            if not await self.fails_open(context):
-                raise
-            log.warning(
-                "moderation unavailable: /%s output let through (server %s fails open)",
-                context.command,
-                context.guild_id,
-            )
-            return
-        if verdict.flagged:
+        # A server that fails open for inputs wants its commands to work during an outage.
+        verdict = await self._verdict_or_fail_open(
+            self.check_text(text, context=context, urgent=True), context, "output"
+        )
+        if verdict is not None and verdict.flagged:
             raise errors.OutputFlagged(verdict.categories)
 
     async def close(self) -> None:
