@@ -286,4 +286,10 @@ async def test_a_message_and_its_edit_flagged_together_make_one_strike(
             break
         await asyncio.sleep(0.02)
     assert sorted(r["source"] for r in await actions(mod_bot)) == ["edit", "message"]
+    # The strike is written after its action: wait for it, then make sure no second one follows.
+    for _ in range(200):
+        if await strikes(mod_bot):
+            break
+        await asyncio.sleep(0.02)
+    await settle(0.3)
     assert len(await strikes(mod_bot)) == 1
