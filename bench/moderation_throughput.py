@@ -126,13 +126,7 @@ async def run(
         gateway = OpenAIGateway.from_settings(settings)
         try:
             for size in burst_sizes:
-                batcher = ModerationBatcher(
-                    gateway,
-                    window=settings.moderation_batch_window,
-                    max_inputs=settings.moderation_batch_size,
-                    concurrency=settings.moderation_concurrency,
-                    cache_ttl=settings.moderation_cache_seconds,
-                )
+                batcher = ModerationBatcher.from_settings(gateway, settings)
                 gate = ModerationGate(gateway, batcher=batcher)
 
                 async def gated(text: str, context: CallContext, gate: ModerationGate = gate) -> Any:

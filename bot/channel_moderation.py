@@ -210,13 +210,7 @@ def build_moderation(
 ) -> tuple[ModerationGate, ChannelModerator]:
     """The one gate (with its batcher) and the channel moderator, as OpenAIBot.build_services wires them."""
     policies = PolicyRepo(store)
-    batcher = ModerationBatcher(
-        gateway,
-        window=settings.moderation_batch_window,
-        max_inputs=settings.moderation_batch_size,
-        concurrency=settings.moderation_concurrency,
-        cache_ttl=settings.moderation_cache_seconds,
-    )
+    batcher = ModerationBatcher.from_settings(gateway, settings)
     gate = ModerationGate(gateway, batcher=batcher, policies=policies)
     channel = ChannelModerator(
         gate,

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot import errors
 from bot.openai_gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,17 @@ class ModerationBatcher:
     `concurrency` request slots is busy, inputs keep accumulating, so batches grow with load instead of
     queueing requests. Identical inputs in flight share one future; verdicts are cached `cache_ttl` s.
     """
+
+    @classmethod
+    def from_settings(cls, gateway: OpenAIGateway, settings: Settings) -> ModerationBatcher:
+        """The batcher as the bot configures it (MODERATION_BATCH_* settings)."""
+        return cls(
+            gateway,
+            window=settings.moderation_batch_window,
+            max_inputs=settings.moderation_batch_size,
+            concurrency=settings.moderation_concurrency,
+            cache_ttl=settings.moderation_cache_seconds,
+        )
 
     def __init__(
         self,
