@@ -20,14 +20,20 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.runtime import event_loop_factory, freeze_startup_objects, tune_garbage_collector
+
 
 async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
     """discord.py sleeps 5 s before re-identifying; the fake has no identify rate limit."""
 
 
 def build_client(config: dict[str, Any]) -> discord.Client:
-    if config.get("bare"):
-        client: discord.Client = commands.Bot(
+    if config.get("floor"):
+        from bench.floor_bot import FloorBot
+
+        client: discord.Client = FloorBot(config, guild_ready_timeout=0.05)
+    elif config.get("bare"):
+        client = commands.Bot(
             command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05
         )
     else:
@@ -68,6 +74,7 @@ async def serve(config: dict[str, Any]) -> None:
             return
         for path, value in config.get("tweaks", {}).items():
             apply_tweak(client, path, value)
+        freeze_startup_objects()  # as bot/runner.py does once the bot is connected
         print("READY", flush=True)
         await stop.wait()
         await client.close()
@@ -77,7 +84,10 @@ async def serve(config: dict[str, Any]) -> None:
 def main() -> None:
     config = json.loads(sys.argv[1])
     logging.basicConfig(level=config.get("log_level", "WARNING"), stream=sys.stderr)
-    asyncio.run(serve(config))
+    # The runtime `python -m bot` uses (bot/runner.py): the figures are the product's, not a bench's.
+    tune_garbage_collector()
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(config))
 
 
 if __name__ == "__main__":

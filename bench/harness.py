@@ -54,6 +54,12 @@ class Upstream:
     answer_chars: int = 240
 
     @property
+    def round_trip(self) -> float:
+        """One /ask's upstream time: prompt moderation, the whole stream, answer moderation."""
+        chunks = -(-self.answer_chars // self.chunk_chars)
+        return 2 * self.moderation_latency + self.chat_ttft + chunks * self.chunk_delay
+
+    @property
     def first_token(self) -> float:
         """The upstream's own time to first token: headers after chat_ttft, first text one chunk later."""
         return self.chat_ttft + self.chunk_delay
@@ -99,6 +105,13 @@ def rss_mb(pid: int) -> float:
     return math.nan
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class BenchWorld:
     """A guild with channels and members in the fake Discord, the fake OpenAI, and the bot process."""
@@ -108,6 +121,7 @@ class BenchWorld:
     channels: int = 20
     members: int = 200
     bare: bool = False  # a plain discord.py client instead of the bot (the memory baseline)
+    floor: bool = False  # bench/floor_bot.py instead of the bot (the CPU baseline)
     tweaks: dict[str, Any] = field(default_factory=dict)  # service attributes set once the bot is up
     discord: FakeDiscord = field(init=False)
     openai: FakeOpenAI = field(init=False)
@@ -154,6 +168,7 @@ class BenchWorld:
             "token": FakeDiscord.DEFAULT_TOKEN,
             "settings": settings,
             "bare": self.bare,
+            "floor": self.floor,
             "tweaks": self.tweaks,
         }
         self._log = self._open_log()
@@ -189,6 +204,9 @@ class BenchWorld:
 
     def rss_mb(self) -> float:
         return rss_mb(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     async def __aexit__(self, *exc: object) -> None:
         if self.process is not None and self.process.returncode is None:

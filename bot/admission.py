@@ -60,7 +60,7 @@ def install_cost_control(bot: OpenAIBot, services: Services) -> None:
     limits = Limits(LimitsStore(services.store, settings), ledger, prices, settings, breaker)
     services.ledger = ledger
     services.limits = limits
-    services.privacy = Privacy(services.store, ledger)
+    services.privacy = Privacy(services.store, ledger, services.history)
     services.gateway.usage_sink = ledger.record
     services.gateway.guard = limits
 

@@ -169,7 +169,7 @@ class OpenAIBot(commands.Bot):
         store = self._store = await Store.open(self.settings.database_path)
         gateway = self._gateway = OpenAIGateway.from_settings(self.settings)
         moderation, channel_moderation = build_moderation(self.settings, gateway, store)
-        history = History(store)
+        history = History(store, window_tokens=self.settings.history_token_budget)
         conversations = Conversations(
             history, gateway, moderation, self.settings, bot_user_id=lambda: self.bot_user_id
         )

@@ -52,11 +52,18 @@ class Context:
     messages: list[dict[str, Any]]
     history_turns: int
     tokens: int
-    dropped_turns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     # The messages' tokens as the budget estimate counts them (no name fields, 3 per message), from the
     # turns' stored counts: the estimate used to re-tokenise the whole history on every /ask.
     estimate_tokens: int | None = None
+
+
+async def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a helper task whose result is no longer wanted, and retrieve whatever it raised."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
 
 
 def speaker_name(display_name: str) -> str:
@@ -114,7 +121,7 @@ class Conversations:
         fixed = (
             self.counter.count_message(system) + self.counter.count_message(prompt_content) + TOKENS_PER_REPLY
         )
-        turns = await self.history.recent(request.channel_id)
+        turns = await self.history.window(request.channel_id)
         kept = select_history(turns, max(0, history_budget - fixed), max_turns)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         for turn in kept:
@@ -125,9 +132,7 @@ class Conversations:
         messages.append({"role": "user", "content": prompt_content, "name": speaker_name(request.user_name)})
         used = fixed + sum(t.tokens + 4 for t in kept)
         estimate = fixed + sum(t.tokens + TOKENS_PER_MESSAGE for t in kept)
-        return Context(
-            messages, len(kept), used, dropped_turns=len(turns) - len(kept), estimate_tokens=estimate
-        )
+        return Context(messages, len(kept), used, estimate_tokens=estimate)
 
     async def check_input(self, request: AskRequest, context: CallContext) -> None:
         if not request.prompt.strip():
@@ -147,8 +152,14 @@ class Conversations:
         if self.settings.speculative_moderation:
             context, result = await self._ask_speculatively(request, call_context, on_text)
         else:
-            await self.check_input(request, call_context)
-            context, result = await self._chat(request, call_context, on_text)
+            # The context is read while the prompt is moderated: local work only, nothing is sent.
+            prepared = asyncio.ensure_future(self.build_context(request, self.settings.history_token_budget))
+            try:
+                await self.check_input(request, call_context)
+            except BaseException:
+                await _discard(prepared)
+                raise
+            context, result = await self._chat(request, call_context, on_text, prepared)
         if not result.text.strip():
             raise errors.IncompleteAnswer()
         await self.moderation.require_clean_output(result.text, context=call_context)
@@ -163,10 +174,14 @@ class Conversations:
         )
 
     async def _chat(
-        self, request: AskRequest, call_context: CallContext, on_text: TextCallback | None
+        self,
+        request: AskRequest,
+        call_context: CallContext,
+        on_text: TextCallback | None,
+        prepared: Awaitable[Context] | None = None,
     ) -> tuple[Context, ChatResult]:
         budget = self.settings.history_token_budget
-        context = await self.build_context(request, budget)
+        context = await (prepared or self.build_context(request, budget))
         try:
             return context, await self._stream(context, call_context, on_text)
         except errors.ContextTooLong:
@@ -196,10 +211,7 @@ class Conversations:
         try:
             await self.check_input(request, call_context)
         except BaseException:
-            chat.cancel()
-            await asyncio.wait([chat])
-            if not chat.cancelled():
-                chat.exception()  # retrieved: the moderation outcome is the one that counts
+            await _discard(chat)  # the moderation outcome is the one that counts
             raise
         cleared.set()
         return await chat

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.history import History
 from bot.store import Store
 from bot.usage import UsageLedger
 
@@ -35,9 +36,17 @@ class PurgeReport:
 
 
 class Privacy:
-    def __init__(self, store: Store, ledger: UsageLedger, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ledger: UsageLedger,
+        history: History,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.ledger = ledger
+        self.history = history  # its cached windows must not outlive the turns deleted here
         self.clock = clock
 
     async def _tables(self) -> set[str]:
@@ -47,6 +56,7 @@ class Privacy:
     async def forget_user(self, guild_id: int, user_id: int) -> ForgetReport:
         """Delete a user's turns (and the answers to them) and moderation records; hash their ledger id."""
         tables = await self._tables()
+        self.history.forget_windows()
         async with self.store.transaction() as db:
             cursor = await db.execute(
                 "SELECT id, channel_id FROM turns WHERE guild_id = ? AND author_id = ? AND role = 'user'",
@@ -83,6 +93,7 @@ class Privacy:
                     (guild_id, path, user_id),
                 )
                 moderation += max(0, cursor.rowcount)
+        self.history.forget_windows()  # again: an /ask may have read the turns while they were deleted
         ledger = await self.ledger.forget_user(guild_id, user_id)
         log.info(
             "forgot a user in guild %s: %d turns, %d ledger rows, %d moderation records",
@@ -98,7 +109,11 @@ class Privacy:
         if retention_days <= 0:
             return PurgeReport(0, 0)
         cutoff = self.clock() - retention_days * 86400
-        turns = await self.store.execute("DELETE FROM turns WHERE created_at < ?", (cutoff,))
+        self.history.forget_windows()
+        try:
+            turns = await self.store.execute("DELETE FROM turns WHERE created_at < ?", (cutoff,))
+        finally:
+            self.history.forget_windows()
         ledger = await self.ledger.anonymize_before(cutoff)
         if turns or ledger:
             log.info("retention: deleted %d old turns, anonymised %d old ledger rows", turns, ledger)

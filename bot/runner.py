@@ -10,6 +10,7 @@ import signal
 import discord
 
 from bot.app import OpenAIBot
+from bot.runtime import event_loop_factory, freeze_startup_objects, tune_garbage_collector
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,14 @@ async def serve(settings: Settings, **client_options: object) -> int:
             loop.add_signal_handler(sig, stop.set)
     async with bot:
         runner = asyncio.create_task(bot.start(settings.discord_token), name="discord-client")
+        settle = asyncio.create_task(_freeze_when_ready(bot), name="freeze-startup-objects")
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
             log.info("shutting down on signal")
             await bot.close()
         stopper.cancel()
+        settle.cancel()
         try:
             await runner
         except discord.LoginFailure:
@@ -46,8 +49,15 @@ async def serve(settings: Settings, **client_options: object) -> int:
     return 0
 
 
+async def _freeze_when_ready(bot: OpenAIBot) -> None:
+    await bot.wait_until_ready()
+    freeze_startup_objects()
+
+
 def run_bot(settings: Settings) -> int:
+    tune_garbage_collector()
     try:
-        return asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(serve(settings))
     except KeyboardInterrupt:
         return 0

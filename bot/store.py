@@ -182,11 +182,18 @@ class Store:
         "Performance"). Queued inserts share one transaction and one executemany per statement; the
         caller still returns only once its rows are committed (or gets the StoreError).
         """
+        await self.insert_soon(sql, rows)
+
+    def insert_soon(self, sql: str, rows: Sequence[Params]) -> asyncio.Future[None]:
+        """Queue `rows` now and return the future of their commit (a StoreError when it failed).
+
+        Inserts commit in the order they were queued: a write awaited after this one commits after it.
+        """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queued.append(_QueuedInsert(sql, rows, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_inserts(), name="store-inserts")
-        await done
+        return done
 
     async def _flush_inserts(self) -> None:
         try:

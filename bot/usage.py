@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -45,6 +46,11 @@ def next_month_start(ts: float) -> float:
     when = dt.datetime.fromtimestamp(ts, UTC)
     year, month = (when.year + 1, 1) if when.month == 12 else (when.year, when.month + 1)
     return dt.datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+def _warn_if_lost(committed: asyncio.Future[None]) -> None:
+    if not committed.cancelled() and committed.exception() is not None:
+        log.warning("recording usage failed: the database cannot be written")
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,8 @@ class UsageLedger:
             log.warning("no price for model %s: its usage is recorded without a cost", event.model)
         ctx = event.context
         now = self.clock()
-        # Committed together with the other concurrent writes (bot/store.py, Store.insert).
-        await self.store.insert(
+        # Committed together with the other concurrent writes (bot/store.py, Store.insert_soon).
+        committed = self.store.insert_soon(
             "INSERT INTO usage_events (created_at, guild_id, channel_id, user_id, command, kind, model, "
             "prompt_tokens, completion_tokens, images, image_size, image_quality, audio_seconds, cost) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -119,9 +125,16 @@ class UsageLedger:
             ],
         )
         guild_id = ctx.guild_id or 0
+        # Counted at once: a budget check made while the row is being committed must already see it.
         for key in ((guild_id, None, month_start(now)), (guild_id, ctx.user_id, day_start(now))):
             if key in self._window_sums:
                 self._window_sums[key] += cost or 0.0
+        if event.kind == "moderation":
+            # Free, and awaited by every /ask twice: the user does not wait for its commit (README,
+            # "Performance"). It still commits before any write queued after it, such as the /ask's history.
+            committed.add_done_callback(_warn_if_lost)
+            return
+        await committed
 
     # -- the pseudonym of forgotten users -------------------------------------------------------
 

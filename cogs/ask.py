@@ -22,8 +22,10 @@ from bot.responses import (
     OriginalResponse,
     SentMessage,
     StreamingReply,
+    defer_soon,
     describe_failure,
     send_followup,
+    settle_deferral,
 )
 from bot.settings import Settings
 
@@ -76,7 +78,21 @@ class Ask(commands.Cog):
     ) -> None:
         if image is not None:
             check_image_size(image.filename, image.size)
-        await interaction.response.defer(ephemeral=private, thinking=True)
+        deferral = defer_soon(interaction, ephemeral=private)
+        try:
+            await self._answer(interaction, deferral, prompt, image, private)
+        except BaseException:
+            await settle_deferral(deferral)
+            raise
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction,
+        deferral: asyncio.Task[None],
+        prompt: str,
+        image: discord.Attachment | None,
+        private: bool,
+    ) -> None:
         image_urls, image_names = [], []
         if image is not None:
             image_urls.append(await image_data_url(image.filename, await image.read()))
@@ -99,7 +115,7 @@ class Ask(commands.Cog):
             return await send_followup(interaction, content, ephemeral=private, fallback=fallback)
 
         reply = StreamingReply(
-            OriginalResponse(interaction, fallback),
+            OriginalResponse(interaction, fallback, deferral=deferral),
             create_followup,
             interval=self.settings.stream_edit_interval,
         )
