@@ -81,12 +81,12 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
     if smoke:
         upstream = Upstream(moderation_latency=0.01, chat_ttft=0.02, chunk_delay=0.005, answer_chars=80)
         speculative = Upstream(moderation_latency=0.03, chat_ttft=0.05, chunk_delay=0.005, answer_chars=80)
-        levels, burst, asks, interval = [(1, 3), (5, 1)], (5, 1), 2, 0.05
+        levels, burst, asks, interval = [(1, 3), (5, 10)], (5, 1), 2, 0.05
     else:
         upstream = Upstream()
         # moderation 300 ms; chat 1 s = 500 ms to the first token + 25 chunks 20 ms apart
         speculative = Upstream(moderation_latency=0.3, chat_ttft=0.5, chunk_delay=0.02, answer_chars=200)
-        levels, burst, asks, interval = [(1, 20), (50, 4), (200, 3)], (200, 2), 8, 1.0
+        levels, burst, asks, interval = [(1, 25), (50, 300), (200, 1000)], (200, 2), 8, 1.0
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),

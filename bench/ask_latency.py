@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -133,51 +134,42 @@ async def run_asks(world: BenchWorld, concurrency: int, rounds: int, tag: str) -
     return samples
 
 
-async def run_in_flight(world: BenchWorld, concurrency: int, rounds: int, tag: str) -> list[AskSample]:
-    """`concurrency` users each asking again as soon as their answer is complete, so `concurrency` /asks
-    are always in flight: the load a busy bot sees, where requests arrive spread out, not in one instant.
-
-    The users start spread over one /ask's duration; their first round (the ramp) is not sampled.
+async def run_in_flight(world: BenchWorld, in_flight: int, asks: int, tag: str) -> list[AskSample]:
+    """About `in_flight` /asks always in progress: arrivals at random (Poisson) times at the rate that
+    keeps that many in flight (Little's law: rate = in_flight / one /ask's upstream time), as a busy bot
+    sees them. Arrivals do not wait for earlier answers, so a slow bot cannot slow its own load down
+    (no coordinated omission). Asks that arrived during the first round trip (the ramp) are not sampled.
     """
-    spacing = world.upstream.round_trip / concurrency
-    done: dict[str, asyncio.Future[None]] = {}
+    rng = random.Random(in_flight)
+    rate = in_flight / world.upstream.round_trip
     asked: dict[str, FakeInteraction] = {}
-    finished = False
+    sampled: list[str] = []
+    started = time.monotonic()
 
-    async def poll() -> None:  # one poller for every user, as in _wait_all
-        while not finished:
-            for ident, future in list(done.items()):
-                if not future.done() and _finished(asked[ident], ident):
-                    future.set_result(None)
-            await asyncio.sleep(0.005)
+    async def invoke(index: int) -> None:
+        ident = f"Q{tag}i{index}"
+        prompt = f"{ident} what does the benchmark want to know this time, number {index}?"
+        if time.monotonic() - started >= world.upstream.round_trip:
+            sampled.append(ident)
+        asked[ident] = await world.discord.invoke(
+            "ask",
+            {"prompt": prompt},
+            guild_id=world.guild_id,
+            channel_id=world.channel_ids[index % len(world.channel_ids)],
+            user_id=world.member_ids[index % len(world.member_ids)],
+        )
 
-    async def user(index: int) -> list[str]:
-        await asyncio.sleep(index * spacing)
-        idents = []
-        for round_no in range(rounds + 1):
-            ident = f"Q{tag}r{round_no}i{index}"
-            done[ident] = asyncio.get_running_loop().create_future()
-            asked[ident] = await world.discord.invoke(
-                "ask",
-                {"prompt": f"{ident} what does the benchmark want to know this time, number {index}?"},
-                guild_id=world.guild_id,
-                channel_id=world.channel_ids[index % len(world.channel_ids)],
-                user_id=world.member_ids[index % len(world.member_ids)],
-            )
-            await asyncio.wait_for(done[ident], 120)
-            if round_no > 0:
-                idents.append(ident)
-        return idents
-
-    poller = asyncio.create_task(poll())
-    try:
-        measured = [i for idents in await asyncio.gather(*(user(i) for i in range(concurrency))) for i in idents]
-    finally:
-        finished = True
-        await poller
-    await asyncio.sleep(0.05)
+    invocations = []
+    due = started
+    for index in range(asks):
+        due += rng.expovariate(rate)
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        invocations.append(asyncio.create_task(invoke(index)))
+    await asyncio.gather(*invocations)
+    await _wait_all(asked, timeout=120)
+    await asyncio.sleep(0.05)  # let the fake OpenAI close its records of the last answers
     served = _by_ask(world)
-    return [_sample(world, ident, asked[ident], served) for ident in measured]
+    return [_sample(world, ident, asked[ident], served) for ident in sampled]
 
 
 def ms(seconds: float) -> float:
@@ -241,11 +233,14 @@ async def overhead_figures(
         await run_asks(world, 1, 2, "warm")  # first-call costs (imports, connections) are not steady state
         by_level: dict[int, list[AskSample]] = {}
         cpu_per_ask = 0.0
-        for concurrency, rounds in levels:
+        for concurrency, asks in levels:
             cpu_before = world.cpu_seconds()
-            by_level[concurrency] = await run_in_flight(world, concurrency, rounds, f"c{concurrency}")
-            # The ramp round is run but not sampled: it is in the CPU time too, so count its asks.
-            cpu_per_ask = (world.cpu_seconds() - cpu_before) / (concurrency * (rounds + 1))
+            if concurrency == 1:  # one after another: exactly one in flight
+                by_level[1] = await run_asks(world, 1, asks, "c1")
+            else:
+                by_level[concurrency] = await run_in_flight(world, concurrency, asks, f"c{concurrency}")
+            # The ramp's asks are not sampled but are in the CPU time, so every ask is counted.
+            cpu_per_ask = (world.cpu_seconds() - cpu_before) / asks
         burst_size, burst_rounds = burst
         bursts = await run_asks(world, burst_size, burst_rounds, f"b{burst_size}")
     top = max(by_level)

@@ -225,6 +225,8 @@ class Conversations:
             on_text=on_text,
             deadline=120.0,
             prompt_tokens=context.estimate_tokens,
+            # The exchange's history insert, queued after the usage row and awaited, commits it first.
+            wait_for_usage_commit=False,
         )
 
     async def _remember(self, request: AskRequest, result: ChatResult) -> bool:

@@ -53,6 +53,10 @@ class ModerationBatcher:
     `window` seconds (up to `max_inputs` strings / `max_chars` characters). While every one of the
     `concurrency` request slots is busy, inputs keep accumulating, so batches grow with load instead of
     queueing requests. Identical inputs in flight share one future; verdicts are cached `cache_ttl` s.
+
+    Urgent inputs (a user waits on them: a command's input or output) have their own lane and
+    `urgent_concurrency` slots: no window, and channel traffic can never hold them up. While their slots
+    are busy they batch the same way.
     """
 
     @classmethod
@@ -74,6 +78,7 @@ class ModerationBatcher:
         max_inputs: int = 64,
         max_chars: int = 100_000,
         concurrency: int = 8,
+        urgent_concurrency: int | None = None,
         cache_ttl: float = 60.0,
         cache_size: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
@@ -87,6 +92,10 @@ class ModerationBatcher:
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
+        # Four times the channel lane: at 200 /asks in flight, 330 urgent inputs a second at 100 ms each.
+        self.urgent_concurrency = urgent_concurrency or 4 * concurrency
+        self._urgent_in_flight = 0
+        self._urgent: deque[_Pending] = deque()
         self._pending: deque[_Pending] = deque()
         self._pending_chars = 0
         self._inflight: dict[bytes, asyncio.Future[ModerationResult]] = {}
@@ -104,11 +113,12 @@ class ModerationBatcher:
     ) -> list[ModerationResult]:
         """One result per text, in order. Raises the upstream's domain error when its request failed.
 
-        `urgent` texts (a user waits on them: a command's input or output) skip the batching window: the
-        batch pending goes as soon as a request slot is free. Under load all slots are busy anyway, so
-        batches still grow; the window only made a lone /ask wait 20 ms beside a request in flight.
+        `urgent` texts go through the urgent lane (see the class): a lone /ask waited 20 ms of window
+        beside a request in flight, and under load up to a whole request's latency for a channel slot.
         """
         futures = [self._submit(text, context, urgent) for text in texts]
+        if urgent:
+            await self._send_urgent(futures)
         if len(futures) == 1:
             return [await asyncio.shield(futures[0])]
         outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures), return_exceptions=True)
@@ -151,10 +161,11 @@ class ModerationBatcher:
         await asyncio.gather(
             *(t for t in [self._dispatcher, *self._requests] if t is not None), return_exceptions=True
         )
-        for item in self._pending:
+        for item in (*self._pending, *self._urgent):
             if not item.future.done():
                 item.future.set_exception(errors.ModerationUnavailable())
         self._pending.clear()
+        self._urgent.clear()
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -199,10 +210,13 @@ class ModerationBatcher:
             future.set_exception(errors.ModerationUnavailable())
             return future
         self._inflight[key] = future
+        if urgent:
+            self._urgent.append(_Pending(key, text, future, context))
+            return future
         self._pending.append(_Pending(key, text, future, context))
         self._pending_chars += len(text)
         self._wakeup.set()
-        if urgent or len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
+        if len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
             self._full.set()  # send without waiting out the window
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="moderation-batcher")
@@ -232,23 +246,53 @@ class ModerationBatcher:
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
 
-    def _take(self) -> list[_Pending]:
+    async def _send_urgent(self, futures: list[asyncio.Future[ModerationResult]]) -> None:
+        """Send the urgent lane's inputs while it has free slots.
+
+        When the caller's own inputs are all that is queued, its request goes from the caller's task: a
+        request task waited for a turn of the event loop, several milliseconds with hundreds of /asks in
+        flight (README, "Performance"), and only the caller's own cancellation can cut it short then.
+        """
+        own = {id(f) for f in futures}
+        if (
+            self._urgent
+            and self._urgent_in_flight < self.urgent_concurrency
+            and all(id(item.future) in own for item in self._urgent)
+        ):
+            batch = self._take_from(self._urgent)
+            self._urgent_in_flight += 1
+            await self._send(batch, urgent=True)
+        self._pump_urgent()
+
+    def _pump_urgent(self) -> None:
+        while self._urgent and self._urgent_in_flight < self.urgent_concurrency and not self._closed:
+            batch = self._take_from(self._urgent)
+            self._urgent_in_flight += 1
+            task = asyncio.create_task(self._send(batch, urgent=True), name="moderation-request")
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+
+    def _take_from(self, queue: deque[_Pending]) -> list[_Pending]:
         batch: list[_Pending] = []
         chars = 0
-        while self._pending and len(batch) < self.max_inputs:
-            size = len(self._pending[0].text)
+        while queue and len(batch) < self.max_inputs:
+            size = len(queue[0].text)
             if batch and chars + size > self.max_chars:
                 break
-            batch.append(self._pending.popleft())
+            batch.append(queue.popleft())
             chars += size
-        self._pending_chars -= chars
+        return batch
+
+    def _take(self) -> list[_Pending]:
+        batch = self._take_from(self._pending)
+        self._pending_chars -= sum(len(item.text) for item in batch)
         if len(self._pending) < self.max_inputs and self._pending_chars < self.max_chars:
             self._full.clear()
         if not self._pending:
             self._wakeup.clear()
         return batch
 
-    async def _send(self, batch: list[_Pending]) -> None:
+    async def _send(self, batch: list[_Pending], *, urgent: bool = False) -> None:
         try:
             self.stats.requests += 1
             self.stats.batched_inputs += len(batch)
@@ -276,4 +320,8 @@ class ModerationBatcher:
                 if not item.future.done():
                     item.future.set_result(result)
         finally:
-            self._slots.release()
+            if urgent:
+                self._urgent_in_flight -= 1
+                self._pump_urgent()  # what queued meanwhile goes now, as one batch
+            else:
+                self._slots.release()

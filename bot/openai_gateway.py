@@ -51,6 +51,9 @@ class UsageEvent:
     image_size: str | None = None
     image_quality: str | None = None
     audio_seconds: float = 0.0
+    # False: the caller does not wait for the row's commit, because a write it awaits next (the /ask's
+    # history) is queued after it and so commits it first.
+    wait_for_commit: bool = True
 
 
 UsageSink = Callable[[UsageEvent], Awaitable[None]]
@@ -325,10 +328,12 @@ class OpenAIGateway:
         max_tokens: int | None = None,
         deadline: float | None = None,
         prompt_tokens: int | None = None,
+        wait_for_usage_commit: bool = True,
     ) -> ChatResult:
         """Stream a chat answer, calling `on_text` with the text so far; a cut stream is an error.
 
         `prompt_tokens`, when given, is the messages' token count as `Limits.estimate` would count it.
+        `wait_for_usage_commit`: see `UsageEvent.wait_for_commit`.
         """
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
@@ -377,7 +382,16 @@ class OpenAIGateway:
                 raise errors.IncompleteAnswer() from exc
             finally:
                 await stream.close()
-            await self._meter(UsageEvent(context, "chat", model, prompt_tokens, completion_tokens))
+            await self._meter(
+                UsageEvent(
+                    context,
+                    "chat",
+                    model,
+                    prompt_tokens,
+                    completion_tokens,
+                    wait_for_commit=wait_for_usage_commit,
+                )
+            )
             if finish_reason is None:
                 raise errors.IncompleteAnswer()
             if finish_reason == "content_filter":

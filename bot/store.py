@@ -237,9 +237,16 @@ class Store:
         by_sql: dict[str, list[Params]] = {}
         for item in batch:
             by_sql.setdefault(item.sql, []).extend(item.rows)
-        async with self.transaction() as db:
-            for sql, rows in by_sql.items():
-                await db.executemany(sql, rows)
+        writer = self._writer
+        async with self._write_lock:
+            try:
+                # One trip to the writer's thread for the whole transaction, not one per statement: under
+                # load every trip waited for a turn of the busy event loop, and each /ask awaits two of
+                # these commits (README, "Performance"). aiosqlite's `_execute` queues a callable on that
+                # thread; tests/test_store_writes.py pins the behaviour this relies on.
+                await writer._execute(_write_batch, writer, list(by_sql.items()))
+            except sqlite3.Error as exc:
+                raise self._failed("the database could not save", exc) from exc
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         # One trip to the connection's thread, not three (execute, fetch, close): under load each trip
@@ -256,6 +263,21 @@ class Store:
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")
         return row is not None and row[0] == "ok"
+
+
+def _write_batch(writer: aiosqlite.Connection, statements: list[tuple[str, list[Params]]]) -> None:
+    """In the writer's thread: every statement in one transaction, rolled back whole if any fails."""
+    conn = writer._conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in statements:
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR).
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

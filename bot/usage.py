@@ -129,9 +129,10 @@ class UsageLedger:
         for key in ((guild_id, None, month_start(now)), (guild_id, ctx.user_id, day_start(now))):
             if key in self._window_sums:
                 self._window_sums[key] += cost or 0.0
-        if event.kind == "moderation":
-            # Free, and awaited by every /ask twice: the user does not wait for its commit (README,
-            # "Performance"). It still commits before any write queued after it, such as the /ask's history.
+        if event.kind == "moderation" or not event.wait_for_commit:
+            # A moderation is free (and each /ask has two), an /ask's chat is committed by the history
+            # insert it awaits next: the user does not wait for these commits (README, "Performance").
+            # Inserts commit in the order they are queued, so each still commits before any later write.
             committed.add_done_callback(_warn_if_lost)
             return
         await committed
