@@ -243,7 +243,8 @@ async def overhead_figures(
             cpu_per_ask = (world.cpu_seconds() - cpu_before) / asks
         burst_size, burst_rounds = burst
         bursts = await run_asks(world, burst_size, burst_rounds, f"b{burst_size}")
-    top = max(by_level)
+    top, top_asks = max(levels)
+    floor_samples, floor_cpu = await _floor_run(top, top_asks, upstream, interval)
     for concurrency, samples in by_level.items():
         section = f"/ask, {concurrency} in flight ({len(samples)} asks)"
         figures += _level_figures(section, samples, concurrency == top, False)
@@ -254,10 +255,25 @@ async def overhead_figures(
                     "bot CPU time per /ask (all threads)",
                     ms(cpu_per_ask),
                     "ms",
-                    ms(median([s.upstream for s in samples])),
-                    "upstream time p50",
+                    ms(floor_cpu),
+                    "the library floor's",
                 )
             )
+            floor_section = (
+                f"/ask, {top} in flight: the library floor, bench/floor_bot.py ({len(floor_samples)} asks)"
+            )
+            for q in (50, 99):
+                figures.append(
+                    Figure(
+                        floor_section,
+                        f"floor overhead p{q}",
+                        ms(percentile([s.overhead for s in floor_samples], q)),
+                        "ms",
+                        ms(percentile([s.overhead for s in samples], q)),
+                        "the bot's",
+                        note="discord.py and the openai SDK alone, same calls",
+                    )
+                )
     figures += _level_figures(
         f"/ask, burst of {burst_size} at the same instant ({len(bursts)} asks)",
         bursts,
@@ -287,6 +303,19 @@ async def overhead_figures(
         )
     )
     return figures
+
+
+async def _floor_run(
+    in_flight: int, asks: int, upstream: Upstream, interval: float
+) -> tuple[list[AskSample], float]:
+    """The same load on bench/floor_bot.py: its samples and its CPU time per /ask."""
+    async with BenchWorld(
+        upstream=upstream, floor=True, settings={"stream_edit_interval": interval}
+    ) as world:
+        await run_asks(world, 1, 2, "warm")
+        cpu_before = world.cpu_seconds()
+        samples = await run_in_flight(world, in_flight, asks, f"f{in_flight}")
+        return samples, (world.cpu_seconds() - cpu_before) / asks
 
 
 async def speculative_figures(upstream: Upstream, asks: int, interval: float) -> list[Figure]:

@@ -33,9 +33,7 @@ def build_client(config: dict[str, Any]) -> discord.Client:
 
         client: discord.Client = FloorBot(config, guild_ready_timeout=0.05)
     elif config.get("bare"):
-        client = commands.Bot(
-            command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05
-        )
+        client = commands.Bot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
     else:
         from bot.app import OpenAIBot
         from bot.settings import Settings
@@ -86,7 +84,9 @@ def main() -> None:
     logging.basicConfig(level=config.get("log_level", "WARNING"), stream=sys.stderr)
     # The runtime `python -m bot` uses (bot/runner.py): the figures are the product's, not a bench's.
     tune_garbage_collector()
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+    with asyncio.Runner(
+        loop_factory=event_loop_factory(config["settings"].get("event_loop", "auto"))
+    ) as runner:
         runner.run(serve(config))
 
 

@@ -150,7 +150,9 @@ class History:
         self._appended(
             exchange.channel_id,
             [
-                Turn("user", exchange.question, exchange.question_tokens, exchange.user_id, exchange.user_name),
+                Turn(
+                    "user", exchange.question, exchange.question_tokens, exchange.user_id, exchange.user_name
+                ),
                 Turn("assistant", exchange.answer, exchange.answer_tokens, exchange.bot_id, ""),
             ],
         )

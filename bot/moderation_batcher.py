@@ -224,10 +224,11 @@ class ModerationBatcher:
 
     async def _dispatch(self) -> None:
         while not self._closed:
-            await self._wakeup.wait()
             if not self._pending:
+                # The next input starts a new dispatcher (_submit): an idle bot keeps no task waiting.
                 self._wakeup.clear()
-                continue
+                return
+            await self._wakeup.wait()
             wait = self._pending[0].enqueued + self.window - time.monotonic()
             # With no request in flight nothing is gained by waiting: what arrived in this loop turn goes
             # at once, so an /ask at low load pays no window (README, "Performance"). Under load, batch.

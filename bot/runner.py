@@ -57,7 +57,7 @@ async def _freeze_when_ready(bot: OpenAIBot) -> None:
 def run_bot(settings: Settings) -> int:
     tune_garbage_collector()
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             return runner.run(serve(settings))
     except KeyboardInterrupt:
         return 0

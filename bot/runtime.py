@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -15,17 +14,22 @@ log = logging.getLogger(__name__)
 YOUNG_THRESHOLD = 10_000
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (not on Windows) unless BOT_EVENT_LOOP=asyncio; None: asyncio's own.
+def event_loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The EVENT_LOOP setting: uvloop when it is installed (not on Windows) for `auto`; None means
+    asyncio's own loop.
 
     uvloop runs the sockets, timers and callbacks in C: the same /ask costs less CPU, which is what
     decides how many run at once without queueing (README, "Performance").
     """
-    if os.environ.get("BOT_EVENT_LOOP", "").lower() == "asyncio":
+    if choice == "asyncio":
         return None
     try:
         import uvloop
     except ImportError:
+        if choice == "uvloop":
+            raise RuntimeError(
+                "EVENT_LOOP=uvloop, but uvloop is not installed (it has no Windows build)"
+            ) from None
         return None
     return uvloop.new_event_loop
 

@@ -88,6 +88,7 @@ class Settings:
     allow_dms: bool = _env_field("ALLOW_DMS", False)
     sync_commands: bool = _env_field("SYNC_COMMANDS", True)
     log_level: str = _env_field("LOG_LEVEL", "INFO")
+    event_loop: str = _env_field("EVENT_LOOP", "auto")
     # On SIGTERM/SIGINT, requests in progress get this long to finish before they are told and stopped.
     shutdown_grace: float = _env_field("SHUTDOWN_GRACE", 8.0)
     # Cost control, access and privacy (README: "Cost control", "Data the bot stores").
@@ -253,6 +254,8 @@ def load_settings(
     settings = Settings(**values)
     if settings.reasoning_effort not in {"off", "none", "minimal", "low", "medium", "high", "xhigh"}:
         problems.append("REASONING_EFFORT must be off, none, minimal, low, medium, high or xhigh")
+    if settings.event_loop not in {"auto", "uvloop", "asyncio"}:
+        problems.append("EVENT_LOOP must be auto, uvloop or asyncio")
     if settings.max_tokens_parameter not in {"max_completion_tokens", "max_tokens"}:
         problems.append("MAX_TOKENS_PARAMETER must be max_completion_tokens or max_tokens")
     if database_problem := _check_database_url(settings.database_url):

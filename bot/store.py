@@ -243,7 +243,7 @@ class Store:
                 # One trip to the writer's thread for the whole transaction, not one per statement: under
                 # load every trip waited for a turn of the busy event loop, and each /ask awaits two of
                 # these commits (README, "Performance"). aiosqlite's `_execute` queues a callable on that
-                # thread; tests/test_store_writes.py pins the behaviour this relies on.
+                # thread; tests/test_hot_path.py pins the atomicity this relies on.
                 await writer._execute(_write_batch, writer, list(by_sql.items()))
             except sqlite3.Error as exc:
                 raise self._failed("the database could not save", exc) from exc

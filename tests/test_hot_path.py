@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import OpenAIBot
-from bot.history import History
+from bot.history import Exchange, History
 from bot.limits_store import LimitsStore
 from bot.moderation_batcher import ModerationBatcher
 from bot.openai_gateway import CallContext, OpenAIGateway, PlannedCall
@@ -20,6 +20,7 @@ from bot.store import Store, StoreError
 from tests.conftest import World
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAI
+from tests.test_ask import ask, chat_bodies
 
 CONTEXT = CallContext(1, 2, 3, "test")
 
@@ -146,3 +147,74 @@ async def test_finishing_while_a_streamed_message_is_being_created_leaves_no_cur
     await reply.finish("y" * 2500)
     live = [m.content for m in created if not m.deleted]
     assert "".join(live) == "y" * 2500  # every message made is tracked: none keeps the cursor
+
+
+async def test_an_urgent_text_does_not_wait_for_the_channel_lane(
+    gateway: OpenAIGateway, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_latency = 0.3
+    batcher = ModerationBatcher(gateway, window=0.0, concurrency=1)
+    channel = asyncio.create_task(batcher.texts(["a channel message"], context=CONTEXT))
+    await asyncio.sleep(0.05)  # the channel lane's only slot is busy
+    [prompt] = await batcher.texts(["my prompt"], context=CONTEXT, urgent=True)
+    assert not prompt.flagged
+    await channel
+    first, second = fake_openai.calls("/moderations")
+    assert (first.json["input"], second.json["input"]) == (["a channel message"], ["my prompt"])
+    assert first.end_time is not None and second.time < first.end_time  # sent beside it, not after it
+    await batcher.close()
+
+
+async def test_urgent_texts_batch_while_their_lane_is_busy(
+    gateway: OpenAIGateway, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.moderation_latency = 0.2
+    batcher = ModerationBatcher(gateway, window=0.0, urgent_concurrency=1)
+    first = asyncio.create_task(batcher.texts(["prompt 0"], context=CONTEXT, urgent=True))
+    await asyncio.sleep(0.05)
+    rest = [batcher.texts([f"prompt {n}"], context=CONTEXT, urgent=True) for n in range(1, 6)]
+    await asyncio.gather(first, *rest)
+    assert [r.json["input"] for r in fake_openai.calls("/moderations")] == [
+        ["prompt 0"],
+        [f"prompt {n}" for n in range(1, 6)],
+    ]
+    await batcher.close()
+
+
+async def test_cached_history_windows_follow_appends_and_deletions(store: Store) -> None:
+    await store.execute("DROP TABLE numbers")
+    history = History(store, window_tokens=60)
+    exchange = Exchange(1, 7, 3, "ann", "question", 10, 99, "answer", 10)
+    assert await history.window(7) == []
+    await history.append(exchange)
+    await history.append(replace(exchange, question="second", answer="reply"))
+    assert [t.content for t in await history.window(7)] == ["question", "answer", "second", "reply"]
+    await history.append(replace(exchange, question="third", answer="more"))
+    # 14 tokens a turn: the window keeps what fits 60, as a read from the database does.
+    assert [t.content for t in await history.window(7)] == ["second", "reply", "third", "more"]
+    history.forget_windows()
+    assert [t.content for t in await history.window(7)] == ["second", "reply", "third", "more"]
+    assert await history.forget_channel(7) == 6
+    assert await history.window(7) == []
+
+
+async def test_forget_me_and_the_retention_purge_reach_the_next_context(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    """The history window cached by the first /ask must not bring deleted turns back."""
+    await ask(fake_discord, world, "my secret plan")
+    done = await (
+        await fake_discord.invoke(
+            "forget me", guild_id=world.guild_id, channel_id=world.channel_id, user_id=world.member_id
+        )
+    ).wait_done()
+    assert "2 conversation turns" in done.all_text()
+    await ask(fake_discord, world, "what did I say?")
+    assert "secret plan" not in str(chat_bodies(fake_openai)[-1]["messages"])
+
+    privacy = bot.services.privacy
+    assert privacy is not None
+    await bot.services.store.execute("UPDATE turns SET created_at = 0")
+    await privacy.purge_expired(retention_days=1)
+    await ask(fake_discord, world, "anything left?")
+    assert "what did I say" not in str(chat_bodies(fake_openai)[-1]["messages"])
