@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import errors
+from bot.aio import stop_task
 from bot.history import Exchange, History, Turn
 from bot.moderation import ModerationGate
 from bot.openai_gateway import CallContext, ChatResult, OpenAIGateway
@@ -56,14 +57,6 @@ class Context:
     # The messages' tokens as the budget estimate counts them (no name fields, 3 per message), from the
     # turns' stored counts: the estimate used to re-tokenise the whole history on every /ask.
     estimate_tokens: int | None = None
-
-
-async def _discard(task: asyncio.Future[Any]) -> None:
-    """Cancel a helper task whose result is no longer wanted, and retrieve whatever it raised."""
-    task.cancel()
-    await asyncio.wait([task])
-    if not task.cancelled():
-        task.exception()
 
 
 def speaker_name(display_name: str) -> str:
@@ -157,7 +150,7 @@ class Conversations:
             try:
                 await self.check_input(request, call_context)
             except BaseException:
-                await _discard(prepared)
+                await stop_task(prepared)
                 raise
             context, result = await self._chat(request, call_context, on_text, prepared)
         if not result.text.strip():
@@ -211,7 +204,7 @@ class Conversations:
         try:
             await self.check_input(request, call_context)
         except BaseException:
-            await _discard(chat)  # the moderation outcome is the one that counts
+            await stop_task(chat)  # the moderation outcome is the one that counts
             raise
         cleared.set()
         return await chat

@@ -92,8 +92,10 @@ class ModerationBatcher:
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
-        # Four times the channel lane: at 200 /asks in flight, 330 urgent inputs a second at 100 ms each.
-        self.urgent_concurrency = urgent_concurrency or 4 * concurrency
+        # Twice the channel lane. Every request costs the event loop about 0.4 ms: with more slots, 200 /asks
+        # in flight sent 1.5 moderation requests per /ask and saturated the loop; with as many as the
+        # channel lane, prompts waited for a slot (README, "Performance").
+        self.urgent_concurrency = urgent_concurrency or 2 * concurrency
         self._urgent_in_flight = 0
         self._urgent: deque[_Pending] = deque()
         self._pending: deque[_Pending] = deque()

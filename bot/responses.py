@@ -183,25 +183,6 @@ class _Relocatable:
         return await self._delete_here()
 
 
-def defer_soon(interaction: discord.Interaction, *, ephemeral: bool = False) -> asyncio.Task[Any]:
-    """Send the deferral without waiting for Discord's answer to it.
-
-    The command's own work (moderating the prompt, reading the history) starts at once instead of one
-    round trip later (README, "Performance"). Whatever touches the response afterwards awaits the task
-    (OriginalResponse does), and a failing command awaits `settle_deferral` before it reports.
-    """
-    return asyncio.create_task(
-        interaction.response.defer(ephemeral=ephemeral, thinking=True), name="interaction-deferral"
-    )
-
-
-async def settle_deferral(deferral: asyncio.Task[Any]) -> None:
-    """Wait for the deferral to be answered (the error handler must know whether it happened)."""
-    await asyncio.wait([deferral])
-    if not deferral.cancelled() and deferral.exception() is not None:
-        log.info("the deferral failed: %s", type(deferral.exception()).__name__)
-
-
 class OriginalResponse(_Relocatable):
     """The deferred response of an interaction, as something a StreamingReply can edit."""
 
@@ -214,7 +195,7 @@ class OriginalResponse(_Relocatable):
     ) -> None:
         super().__init__(fallback)
         self.interaction = interaction
-        self.deferral = deferral  # a deferral still in flight (defer_soon); a failed one raises here
+        self.deferral = deferral  # a deferral still in flight; a failed one raises here
 
     async def _edit_here(self, content: str) -> Any:
         if self.deferral is not None:

@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot import errors
 from bot.admission import check_rule, guild_allowed
+from bot.aio import stop_task
 from bot.app import OpenAIBot
 from bot.conversation import Answer, AskRequest, Conversations
 from bot.media import check_image_size, image_data_url
@@ -22,10 +23,8 @@ from bot.responses import (
     OriginalResponse,
     SentMessage,
     StreamingReply,
-    defer_soon,
     describe_failure,
     send_followup,
-    settle_deferral,
 )
 from bot.settings import Settings
 
@@ -78,17 +77,28 @@ class Ask(commands.Cog):
     ) -> None:
         if image is not None:
             check_image_size(image.filename, image.size)
-        deferral = defer_soon(interaction, ephemeral=private)
+        # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
+        # of one round trip after it; the deferral still goes on the wire first (README, "Performance").
+        deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private))
         try:
-            await self._answer(interaction, deferral, prompt, image, private)
-        except BaseException:
-            await settle_deferral(deferral)
+            await interaction.response.defer(ephemeral=private, thinking=True)
+        except BaseException as exc:
+            deferred.set_exception(exc)
+            deferred.exception()  # retrieved here: the answer's edits that await it are cancelled
+            await stop_task(answering)
+            raise
+        deferred.set_result(None)
+        try:
+            await asyncio.shield(answering)
+        except asyncio.CancelledError:
+            await stop_task(answering)  # the command itself was cancelled (a shutdown)
             raise
 
     async def _answer(
         self,
         interaction: discord.Interaction,
-        deferral: asyncio.Task[None],
+        deferral: asyncio.Future[None],
         prompt: str,
         image: discord.Attachment | None,
         private: bool,
