@@ -83,9 +83,8 @@ class Ask(commands.Cog):
         answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private))
         try:
             await interaction.response.defer(ephemeral=private, thinking=True)
-        except BaseException as exc:
-            deferred.set_exception(exc)
-            deferred.exception()  # retrieved here: the answer's edits that await it are cancelled
+        except BaseException:
+            deferred.cancel()  # the answer is stopped too: the error handler reports the deferral's failure
             await stop_task(answering)
             raise
         deferred.set_result(None)

@@ -139,3 +139,28 @@ async def test_flagged_answer_is_not_posted(
     await assert_refused(done, "answer was flagged")
     assert "nasty" not in done.all_text()
     assert await bot.services.history.count(world.channel_id) == 0
+
+
+@pytest.mark.allow_error_logs  # a refused deferral is logged as an error: the operator must hear of it
+async def test_a_refused_deferral_stops_the_answer_before_any_chat(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    """The answer's work starts beside the deferral: when Discord refuses the deferral, it stops there."""
+    fake_openai.moderation_latency = 0.3  # still moderating when the refusal arrives
+    fake_discord.fail_next(
+        "POST",
+        r"/interactions/\d+/[^/]+/callback",
+        404,
+        body={"message": "Unknown interaction", "code": 10062},
+    )
+    interaction = await fake_discord.invoke(
+        "ask",
+        {"prompt": "hello?"},
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        user_id=world.member_id,
+    )
+    done = await interaction.wait_done(timeout=10, settle=0.5)
+    assert chat_bodies(fake_openai) == []
+    assert await bot.services.history.count(world.channel_id) == 0
+    assert "hello?" not in done.all_text()
