@@ -109,6 +109,17 @@ def _sample(world: BenchWorld, ident: str, fi: FakeInteraction, served: dict[int
     )
 
 
+async def _invoke_ask(world: BenchWorld, ident: str, index: int) -> FakeInteraction:
+    """One /ask tagged `ident` (its prompt's first word), by member and in channel number `index`."""
+    return await world.discord.invoke(
+        "ask",
+        {"prompt": f"{ident} what does the benchmark want to know this time, number {index}?"},
+        guild_id=world.guild_id,
+        channel_id=world.channel_ids[index % len(world.channel_ids)],
+        user_id=world.member_ids[index % len(world.member_ids)],
+    )
+
+
 async def run_asks(world: BenchWorld, concurrency: int, rounds: int, tag: str) -> list[AskSample]:
     """`rounds` bursts of `concurrency` simultaneous /ask interactions, each in its own channel slot."""
     samples: list[AskSample] = []
@@ -116,15 +127,7 @@ async def run_asks(world: BenchWorld, concurrency: int, rounds: int, tag: str) -
 
         async def invoke(index: int, round_no: int = round_no) -> tuple[str, FakeInteraction]:
             ident = f"Q{tag}r{round_no}i{index}"
-            prompt = f"{ident} what does the benchmark want to know this time, number {index}?"
-            fi = await world.discord.invoke(
-                "ask",
-                {"prompt": prompt},
-                guild_id=world.guild_id,
-                channel_id=world.channel_ids[index % len(world.channel_ids)],
-                user_id=world.member_ids[index % len(world.member_ids)],
-            )
-            return ident, fi
+            return ident, await _invoke_ask(world, ident, index)
 
         pending = dict(await asyncio.gather(*(invoke(i) for i in range(concurrency))))
         await _wait_all(pending, timeout=120)
@@ -148,16 +151,9 @@ async def run_in_flight(world: BenchWorld, in_flight: int, asks: int, tag: str) 
 
     async def invoke(index: int) -> None:
         ident = f"Q{tag}i{index}"
-        prompt = f"{ident} what does the benchmark want to know this time, number {index}?"
         if time.monotonic() - started >= world.upstream.round_trip:
             sampled.append(ident)
-        asked[ident] = await world.discord.invoke(
-            "ask",
-            {"prompt": prompt},
-            guild_id=world.guild_id,
-            channel_id=world.channel_ids[index % len(world.channel_ids)],
-            user_id=world.member_ids[index % len(world.member_ids)],
-        )
+        asked[ident] = await _invoke_ask(world, ident, index)
 
     invocations = []
     due = started

@@ -20,7 +20,8 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.runtime import event_loop_factory, freeze_startup_objects, tune_garbage_collector
+from bot.runtime import freeze_startup_objects
+from bot.runtime import run as run_on_runtime
 
 
 async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
@@ -83,11 +84,7 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     logging.basicConfig(level=config.get("log_level", "WARNING"), stream=sys.stderr)
     # The runtime `python -m bot` uses (bot/runner.py): the figures are the product's, not a bench's.
-    tune_garbage_collector()
-    with asyncio.Runner(
-        loop_factory=event_loop_factory(config["settings"].get("event_loop", "auto"))
-    ) as runner:
-        runner.run(serve(config))
+    run_on_runtime(serve(config), config["settings"].get("event_loop", "auto"))
 
 
 if __name__ == "__main__":

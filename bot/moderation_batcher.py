@@ -102,7 +102,6 @@ class ModerationBatcher:
         self._pending_chars = 0
         self._inflight: dict[bytes, asyncio.Future[ModerationResult]] = {}
         self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
-        self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._requests: set[asyncio.Task[None]] = set()
@@ -217,7 +216,6 @@ class ModerationBatcher:
             return future
         self._pending.append(_Pending(key, text, future, context))
         self._pending_chars += len(text)
-        self._wakeup.set()
         if len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
             self._full.set()  # send without waiting out the window
         if self._dispatcher is None or self._dispatcher.done():
@@ -227,10 +225,7 @@ class ModerationBatcher:
     async def _dispatch(self) -> None:
         while not self._closed:
             if not self._pending:
-                # The next input starts a new dispatcher (_submit): an idle bot keeps no task waiting.
-                self._wakeup.clear()
-                return
-            await self._wakeup.wait()
+                return  # the next input starts a new dispatcher (_submit): an idle bot keeps no task waiting
             wait = self._pending[0].enqueued + self.window - time.monotonic()
             # With no request in flight nothing is gained by waiting: what arrived in this loop turn goes
             # at once, so an /ask at low load pays no window (README, "Performance"). Under load, batch.
@@ -262,20 +257,21 @@ class ModerationBatcher:
             and self._urgent_in_flight < self.urgent_concurrency
             and all(id(item.future) in own for item in self._urgent)
         ):
-            batch = self._take_from(self._urgent)
+            batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
             await self._send(batch, urgent=True)
         self._pump_urgent()
 
     def _pump_urgent(self) -> None:
         while self._urgent and self._urgent_in_flight < self.urgent_concurrency and not self._closed:
-            batch = self._take_from(self._urgent)
+            batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
             task = asyncio.create_task(self._send(batch, urgent=True), name="moderation-request")
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
 
-    def _take_from(self, queue: deque[_Pending]) -> list[_Pending]:
+    def _take_from(self, queue: deque[_Pending]) -> tuple[list[_Pending], int]:
+        """The next batch from `queue` and its characters."""
         batch: list[_Pending] = []
         chars = 0
         while queue and len(batch) < self.max_inputs:
@@ -284,15 +280,13 @@ class ModerationBatcher:
                 break
             batch.append(queue.popleft())
             chars += size
-        return batch
+        return batch, chars
 
     def _take(self) -> list[_Pending]:
-        batch = self._take_from(self._pending)
-        self._pending_chars -= sum(len(item.text) for item in batch)
+        batch, chars = self._take_from(self._pending)
+        self._pending_chars -= chars
         if len(self._pending) < self.max_inputs and self._pending_chars < self.max_chars:
             self._full.clear()
-        if not self._pending:
-            self._wakeup.clear()
         return batch
 
     async def _send(self, batch: list[_Pending], *, urgent: bool = False) -> None:

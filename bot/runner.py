@@ -10,7 +10,8 @@ import signal
 import discord
 
 from bot.app import OpenAIBot
-from bot.runtime import event_loop_factory, freeze_startup_objects, tune_garbage_collector
+from bot.runtime import freeze_startup_objects
+from bot.runtime import run as run_on_runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,7 @@ async def _freeze_when_ready(bot: OpenAIBot) -> None:
 
 
 def run_bot(settings: Settings) -> int:
-    tune_garbage_collector()
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-            return runner.run(serve(settings))
+        return run_on_runtime(serve(settings), settings.event_loop)
     except KeyboardInterrupt:
         return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A young collection every 10,000 net allocations instead of 700: a busy bot allocates thousands of
 # short-lived objects per /ask, and each young collection also walks everything that survived it.
@@ -32,6 +34,13 @@ def event_loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEve
             ) from None
         return None
     return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
+    """Run the process's main coroutine on the chosen event loop, with the collector tuned first."""
+    tune_garbage_collector()
+    with asyncio.Runner(loop_factory=event_loop_factory(event_loop)) as runner:
+        return runner.run(main)
 
 
 def tune_garbage_collector() -> None:
