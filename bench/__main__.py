@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import ask_latency, memory_bench, store_bench
 from bench.harness import Figure, Upstream
-from bot.runtime import freeze_startup_objects, tune_garbage_collector
+from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
 SECTIONS = ("ask", "speculative", "moderation", "store", "memory")
 

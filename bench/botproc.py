@@ -20,8 +20,8 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.runtime import freeze_startup_objects
-from bot.runtime import run as run_on_runtime
+from bot.ops.runtime import freeze_startup_objects
+from bot.ops.runtime import run as run_on_runtime
 
 
 async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
@@ -36,7 +36,7 @@ def build_client(config: dict[str, Any]) -> discord.Client:
     elif config.get("bare"):
         client = commands.Bot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
     else:
-        from bot.app import OpenAIBot
+        from bot.discord_io.client import OpenAIBot
         from bot.settings import Settings
 
         known = {f.name for f in fields(Settings)}

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,11 +20,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from bot.moderation import ModerationGate
-from bot.moderation_batcher import ModerationBatcher
-from bot.openai_gateway import CallContext, OpenAIGateway
+from bot.moderation.batcher import ModerationBatcher
+from bot.moderation.gate import ModerationGate
+from bot.openai_api.gateway import CallContext, OpenAIGateway
 from bot.settings import Settings
-from tests.fakes.fake_openai import FakeOpenAI
+from testkit.fake_openai import FakeOpenAI
 
 CHANNELS = 50
 Check = Callable[[str, CallContext], Awaitable[Any]]

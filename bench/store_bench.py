@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 from bench.harness import Figure, median, percentile
-from bot.conversation import AskRequest, Conversations
-from bot.history import Exchange, History
-from bot.moderation import ModerationGate
-from bot.openai_gateway import OpenAIGateway
+from bot.chat.conversation import AskRequest, Conversations
+from bot.chat.history import Exchange, History
+from bot.moderation.gate import ModerationGate
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
-from bot.store import Store
+from bot.storage.store import Store
 
 GUILD = 1
 LONG_CHANNEL = 10

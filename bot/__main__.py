@@ -37,15 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if args.command == "invite":
-        from bot.invite import invite_url
+        from bot.ops.invite import invite_url
 
         print(invite_url(settings))
         return 0
     if args.command == "check":
-        from bot.doctor import run_checks
+        from bot.ops.doctor import run_checks
 
         return asyncio.run(run_checks(settings))
-    from bot.runner import run_bot
+    from bot.ops.runner import run_bot
 
     return run_bot(settings)
 

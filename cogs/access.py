@@ -10,11 +10,11 @@ import sqlite3
 import discord
 from discord.ext import commands
 
-from bot.admission import guild_allowed
-from bot.app import OpenAIBot
-from bot.privacy import Privacy
+from bot.discord_io.admission import guild_allowed
+from bot.discord_io.client import OpenAIBot
+from bot.privacy.registry import Privacy
 from bot.settings import Settings
-from bot.store import StoreError
+from bot.storage.store import StoreError
 
 log = logging.getLogger(__name__)
 

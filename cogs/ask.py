@@ -12,12 +12,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.admission import check_rule, guild_allowed
-from bot.aio import stop_task
-from bot.app import OpenAIBot
-from bot.conversation import Answer, AskRequest, Conversations
-from bot.media import check_image_size, image_data_url
-from bot.responses import (
+from bot.chat.conversation import Answer, AskRequest, Conversations
+from bot.chat.vision import check_image_size, image_data_url
+from bot.discord_io.admission import check_rule, guild_allowed
+from bot.discord_io.client import OpenAIBot
+from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
     OriginalResponse,
@@ -27,6 +26,7 @@ from bot.responses import (
     send_followup,
 )
 from bot.settings import Settings
+from bot.util.aio import stop_task
 
 log = logging.getLogger(__name__)
 

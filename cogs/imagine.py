@@ -14,13 +14,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.app import OpenAIBot
-from bot.discord_text import neutralize_mentions, preview
-from bot.durations import format_seconds
-from bot.imaging import ImageMaker, ImageResult
-from bot.openai_gateway import CallContext
-from bot.responses import is_expected, send_failure
+from bot.discord_io.client import OpenAIBot
+from bot.discord_io.replies import is_expected, send_failure
+from bot.discord_io.text import neutralize_mentions, preview
+from bot.media.imaging import ImageMaker, ImageResult
+from bot.openai_api.gateway import CallContext
 from bot.settings import Settings
+from bot.util.durations import format_seconds
 
 log = logging.getLogger(__name__)
 

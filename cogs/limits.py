@@ -7,10 +7,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.admission import UNRULED_COMMANDS
-from bot.app import OpenAIBot
-from bot.limits import Limits
-from bot.usage import day_start, month_start
+from bot.cost.ledger import day_start, month_start
+from bot.cost.limits import Limits
+from bot.discord_io.admission import UNRULED_COMMANDS
+from bot.discord_io.client import OpenAIBot
 
 
 def cap_text(cap: float, custom: bool) -> str:

@@ -7,11 +7,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.app import OpenAIBot
-from bot.history import History
-from bot.moderation import ModerationGate
-from bot.openai_gateway import CallContext
-from bot.privacy import Privacy
+from bot.chat.history import History
+from bot.discord_io.client import OpenAIBot
+from bot.moderation.gate import ModerationGate
+from bot.openai_api.gateway import CallContext
+from bot.privacy.registry import Privacy
 
 MAX_PERSONA_CHARS = 1500
 

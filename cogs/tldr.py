@@ -9,13 +9,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.app import OpenAIBot
-from bot.discord_text import neutralize_mentions, split_message
-from bot.durations import format_duration, parse_duration
-from bot.moderation import ModerationGate
-from bot.openai_gateway import CallContext
+from bot.discord_io.client import OpenAIBot
+from bot.discord_io.text import neutralize_mentions, split_message
+from bot.moderation.gate import ModerationGate
+from bot.openai_api.gateway import CallContext
 from bot.settings import Settings
-from bot.summaries import SourceMessage, Summarizer, Summary
+from bot.summary.summarizer import SourceMessage, Summarizer, Summary
+from bot.util.durations import format_duration, parse_duration
 
 DEFAULT_COUNT = 100
 MAX_NAMED_PARTICIPANTS = 20

@@ -12,14 +12,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.app import OpenAIBot
-from bot.audio import looks_like_media
-from bot.discord_text import neutralize_mentions, split_message
-from bot.durations import format_seconds
-from bot.openai_gateway import CallContext
-from bot.responses import describe_failure
+from bot.discord_io.client import OpenAIBot
+from bot.discord_io.replies import describe_failure
+from bot.discord_io.text import neutralize_mentions, split_message
+from bot.media.audio import looks_like_media
+from bot.media.transcription import AutoTranscribeChannels, Transcriber, TranscriptResult
+from bot.openai_api.gateway import CallContext
 from bot.settings import Settings
-from bot.transcription import AutoTranscribeChannels, Transcriber, TranscriptResult
+from bot.util.durations import format_seconds
 
 log = logging.getLogger(__name__)
 

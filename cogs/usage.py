@@ -9,9 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import OpenAIBot
-from bot.usage import BreakdownRow, UsageLedger, UsageTotals, day_start, month_start
-from bot.usage_chart import render_cost_chart
+from bot.cost.chart import render_cost_chart
+from bot.cost.ledger import BreakdownRow, UsageLedger, UsageTotals, day_start, month_start
+from bot.discord_io.client import OpenAIBot
 
 SCOPES = [
     app_commands.Choice(name="Me", value="me"),

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
 from bot.settings import Settings
-from tests.fakes.fake_discord import FakeDiscord, running_bot
-from tests.fakes.fake_openai import FakeOpenAI
+from testkit.fake_discord import FakeDiscord, running_bot
+from testkit.fake_openai import FakeOpenAI
 
 ADMINISTRATOR = 1 << 3
 MANAGE_MESSAGES = 1 << 13

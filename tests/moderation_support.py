@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.app import OpenAIBot
-from bot.channel_moderation import ChannelModerator
-from bot.moderation_policy import Policy
+from bot.discord_io.client import OpenAIBot
+from bot.moderation.channel import ChannelModerator
+from bot.moderation.policy import Policy
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI
 
 
 def moderator(bot: OpenAIBot) -> ChannelModerator:

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import VIEW_AND_SEND, BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask
 from tests.test_limits import run
 

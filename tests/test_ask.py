@@ -9,10 +9,10 @@ import io
 import pytest
 from PIL import Image
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 
 
 def chat_bodies(fake_openai: FakeOpenAI) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.discord_text import neutralize_mentions, plan_split, split_message
+from bot.discord_io.text import neutralize_mentions, plan_split, split_message
 
 FENCE_LINE_ALPHABET = st.sampled_from(
     ["a", "b", " ", "\n", "```", "```py\n", "word ", ".", "@everyone", "\t"]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.durations import MAX_DURATION, format_duration, format_seconds, parse_duration
 from bot.errors import BotError, InvalidInput
+from bot.util.durations import MAX_DURATION, format_duration, format_seconds, parse_duration
 
 UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 

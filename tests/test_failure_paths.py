@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from bot.channel_moderation import ChannelModerator
-from bot.limits_store import LimitsStore
-from bot.privacy import Privacy
-from bot.store import Store
+from bot.cost.rules import LimitsStore
+from bot.moderation.channel import ChannelModerator
+from bot.privacy.registry import Privacy
+from bot.storage.store import Store
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.moderation_support import actions, moderator
 
 

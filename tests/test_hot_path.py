@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import OpenAIBot
-from bot.history import Exchange, History
-from bot.limits_store import LimitsStore
-from bot.moderation_batcher import ModerationBatcher
-from bot.openai_gateway import CallContext, OpenAIGateway, PlannedCall
-from bot.responses import StreamingReply
+from bot.chat.history import Exchange, History
+from bot.cost.rules import LimitsStore
+from bot.discord_io.client import OpenAIBot
+from bot.discord_io.replies import StreamingReply
+from bot.moderation.batcher import ModerationBatcher
+from bot.openai_api.gateway import CallContext, OpenAIGateway, PlannedCall
 from bot.settings import Settings
-from bot.store import Store, StoreError
+from bot.storage.store import Store, StoreError
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask, chat_bodies
 
 CONTEXT = CallContext(1, 2, 3, "test")

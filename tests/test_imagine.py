@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit import openai_images
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes import openai_images
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI
 
 
 def has_image(interaction: FakeInteraction) -> bool:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from bot import errors
-from bot.app import OpenAIBot
-from bot.openai_gateway import CallContext
+from bot.discord_io.client import OpenAIBot
+from bot.openai_api.gateway import CallContext
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask
 
 

@@ -6,7 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from bot.store import Store, bundled_migrations
+from bot.storage.store import Store, bundled_migrations
 
 TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
 

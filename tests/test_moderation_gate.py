@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot import errors
-from bot.app import OpenAIBot
-from bot.moderation import CHUNK_CHARS, ModerationGate
-from bot.moderation_batcher import ModerationBatcher
-from bot.openai_gateway import CallContext, OpenAIGateway
+from bot.discord_io.client import OpenAIBot
+from bot.moderation.batcher import ModerationBatcher
+from bot.moderation.gate import CHUNK_CHARS, ModerationGate
+from bot.openai_api.gateway import CallContext, OpenAIGateway
 from bot.settings import Settings
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.moderation_support import ask, moderated_texts
 
 CONTEXT = CallContext(1, 2, 3, "test")

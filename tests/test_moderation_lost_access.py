@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
 from tests.moderation_support import actions, bot_posts, set_policy
 
 MISSING_ACCESS = {"code": 50001, "message": "Missing Access"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.moderation_support import actions, ask, bot_posts, moderator, set_policy
 
 FAST = {"moderation_retry_interval": 0.1, "openai_max_retries": 0}

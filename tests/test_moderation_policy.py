@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import MANAGE_MESSAGES, VIEW_AND_SEND, BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.moderation_support import (
     actions,
     bot_posts,
@@ -224,7 +224,7 @@ async def test_timeout_button_times_the_author_out(
 
 
 def test_decide_uses_thresholds_then_the_strongest_action() -> None:
-    from bot.moderation_policy import Policy, decide
+    from bot.moderation.policy import Policy, decide
 
     policy = Policy(
         1, thresholds={"hate": 0.2}, actions={"violence": "log", "hate": "delete"}, default_action="warn"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import OpenAIBot
-from bot.store import Store
+from bot.discord_io.client import OpenAIBot
+from bot.storage.store import Store
+from testkit.fake_discord import FakeDiscord, running_bot
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World, make_settings
-from tests.fakes.fake_discord import FakeDiscord, running_bot
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask
 from tests.test_limits import run
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from discord import app_commands
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
 from bot.settings import documented_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.settings import SettingsError, load_settings
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask, chat_bodies
 
 

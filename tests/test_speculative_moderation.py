@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.app import OpenAIBot
-from bot.openai_gateway import UsageEvent
+from bot.discord_io.client import OpenAIBot
+from bot.openai_api.gateway import UsageEvent
 from bot.settings import load_settings
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask, chat_bodies
 
 SECRET = "PARTIAL-ANSWER-MARKER"

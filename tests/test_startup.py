@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.doctor import collect
-from bot.invite import invite_url
+from bot.ops.doctor import collect
+from bot.ops.invite import invite_url
 from bot.settings import SettingsError, load_settings
+from testkit.fake_discord import FakeDiscord, patched_discord_py
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import make_settings
-from tests.fakes.fake_discord import FakeDiscord, patched_discord_py
-from tests.fakes.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 

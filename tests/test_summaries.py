@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot import errors
-from bot.openai_gateway import CallContext, OpenAIGateway
-from bot.summaries import (
+from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.summary.summarizer import (
     CHUNK_INSTRUCTIONS,
     SourceMessage,
     Summarizer,
@@ -22,8 +22,8 @@ from bot.summaries import (
     link_citations,
     participants_of,
 )
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import make_settings
-from tests.fakes.fake_openai import FakeOpenAI
 
 CONTEXT = CallContext(1, 2, 3, "tldr")
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

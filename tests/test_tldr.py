@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from bot.openai_api.tokens import TokenCounter
 from bot.settings import SettingsError, load_settings
-from bot.summaries import CHUNK_INSTRUCTIONS, COMBINE_INSTRUCTIONS
-from bot.tokens import TokenCounter
+from bot.summary.summarizer import CHUNK_INSTRUCTIONS, COMBINE_INSTRUCTIONS
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI, RecordedRequest
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest
 
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11

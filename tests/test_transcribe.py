@@ -8,10 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI, RecordedRequest
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI, RecordedRequest
 
 VOICE_FLAG = 1 << 13
 BOT_ID = 1000

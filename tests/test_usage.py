@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from bot.app import OpenAIBot
-from bot.doctor import check_prices
-from bot.openai_gateway import CallContext
-from bot.pricing import PriceTable
+from bot.cost.pricing import PriceTable
+from bot.discord_io.client import OpenAIBot
+from bot.openai_api.gateway import CallContext
+from bot.ops.doctor import check_prices
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World, make_settings
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.test_ask import ask
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
 from cogs.moderation.actions import ModerationActions
 from cogs.moderation.commands import ModerationCommands
 from cogs.moderation.listener import ModerationEvents

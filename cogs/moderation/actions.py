@@ -9,9 +9,9 @@ import logging
 
 import discord
 
-from bot.channel_moderation import ChannelModerator, Outcome
-from bot.moderation_policy import Policy
-from bot.moderation_queue import MessageSubject
+from bot.moderation.channel import ChannelModerator, Outcome
+from bot.moderation.policy import Policy
+from bot.moderation.queue import MessageSubject
 from cogs.moderation.modlog import Effects, action_embed, action_view, duration
 
 log = logging.getLogger(__name__)

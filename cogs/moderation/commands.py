@@ -10,8 +10,8 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot import errors
-from bot.channel_moderation import ChannelModerator
-from bot.moderation_policy import ACTION_LABELS, ACTIONS, CATEGORIES, Policy
+from bot.moderation.channel import ChannelModerator
+from bot.moderation.policy import ACTION_LABELS, ACTIONS, CATEGORIES, Policy
 from cogs.moderation.modlog import duration
 
 CATEGORY_CHOICES = [Choice(name=c, value=c) for c in CATEGORIES]

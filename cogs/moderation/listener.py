@@ -12,9 +12,9 @@ import discord
 from discord.ext import commands
 
 from bot import errors
-from bot.channel_moderation import ChannelModerator
-from bot.moderation_queue import MessageSubject
-from bot.store import StoreError
+from bot.moderation.channel import ChannelModerator
+from bot.moderation.queue import MessageSubject
+from bot.storage.store import StoreError
 from cogs.moderation.actions import ModerationActions
 from cogs.moderation.modlog import COG_NAME, action_embed, duration
 

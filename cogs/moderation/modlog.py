@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.channel_moderation import Outcome
-from bot.discord_text import neutralize_mentions
-from bot.moderation_policy import ACTION_LABELS
-from bot.moderation_queue import MessageSubject
-from bot.responses import is_expected, send_failure
+from bot.discord_io.replies import is_expected, send_failure
+from bot.discord_io.text import neutralize_mentions
+from bot.moderation.channel import Outcome
+from bot.moderation.policy import ACTION_LABELS
+from bot.moderation.queue import MessageSubject
 
 if TYPE_CHECKING:
     from cogs.moderation.listener import ModerationEvents

@@ -1,4 +1,4 @@
-"""Test-only entry point: the real `bot.runner.serve` in a child process, pointed at a fake Discord.
+"""Test-only entry point: the real `bot.ops.runner.serve` in a child process, pointed at a fake Discord.
 
 `python -m tests.reliability.child_bot` with FAKE_DISCORD_PORT set, plus the bot's usual environment
 (DISCORD_TOKEN, OPENAI_API_KEY, OPENAI_BASE_URL, DATABASE_URL...). discord.py reads its REST base and
@@ -17,7 +17,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot.__main__ import configure_logging
-from bot.runner import serve
+from bot.ops.runner import serve
 from bot.settings import SettingsError, load_settings
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import VIEW_AND_SEND, World
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.reliability.helpers import ask, assert_next_ask_works, turns
 
 VIEW_ONLY = (1 << 10) | (1 << 16)  # view channel, read history: no Send Messages

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bot.app import OpenAIBot
-from bot.moderation import normalize_for_moderation
+from bot.discord_io.client import OpenAIBot
+from bot.moderation.gate import normalize_for_moderation
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.reliability.corpus import (
     HOSTILE_TEXTS,
     MODEL_PINGS,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from bot.moderation import normalize_for_moderation
+from bot.moderation.gate import normalize_for_moderation
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.reliability.corpus import png_bytes
 from tests.reliability.helpers import moderated_texts
 

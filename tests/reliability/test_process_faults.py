@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bot.app import OpenAIBot
+from bot.discord_io.client import OpenAIBot
+from testkit.fake_discord import FakeDiscord, FakeInteraction
+from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.reliability.helpers import (
     EPHEMERAL,
     ask,
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ChildBot:
-    """`bot.runner.serve` in a child process (tests/reliability/child_bot.py), against the fakes."""
+    """`bot.ops.runner.serve` in a child process (tests/reliability/child_bot.py), against the fakes."""
 
     def __init__(
         self, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path, **env: str

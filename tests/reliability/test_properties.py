@@ -11,11 +11,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bot import errors
-from bot.conversation import select_history
-from bot.discord_text import MESSAGE_LIMIT, neutralize_mentions, plan_split, preview, split_message
-from bot.durations import MAX_DURATION, format_duration, parse_duration
-from bot.history import Turn
-from bot.responses import StreamingReply
+from bot.chat.conversation import select_history
+from bot.chat.history import Turn
+from bot.discord_io.replies import StreamingReply
+from bot.discord_io.text import MESSAGE_LIMIT, neutralize_mentions, plan_split, preview, split_message
+from bot.util.durations import MAX_DURATION, format_duration, parse_duration
 
 ZWSP = "\u200b"
 # Pieces that stress the splitter: fences with and without languages, indented fences, mass mentions,
@@ -146,7 +146,7 @@ def test_neutralise_then_preview_fits_the_limit(text: str, limit: int) -> None:
 @given(st.lists(st.sampled_from(["@here", "@everyone", " ", "x"]), max_size=1000).map("".join))
 def test_image_embed_fits_discord_for_any_prompt(prompt: str) -> None:
     pytest.importorskip("cogs.imagine")
-    from bot.imaging import ImageResult
+    from bot.media.imaging import ImageResult
     from cogs.imagine import MAX_PROMPT_OPTION, result_embed
 
     prompt = prompt[:MAX_PROMPT_OPTION]

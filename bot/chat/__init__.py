@@ -1,0 +1,1 @@
+"""Conversations: per-channel memory, personas, context assembly and vision input."""

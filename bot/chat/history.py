@@ -1,0 +1,207 @@
+"""Per-channel conversation memory and personas in SQLite (plain data in and out)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from bot.storage.store import Store
+
+# Context assembly never needs more rows than this: even tiny turns fill any sane budget first.
+MAX_TURNS_READ = 400
+# Channels whose recent window is kept in memory (least recently asked dropped first). A window holds at
+# most the history token budget (6,000 tokens by default, ~25 KB of text), so 256 channels stay small.
+CACHED_CHANNELS = 256
+TURN_OVERHEAD_TOKENS = 4  # what select_history charges per turn beside its text
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    content: str
+    tokens: int
+    author_id: int
+    author_name: str = ""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A question and its answer, stored together so history never holds half an exchange."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    user_name: str
+    question: str
+    question_tokens: int
+    bot_id: int
+    answer: str
+    answer_tokens: int
+
+
+def within_budget(turns: list[Turn], budget: int) -> list[Turn]:
+    """The newest of `turns` (oldest first) whose cost fits `budget`: all that context assembly can use."""
+    used = 0
+    for index in range(len(turns) - 1, -1, -1):
+        used += turns[index].tokens + TURN_OVERHEAD_TOKENS
+        if used > budget:
+            return turns[index + 1 :]
+    return turns
+
+
+class History:
+    """SQLite holds every turn. A channel's recent window, the part a context can use, is also kept in
+    memory (`window_tokens` > 0): each /ask read up to 400 rows through the database thread, which under
+    load queued behind every other read (README, "Performance"). Appends update the window after they
+    commit; every deletion of turns goes through `forget_windows`.
+    """
+
+    def __init__(self, store: Store, *, window_tokens: int = 0) -> None:
+        self.store = store
+        self.window_tokens = window_tokens
+        self._windows: OrderedDict[int, list[Turn]] = OrderedDict()
+        # A read that overlapped a change of its channel is not cached: it may miss the change.
+        self._changes: dict[int, int] = {}
+        self._all_changes = 0
+        # Read on every /ask, written only by set_persona/clear_persona: cached, absent ones too.
+        self._personas: dict[int, str | None] = {}
+        self._persona_writes = 0  # a read that overlapped a write is not cached (it may be stale)
+
+    async def recent(self, channel_id: int, limit: int = MAX_TURNS_READ) -> list[Turn]:
+        """The newest turns of a channel, oldest first (uses the (channel_id, id) index)."""
+        rows = await self.store.fetchall(
+            "SELECT role, content, tokens, author_id, author_name FROM turns "
+            "WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
+            (channel_id, limit),
+        )
+        return [
+            Turn(r["role"], r["content"], r["tokens"], r["author_id"], r["author_name"])
+            for r in reversed(rows)
+        ]
+
+    async def window(self, channel_id: int) -> list[Turn]:
+        """The newest turns of a channel that fit `window_tokens`, oldest first (a copy; cached)."""
+        cached = self._windows.get(channel_id)
+        if cached is not None:
+            self._windows.move_to_end(channel_id)
+            return list(cached)
+        before = self._change_mark(channel_id)
+        turns = await self.recent(channel_id)
+        if self.window_tokens <= 0:
+            return turns
+        turns = within_budget(turns, self.window_tokens)
+        if self._change_mark(channel_id) == before:
+            self._windows[channel_id] = turns
+            while len(self._windows) > CACHED_CHANNELS:
+                self._windows.popitem(last=False)
+        return list(turns)
+
+    def forget_windows(self, channel_id: int | None = None) -> None:
+        """Drop the cached window of one channel, or of every channel (a user's or old turns deleted)."""
+        if channel_id is None:
+            self._all_changes += 1
+            self._windows.clear()
+        else:
+            self._changes[channel_id] = self._changes.get(channel_id, 0) + 1
+            self._windows.pop(channel_id, None)
+
+    def _change_mark(self, channel_id: int) -> tuple[int, int]:
+        return self._all_changes, self._changes.get(channel_id, 0)
+
+    def _appended(self, channel_id: int, turns: list[Turn]) -> None:
+        cached = self._windows.get(channel_id)
+        if len(self._changes) >= 100 * CACHED_CHANNELS and channel_id not in self._changes:
+            self._all_changes += 1  # a bound on the marks: reads in flight just go uncached
+            self._changes.clear()
+        self._changes[channel_id] = self._changes.get(channel_id, 0) + 1
+        if cached is not None:
+            self._windows[channel_id] = within_budget(cached + turns, self.window_tokens)
+
+    async def append(self, exchange: Exchange) -> None:
+        now = time.time()
+        # Both turns in one insert: atomic, and committed together with the other concurrent writes.
+        await self.store.insert(
+            "INSERT INTO turns (guild_id, channel_id, author_id, author_name, role, content, tokens, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    exchange.guild_id,
+                    exchange.channel_id,
+                    exchange.user_id,
+                    exchange.user_name,
+                    "user",
+                    exchange.question,
+                    exchange.question_tokens,
+                    now,
+                ),
+                (
+                    exchange.guild_id,
+                    exchange.channel_id,
+                    exchange.bot_id,
+                    "",
+                    "assistant",
+                    exchange.answer,
+                    exchange.answer_tokens,
+                    now,
+                ),
+            ],
+        )
+        self._appended(
+            exchange.channel_id,
+            [
+                Turn(
+                    "user", exchange.question, exchange.question_tokens, exchange.user_id, exchange.user_name
+                ),
+                Turn("assistant", exchange.answer, exchange.answer_tokens, exchange.bot_id, ""),
+            ],
+        )
+
+    async def forget_channel(self, channel_id: int) -> int:
+        self.forget_windows(channel_id)
+        try:
+            return await self.store.execute("DELETE FROM turns WHERE channel_id = ?", (channel_id,))
+        finally:
+            self.forget_windows(channel_id)
+
+    async def count(self, channel_id: int) -> int:
+        row = await self.store.fetchone("SELECT COUNT(*) FROM turns WHERE channel_id = ?", (channel_id,))
+        return int(row[0]) if row else 0
+
+    async def persona(self, channel_id: int) -> str | None:
+        if channel_id in self._personas:
+            return self._personas[channel_id]
+        writes = self._persona_writes
+        row = await self.store.fetchone(
+            "SELECT persona FROM channel_personas WHERE channel_id = ?", (channel_id,)
+        )
+        persona = str(row[0]) if row else None
+        if writes == self._persona_writes:
+            if len(self._personas) > 100_000:
+                self._personas.clear()  # a bound, not an LRU: re-reading is cheap, growing without end is not
+            self._personas[channel_id] = persona
+        return persona
+
+    def _persona_changed(self, channel_id: int) -> None:
+        self._persona_writes += 1
+        self._personas.pop(channel_id, None)
+
+    async def set_persona(self, guild_id: int, channel_id: int, persona: str, set_by: int) -> None:
+        self._persona_changed(channel_id)
+        await self.store.execute(
+            "INSERT INTO channel_personas (channel_id, guild_id, persona, set_by, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (channel_id) DO UPDATE SET persona = excluded.persona, set_by = excluded.set_by, "
+            "updated_at = excluded.updated_at",
+            (channel_id, guild_id, persona, set_by, time.time()),
+        )
+        self._persona_changed(channel_id)
+
+    async def clear_persona(self, channel_id: int) -> bool:
+        self._persona_changed(channel_id)
+        try:
+            return (
+                await self.store.execute("DELETE FROM channel_personas WHERE channel_id = ?", (channel_id,))
+                > 0
+            )
+        finally:
+            self._persona_changed(channel_id)

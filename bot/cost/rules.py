@@ -1,0 +1,114 @@
+"""Per-server budgets and per-command rules set with /limits, stored in SQLite and cached in memory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bot.settings import Settings
+from bot.storage.store import Store
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Caps in USD; 0 means no cap. `*_custom` says the server overrides the setting."""
+
+    user_daily_cap: float
+    server_monthly_cap: float
+    user_daily_custom: bool = False
+    server_monthly_custom: bool = False
+
+
+@dataclass(frozen=True)
+class CommandRule:
+    command: str
+    enabled: bool = True
+    role_id: int | None = None
+
+
+class LimitsStore:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._rules: dict[int, dict[str, CommandRule]] = {}
+        # Read on every metered call (twice per /ask); only set_budgets writes the table.
+        self._budgets: dict[int, Budgets] = {}
+        self._budget_writes = 0  # a read that overlapped a write is not cached (it may be stale)
+
+    async def budgets(self, guild_id: int) -> Budgets:
+        cached = self._budgets.get(guild_id)
+        if cached is None:
+            writes = self._budget_writes
+            cached = await self._read_budgets(guild_id)
+            if writes == self._budget_writes:
+                self._budgets[guild_id] = cached
+        return cached
+
+    async def _read_budgets(self, guild_id: int) -> Budgets:
+        row = await self.store.fetchone(
+            "SELECT user_daily_cap, server_monthly_cap FROM guild_budgets WHERE guild_id = ?", (guild_id,)
+        )
+        user = row["user_daily_cap"] if row is not None else None
+        server = row["server_monthly_cap"] if row is not None else None
+        return Budgets(
+            float(user) if user is not None else self.settings.user_daily_budget,
+            float(server) if server is not None else self.settings.server_monthly_budget,
+            user is not None,
+            server is not None,
+        )
+
+    async def set_budgets(
+        self,
+        guild_id: int,
+        *,
+        user_daily: float | None,
+        server_monthly: float | None,
+        by: int,
+        reset: bool = False,
+    ) -> Budgets:
+        """Change the caps given (None leaves one as it is); `reset` goes back to the settings."""
+        self._budget_writes += 1
+        self._budgets.pop(guild_id, None)
+        async with self.store.transaction() as db:
+            if reset:
+                await db.execute("DELETE FROM guild_budgets WHERE guild_id = ?", (guild_id,))
+            await db.execute(
+                "INSERT INTO guild_budgets (guild_id, user_daily_cap, server_monthly_cap, updated_by, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET "
+                "user_daily_cap = COALESCE(excluded.user_daily_cap, user_daily_cap), "
+                "server_monthly_cap = COALESCE(excluded.server_monthly_cap, server_monthly_cap), "
+                "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                (guild_id, user_daily, server_monthly, by, time.time()),
+            )
+        self._budget_writes += 1
+        self._budgets.pop(guild_id, None)
+        return await self.budgets(guild_id)
+
+    async def rules(self, guild_id: int) -> dict[str, CommandRule]:
+        cached = self._rules.get(guild_id)
+        if cached is None:
+            rows = await self.store.fetchall(
+                "SELECT command, enabled, role_id FROM command_rules WHERE guild_id = ?", (guild_id,)
+            )
+            cached = {r["command"]: CommandRule(r["command"], bool(r["enabled"]), r["role_id"]) for r in rows}
+            self._rules[guild_id] = cached
+        return cached
+
+    async def rule(self, guild_id: int, command: str) -> CommandRule:
+        return (await self.rules(guild_id)).get(command) or CommandRule(command)
+
+    async def set_enabled(self, guild_id: int, command: str, enabled: bool, by: int) -> None:
+        await self._upsert(guild_id, command, "enabled", int(enabled), by)
+
+    async def set_role(self, guild_id: int, command: str, role_id: int | None, by: int) -> None:
+        await self._upsert(guild_id, command, "role_id", role_id, by)
+
+    async def _upsert(self, guild_id: int, command: str, column: str, value: int | None, by: int) -> None:
+        assert column in {"enabled", "role_id"}
+        await self.store.execute(
+            f"INSERT INTO command_rules (guild_id, command, {column}, updated_by, updated_at) "  # noqa: S608
+            f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, command) DO UPDATE SET {column} = excluded.{column}, "
+            "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            (guild_id, command, value, by, time.time()),
+        )
+        self._rules.pop(guild_id, None)

@@ -1,0 +1,1 @@
+"""The Discord edge: the Bot subclass, admission, replies and failures, text helpers, in-flight work."""

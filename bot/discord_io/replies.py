@@ -1,0 +1,340 @@
+"""Rendering to Discord: failures as clear ephemeral messages, and throttled streaming replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aiohttp
+import discord
+from discord import app_commands
+
+from bot import errors
+from bot.discord_io.text import neutralize_mentions, split_message
+
+log = logging.getLogger(__name__)
+
+_PERMISSION_NAMES = {
+    "manage_messages": "Manage Messages",
+    "manage_channels": "Manage Channels",
+    "manage_guild": "Manage Server",
+    "moderate_members": "Timeout Members",
+    "read_message_history": "Read Message History",
+    "administrator": "Administrator",
+}
+
+
+def _permission_list(names: list[str]) -> str:
+    return ", ".join(_PERMISSION_NAMES.get(n, n.replace("_", " ").title()) for n in names)
+
+
+def describe_failure(error: BaseException) -> str:
+    """The one sentence a user sees for any failure. Unknown errors never leak details."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, errors.BotError):
+        return error.user_message()
+    if isinstance(error, app_commands.MissingPermissions):
+        return f"You need the {_permission_list(error.missing_permissions)} permission to use this command."
+    if isinstance(error, app_commands.BotMissingPermissions):
+        return (
+            f"I am missing the {_permission_list(error.missing_permissions)} permission here. "
+            "Ask an admin to grant it to my role."
+        )
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command only works in a server."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You can't use this command here."
+    if isinstance(error, discord.Forbidden):
+        return "Discord refused the action: I am missing a permission in this channel. Ask an admin to check my role."
+    if isinstance(error, discord.HTTPException):
+        return "Discord had a problem delivering my reply. Please try again."
+    return "Something went wrong on my side and it has been logged. Please try again in a moment."
+
+
+def token_expired(error: discord.HTTPException) -> bool:
+    """Discord refuses an interaction's token after 15 minutes: 401 50027, or 404 Unknown Webhook/Interaction."""
+    return error.status == 401 or error.code in (50027, 10015, 10062)
+
+
+def is_expected(error: BaseException) -> bool:
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    return isinstance(error, errors.BotError | app_commands.CheckFailure | discord.Forbidden)
+
+
+async def send_failure(interaction: discord.Interaction, error: BaseException) -> None:
+    """Tell the user what failed, ephemerally, whether or not the interaction was deferred."""
+    text = describe_failure(error)
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        # A public "thinking…" placeholder or a partial answer must not stay behind.
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        if token_expired(exc):
+            # The interaction expired (15 min): say it in the channel instead of dropping it.
+            channel = interaction.channel
+            if isinstance(channel, discord.abc.Messageable):
+                with contextlib.suppress(discord.HTTPException):
+                    await channel.send(f"{interaction.user.mention} {text}")
+                    return
+        log.warning(
+            "could not deliver a failure message for /%s",
+            interaction.command.qualified_name if interaction.command else "?",
+        )
+    except (aiohttp.ClientError, OSError) as exc:
+        # The connection to Discord dropped (network, shutdown): nothing more can be said to this user.
+        log.warning("could not deliver a failure message: %s", type(exc).__name__)
+
+
+class Editable(Protocol):
+    async def edit(self, content: str) -> Any: ...
+
+    async def delete(self) -> Any: ...
+
+
+class SentMessage:
+    """A message (or webhook followup) the bot sent, adapted to Editable."""
+
+    def __init__(self, message: discord.Message | discord.WebhookMessage) -> None:
+        self.message = message
+
+    async def edit(self, content: str) -> Any:
+        return await self.message.edit(content=content)
+
+    async def delete(self) -> Any:
+        return await self.message.delete()
+
+
+class ExpiryFallback:
+    """Where an interaction's reply goes once Discord refuses its token (after 15 minutes).
+
+    Public replies continue in the channel, private ones in a DM, after one note saying why.
+    """
+
+    def __init__(self, interaction: discord.Interaction, *, private: bool = False) -> None:
+        self.interaction = interaction
+        self.private = private
+        self.used = False
+
+    def note(self) -> str:
+        command = self.interaction.command.qualified_name if self.interaction.command else "command"
+        where = "here in a DM" if self.private else "here in the channel"
+        return (
+            f"{self.interaction.user.mention} Your /{command} took longer than the 15 minutes Discord "
+            f"lets me edit a reply, so the answer continues {where}:"
+        )
+
+    async def send(self, content: str) -> SentMessage:
+        target: discord.abc.Messageable
+        if self.private:
+            target = await self.interaction.user.create_dm()
+        elif isinstance(self.interaction.channel, discord.abc.Messageable):
+            target = self.interaction.channel
+        else:
+            raise errors.BotError("the interaction's channel cannot receive messages")
+        if not self.used:
+            self.used = True
+            log.info(
+                "interaction token expired; continuing the reply in %s",
+                "a DM" if self.private else "the channel",
+            )
+            await target.send(self.note())
+        return SentMessage(await target.send(content))
+
+
+class _Relocatable:
+    """An interaction message that moves to its fallback when Discord refuses the interaction's token."""
+
+    def __init__(self, fallback: ExpiryFallback | None) -> None:
+        self.fallback = fallback
+        self.moved: Editable | None = None
+
+    async def _edit_here(self, content: str) -> Any:
+        raise NotImplementedError
+
+    async def _delete_here(self) -> Any:
+        raise NotImplementedError
+
+    async def edit(self, content: str) -> Any:
+        if self.moved is not None:
+            return await self.moved.edit(content)
+        try:
+            return await self._edit_here(content)
+        except discord.HTTPException as exc:
+            if self.fallback is None or not token_expired(exc):
+                raise
+            self.moved = await self.fallback.send(content)
+            return self.moved
+
+    async def delete(self) -> Any:
+        if self.moved is not None:
+            return await self.moved.delete()
+        return await self._delete_here()
+
+
+class OriginalResponse(_Relocatable):
+    """The deferred response of an interaction, as something a StreamingReply can edit."""
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        fallback: ExpiryFallback | None = None,
+        *,
+        deferral: Awaitable[Any] | None = None,
+    ) -> None:
+        super().__init__(fallback)
+        self.interaction = interaction
+        self.deferral = deferral  # a deferral still in flight; a failed one raises here
+
+    async def _edit_here(self, content: str) -> Any:
+        if self.deferral is not None:
+            await self.deferral
+        return await self.interaction.edit_original_response(content=content)
+
+    async def _delete_here(self) -> Any:
+        if self.deferral is not None:
+            await self.deferral
+        return await self.interaction.delete_original_response()
+
+
+class FollowupMessage(_Relocatable):
+    """A followup of an interaction; its edits use the interaction's token too."""
+
+    def __init__(self, message: discord.WebhookMessage, fallback: ExpiryFallback | None = None) -> None:
+        super().__init__(fallback)
+        self.message = message
+
+    async def _edit_here(self, content: str) -> Any:
+        return await self.message.edit(content=content)
+
+    async def _delete_here(self) -> Any:
+        return await self.message.delete()
+
+
+async def send_followup(
+    interaction: discord.Interaction,
+    content: str,
+    *,
+    ephemeral: bool = False,
+    fallback: ExpiryFallback | None = None,
+) -> Editable:
+    """A followup message, or (once the token expired) a message through `fallback`."""
+    try:
+        message = await interaction.followup.send(content, ephemeral=ephemeral, wait=True)
+    except discord.HTTPException as exc:
+        if fallback is None or not token_expired(exc):
+            raise
+        return await fallback.send(content)
+    return FollowupMessage(message, fallback)
+
+
+Creator = Callable[[str], Awaitable[Editable]]
+
+
+class StreamingReply:
+    """Shows a growing answer across as many 2000-character messages as it needs.
+
+    Updates are coalesced and flushed by one background task at most once per `interval`, so a fast
+    stream costs about one edit per second per message, well within Discord's rate limits.
+    """
+
+    def __init__(
+        self, first: Editable | None, create: Creator, *, interval: float = 1.0, cursor: str = " ▌"
+    ) -> None:
+        self._handles: list[Editable] = [first] if first is not None else []
+        self._shown: list[str] = []
+        self._create = create
+        self._interval = interval
+        self._cursor = cursor
+        self._latest = ""
+        self._dirty = asyncio.Event()
+        self._closed = False
+        self._worker: asyncio.Task[None] | None = None
+        self._last_flush = 0.0
+        self._showing = False
+        self.edits = 0
+
+    async def update(self, text: str) -> None:
+        self._latest = text
+        self._dirty.set()
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="streaming-reply")
+
+    async def _run(self) -> None:
+        while not self._closed:
+            await self._dirty.wait()
+            if self._closed:
+                return
+            wait = self._last_flush + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if self._closed:
+                    return
+            self._dirty.clear()
+            self._showing = True
+            try:
+                await self._show(self._latest + self._cursor)
+            except discord.HTTPException:
+                # A failed intermediate edit is not fatal: the final flush carries the whole answer.
+                log.info("a streaming edit failed; continuing")
+            finally:
+                self._showing = False
+            self._last_flush = time.monotonic()
+
+    async def _show(self, text: str) -> None:
+        # Neutralise before splitting: the zero-width space it inserts must not push a piece past 2000.
+        pieces = split_message(neutralize_mentions(text)) or ["…"]
+        for index, piece in enumerate(pieces):
+            if index < len(self._shown) and self._shown[index] == piece:
+                continue
+            if index < len(self._handles):
+                await self._handles[index].edit(piece)
+            else:
+                self._handles.append(await self._create(piece))
+            self.edits += 1
+            if index < len(self._shown):
+                self._shown[index] = piece
+            else:
+                self._shown.append(piece)
+        for extra in self._handles[len(pieces) :]:
+            with contextlib.suppress(discord.HTTPException):
+                await extra.delete()
+        del self._handles[len(pieces) :]
+        del self._shown[len(pieces) :]
+
+    async def _stop(self) -> None:
+        self._closed = True
+        self._dirty.set()
+        if self._worker is not None:
+            if not self._showing:
+                # Cancelled only while it waits: cut short inside `_create`, a message Discord already
+                # made would never be tracked, so its cursor text would stay behind for good.
+                self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    async def finish(self, text: str) -> None:
+        """Show the final text exactly (no cursor)."""
+        await self._stop()
+        await self._show(text)
+
+    async def discard(self, *, keep_first: bool = True) -> None:
+        """Remove the messages this reply created; an interaction's first one is replaced by the failure."""
+        await self._stop()
+        start = 1 if keep_first else 0
+        for handle in self._handles[start:]:
+            with contextlib.suppress(discord.HTTPException):
+                await handle.delete()
+        del self._handles[start:]

@@ -1,0 +1,1 @@
+"""Images and audio: generation, transcription and the file formats they need."""

@@ -1,0 +1,174 @@
+"""/imagine's core: moderate the prompt, generate, fit Discord's upload limit, moderate the image itself."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+from dataclasses import dataclass
+
+from PIL import Image
+
+from bot import errors
+from bot.moderation.gate import ModerationGate
+from bot.openai_api.gateway import CallContext, OpenAIGateway
+
+log = logging.getLogger(__name__)
+
+# What GPT image models accept (gpt-image-1.5); `auto` lets the model choose.
+SIZES: tuple[str, ...] = ("auto", "1024x1024", "1536x1024", "1024x1536")
+QUALITIES: tuple[str, ...] = ("auto", "low", "medium", "high")
+MAX_PROMPT_CHARS = 32_000
+# Moderation gets a smaller copy of a large image: same picture, a much lighter request.
+MAX_MODERATION_BYTES = 4 * 1024 * 1024
+_MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+class ImageRefused(errors.ContentRefused):
+    def user_message(self) -> str:
+        return (
+            "OpenAI's image safety system declined to draw this prompt, so no image was made. "
+            "Try describing the scene differently, leaving out anything explicit, violent or about real people."
+        )
+
+
+class ImageFlagged(errors.OutputFlagged):
+    def user_message(self) -> str:
+        names = ", ".join(self.categories) or "unspecified"
+        return (
+            f"The generated image was flagged by moderation ({names}), so I did not post it. "
+            "Try a different prompt."
+        )
+
+
+class TooLargeToUpload(errors.BotError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"cannot fit {limit} bytes")
+        self.limit = limit
+
+    def user_message(self) -> str:
+        return (
+            f"The image could not be made small enough for this server's upload limit "
+            f"({self.limit / 1024 / 1024:.1f} MiB)."
+        )
+
+
+@dataclass(frozen=True)
+class FittedImage:
+    data: bytes
+    extension: str  # png | webp | jpeg
+    reencoded: bool
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """A generated image ready to post."""
+
+    data: bytes
+    filename: str
+    prompt: str
+    revised_prompt: str | None
+    size: str
+    quality: str
+    reencoded: bool
+
+
+def _encode(image: Image.Image, extension: str, quality: int) -> bytes:
+    out = io.BytesIO()
+    if extension == "jpeg":
+        image.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
+    else:
+        image.save(out, "WEBP", quality=quality, method=4)
+    return out.getvalue()
+
+
+def fit_upload(data: bytes, extension: str, limit: int) -> FittedImage:
+    """The image as is when it fits `limit`, else WebP/JPEG at falling quality, then smaller. Blocking."""
+    if len(data) <= limit:
+        return FittedImage(data, extension, False)
+    with Image.open(io.BytesIO(data)) as opened:
+        image = opened.copy()
+    for scale in (1.0, 0.75, 0.5, 0.35, 0.25):
+        if scale < 1.0:
+            size = (max(16, int(image.width * scale)), max(16, int(image.height * scale)))
+            candidate = image.resize(size, Image.Resampling.LANCZOS)
+        else:
+            candidate = image
+        for target, quality in (("webp", 90), ("webp", 80), ("jpeg", 85), ("webp", 65), ("jpeg", 70)):
+            encoded = _encode(candidate, target, quality)
+            if len(encoded) <= limit:
+                return FittedImage(encoded, target, True)
+    raise TooLargeToUpload(limit)
+
+
+def moderation_url(data: bytes, extension: str) -> str:
+    """A data: URL of the image for the Moderation endpoint (a JPEG preview when the image is large)."""
+    if len(data) > MAX_MODERATION_BYTES:
+        with Image.open(io.BytesIO(data)) as opened:
+            preview = opened.convert("RGB")
+            preview.thumbnail((1024, 1024))
+            out = io.BytesIO()
+            preview.save(out, "JPEG", quality=85)
+        data, extension = out.getvalue(), "jpeg"
+    return f"data:{_MIME[extension]};base64,{base64.b64encode(data).decode()}"
+
+
+def check_prompt(prompt: str) -> str:
+    prompt = prompt.strip()
+    if not prompt:
+        raise errors.InvalidInput("The prompt is empty. Describe the image you want.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise errors.InvalidInput(f"The prompt is too long: at most {MAX_PROMPT_CHARS} characters.")
+    return prompt
+
+
+class ImageMaker:
+    """Prompt moderation, generation through the gateway, upload fitting and output moderation."""
+
+    def __init__(self, gateway: OpenAIGateway, moderation: ModerationGate, *, moderate_output: bool) -> None:
+        self.gateway = gateway
+        self.moderation = moderation
+        self.moderate_output = moderate_output
+
+    async def imagine(
+        self, prompt: str, *, size: str, quality: str, upload_limit: int, context: CallContext
+    ) -> ImageResult:
+        prompt = check_prompt(prompt)
+        if size not in SIZES or quality not in QUALITIES:
+            raise errors.InvalidInput(
+                f"Size must be one of {', '.join(SIZES)} and quality one of {', '.join(QUALITIES)}."
+            )
+        await self.moderation.require_clean_input(prompt, context=context, what="Your prompt")
+        try:
+            generated = await self.gateway.generate_image(
+                prompt, context=context, size=size, quality=quality, output_format="png"
+            )
+        except errors.ContentRefused as exc:
+            raise ImageRefused() from exc
+        fitted = await asyncio.to_thread(fit_upload, generated.data, generated.output_format, upload_limit)
+        if fitted.reencoded:
+            log.info(
+                "re-encoded a generated image from %d to %d bytes (%s) for a %d-byte upload limit",
+                len(generated.data),
+                len(fitted.data),
+                fitted.extension,
+                upload_limit,
+            )
+        if self.moderate_output:
+            url = await asyncio.to_thread(moderation_url, fitted.data, fitted.extension)
+            verdict = await self.moderation.check_image(
+                url, context=context, caption=generated.revised_prompt or ""
+            )
+            if verdict.flagged:
+                raise ImageFlagged(verdict.categories)
+        extension = "jpg" if fitted.extension == "jpeg" else fitted.extension
+        return ImageResult(
+            fitted.data,
+            f"imagine.{extension}",
+            prompt,
+            generated.revised_prompt,
+            size,
+            quality,
+            fitted.reencoded,
+        )

@@ -1,0 +1,167 @@
+"""Transcription: file in, moderated transcript out (split uploads in order), and per-channel auto mode."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+from bot import errors
+from bot.media.audio import API_LIMIT_BYTES, MAX_PART_SECONDS, AudioPart, CorruptAudio, prepare_upload
+from bot.moderation.gate import ModerationGate
+from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.storage.store import Store
+
+# The API reads a prompt as the text before the audio: the previous part's tail keeps a split file
+# flowing (names, spelling) without paying for the whole transcript again.
+PROMPT_TAIL_CHARS = 600
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+# Reading an attachment holds it in memory: refuse absurd sizes before downloading.
+MAX_FILE_BYTES = 500 * 1024 * 1024
+
+
+class TranscriptFlagged(errors.OutputFlagged):
+    def user_message(self) -> str:
+        names = ", ".join(self.categories) or "unspecified"
+        return f"The transcript was flagged by moderation ({names}), so I did not post it."
+
+
+class NoSpeech(errors.BotError):
+    def user_message(self) -> str:
+        return "I could not hear any speech in that recording, so there is no transcript."
+
+
+@dataclass(frozen=True)
+class TranscriptResult:
+    """A finished, moderated transcript."""
+
+    text: str
+    parts: int
+    seconds: float | None
+    translated: bool
+
+
+def normalise_language(language: str | None) -> str | None:
+    """An ISO-639-1 code for the API, or InvalidInput naming the expected form."""
+    if language is None or not language.strip():
+        return None
+    code = language.strip().lower()
+    if not LANGUAGE_CODE.fullmatch(code):
+        raise errors.InvalidInput(
+            f"`{language[:40]}` is not a language code. Use a two-letter code such as `en`, `fr` or `ja`."
+        )
+    return code
+
+
+class Transcriber:
+    """Checks a file, uploads it (in parts when it is too big), joins and moderates the transcript."""
+
+    def __init__(
+        self,
+        gateway: OpenAIGateway,
+        moderation: ModerationGate,
+        *,
+        limit_bytes: int = API_LIMIT_BYTES,
+        max_part_seconds: float = MAX_PART_SECONDS,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
+        self.gateway = gateway
+        self.moderation = moderation
+        self.limit_bytes = limit_bytes
+        self.max_part_seconds = max_part_seconds
+        self.max_file_bytes = max_file_bytes
+
+    def check_size(self, filename: str, size: int) -> None:
+        """Refuse before downloading a file too big to hold in memory."""
+        if size > self.max_file_bytes:
+            raise errors.InvalidInput(
+                f"`{filename}` is {size / 1024 / 1024:.0f} MiB; I transcribe files up to "
+                f"{self.max_file_bytes / 1024 / 1024:.0f} MiB (bigger ones are split into "
+                f"{self.limit_bytes / 1024 / 1024:.0f} MiB parts for the API)."
+            )
+
+    async def prepare(self, filename: str, content_type: str | None, data: bytes) -> list[AudioPart]:
+        self.check_size(filename, len(data))
+        return await asyncio.to_thread(
+            prepare_upload,
+            filename,
+            content_type,
+            data,
+            limit_bytes=self.limit_bytes,
+            max_part_seconds=self.max_part_seconds,
+        )
+
+    async def transcribe(
+        self,
+        filename: str,
+        content_type: str | None,
+        data: bytes,
+        *,
+        context: CallContext,
+        language: str | None = None,
+        translate: bool = False,
+    ) -> TranscriptResult:
+        code = normalise_language(language)
+        parts = await self.prepare(filename, content_type, data)
+        texts: list[str] = []
+        for part in parts:  # in order: each part's prompt is the text before it
+            prompt = " ".join(texts)[-PROMPT_TAIL_CHARS:] or None
+            try:
+                transcript = await self.gateway.transcribe(
+                    part.filename,
+                    part.data,
+                    context=context,
+                    language=code,
+                    translate=translate,
+                    duration_hint=part.seconds,
+                    prompt=prompt,
+                )
+            except errors.BadRequest as exc:
+                if "corrupt" in exc.detail.lower() or "unsupported" in exc.detail.lower():
+                    raise CorruptAudio(
+                        f"OpenAI could not decode `{filename}`: the file is corrupt or in an unusual "
+                        "encoding. Re-export it as mp3, m4a or ogg and try again."
+                    ) from exc
+                raise
+            texts.append(transcript.text.strip())
+        # Parts are cut at fixed lengths, usually mid-sentence: join them as one running text.
+        text = " ".join(t for t in texts if t)
+        if not text.strip():
+            raise NoSpeech()
+        verdict = await self.moderation.check_text(text, context=context)
+        if verdict.flagged:
+            raise TranscriptFlagged(verdict.categories)
+        seconds = sum(p.seconds for p in parts if p.seconds) or None
+        return TranscriptResult(text, len(parts), seconds, translate)
+
+
+class AutoTranscribeChannels:
+    """Channels whose voice messages are transcribed as they arrive (table auto_transcribe_channels)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def set(self, guild_id: int, channel_id: int, enabled: bool, user_id: int) -> None:
+        async with self.store.transaction() as db:
+            if enabled:
+                await db.execute(
+                    "INSERT INTO auto_transcribe_channels (channel_id, guild_id, enabled_by, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET "
+                    "enabled_by = excluded.enabled_by, updated_at = excluded.updated_at",
+                    (channel_id, guild_id, user_id, time.time()),
+                )
+            else:
+                await db.execute("DELETE FROM auto_transcribe_channels WHERE channel_id = ?", (channel_id,))
+
+    async def enabled(self, *channel_ids: int) -> bool:
+        """True when any of the ids (a thread and its parent channel) has auto transcription on."""
+        ids = [c for c in channel_ids if c]
+        if not ids:
+            return False
+        marks = ", ".join("?" for _ in ids)
+        row = await self.store.fetchone(
+            f"SELECT 1 FROM auto_transcribe_channels WHERE channel_id IN ({marks}) LIMIT 1",  # noqa: S608
+            ids,
+        )
+        return row is not None

@@ -1,0 +1,324 @@
+"""Coalesces moderation inputs into few upstream requests, bounds their concurrency and caches verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import errors
+from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatcherStats:
+    """Counters for `/moderation status` and the benchmark."""
+
+    inputs: int = 0
+    cache_hits: int = 0
+    requests: int = 0
+    failed_requests: int = 0
+    batched_inputs: int = 0
+
+
+@dataclass
+class _Pending:
+    key: bytes
+    text: str
+    future: asyncio.Future[ModerationResult]
+    context: CallContext
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+def _key(kind: str, value: str) -> bytes:
+    return hashlib.blake2b(f"{kind}\x00{value}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _mark_retrieved(future: asyncio.Future[Any]) -> None:
+    # A shared future may lose all its waiters (cancelled callers); its error is still not "unretrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+class ModerationBatcher:
+    """Every text input becomes one string of a list request shared with the texts that arrived within
+    `window` seconds (up to `max_inputs` strings / `max_chars` characters). While every one of the
+    `concurrency` request slots is busy, inputs keep accumulating, so batches grow with load instead of
+    queueing requests. Identical inputs in flight share one future; verdicts are cached `cache_ttl` s.
+
+    Urgent inputs (a user waits on them: a command's input or output) have their own lane and
+    `urgent_concurrency` slots: no window, and channel traffic can never hold them up. While their slots
+    are busy they batch the same way.
+    """
+
+    @classmethod
+    def from_settings(cls, gateway: OpenAIGateway, settings: Settings) -> ModerationBatcher:
+        """The batcher as the bot configures it (MODERATION_BATCH_* settings)."""
+        return cls(
+            gateway,
+            window=settings.moderation_batch_window,
+            max_inputs=settings.moderation_batch_size,
+            concurrency=settings.moderation_concurrency,
+            cache_ttl=settings.moderation_cache_seconds,
+        )
+
+    def __init__(
+        self,
+        gateway: OpenAIGateway,
+        *,
+        window: float = 0.02,
+        max_inputs: int = 64,
+        max_chars: int = 100_000,
+        concurrency: int = 8,
+        urgent_concurrency: int | None = None,
+        cache_ttl: float = 60.0,
+        cache_size: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gateway = gateway
+        self.window = window
+        self.max_inputs = max_inputs
+        self.max_chars = max_chars
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        self.stats = BatcherStats()
+        self._clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+        # Twice the channel lane. Every request costs the event loop about 0.4 ms: with more slots, 200 /asks
+        # in flight sent 1.5 moderation requests per /ask and saturated the loop; with as many as the
+        # channel lane, prompts waited for a slot (README, "Performance").
+        self.urgent_concurrency = urgent_concurrency or 2 * concurrency
+        self._urgent_in_flight = 0
+        self._urgent: deque[_Pending] = deque()
+        self._pending: deque[_Pending] = deque()
+        self._pending_chars = 0
+        self._inflight: dict[bytes, asyncio.Future[ModerationResult]] = {}
+        self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
+        self._full = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._requests: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------------------------
+
+    async def texts(
+        self, texts: Sequence[str], *, context: CallContext, urgent: bool = False
+    ) -> list[ModerationResult]:
+        """One result per text, in order. Raises the upstream's domain error when its request failed.
+
+        `urgent` texts go through the urgent lane (see the class): a lone /ask waited 20 ms of window
+        beside a request in flight, and under load up to a whole request's latency for a channel slot.
+        """
+        futures = [self._submit(text, context, urgent) for text in texts]
+        if urgent:
+            await self._send_urgent(futures)
+        if len(futures) == 1:
+            return [await asyncio.shield(futures[0])]
+        outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [outcome for outcome in outcomes if isinstance(outcome, ModerationResult)]
+
+    async def image(self, url: str, *, context: CallContext) -> ModerationResult:
+        """One image per request (the endpoint refuses two); still cached and concurrency-bound."""
+        key = _key("image", url)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        self.stats.inputs += 1
+        async with self._slots:
+            self.stats.requests += 1
+            try:
+                results = await self.gateway.moderate(
+                    [{"type": "image_url", "image_url": {"url": url}}], context=context
+                )
+            except errors.BotError:
+                self.stats.failed_requests += 1
+                raise
+        if not results:
+            raise errors.ModerationUnavailable()
+        self._remember(key, results[0])
+        return results[0]
+
+    def forget(self) -> None:
+        """Drop cached verdicts (policy tests, or after the endpoint's model changed)."""
+        self._cache.clear()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        for task in list(self._requests):
+            task.cancel()
+        await asyncio.gather(
+            *(t for t in [self._dispatcher, *self._requests] if t is not None), return_exceptions=True
+        )
+        for item in (*self._pending, *self._urgent):
+            if not item.future.done():
+                item.future.set_exception(errors.ModerationUnavailable())
+        self._pending.clear()
+        self._urgent.clear()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _cached(self, key: bytes) -> ModerationResult | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        expires, result = entry
+        if expires < self._clock():
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        self.stats.cache_hits += 1
+        return result
+
+    def _remember(self, key: bytes, result: ModerationResult) -> None:
+        if self.cache_ttl <= 0:
+            return
+        self._cache[key] = (self._clock() + self.cache_ttl, result)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _submit(
+        self, text: str, context: CallContext, urgent: bool = False
+    ) -> asyncio.Future[ModerationResult]:
+        loop = asyncio.get_running_loop()
+        key = _key("text", text)
+        cached = self._cached(key)
+        if cached is not None:
+            done: asyncio.Future[ModerationResult] = loop.create_future()
+            done.set_result(cached)
+            return done
+        shared = self._inflight.get(key)
+        if shared is not None:
+            self.stats.cache_hits += 1
+            return shared
+        self.stats.inputs += 1
+        future: asyncio.Future[ModerationResult] = loop.create_future()
+        future.add_done_callback(_mark_retrieved)
+        if self._closed:
+            future.set_exception(errors.ModerationUnavailable())
+            return future
+        self._inflight[key] = future
+        if urgent:
+            self._urgent.append(_Pending(key, text, future, context))
+            return future
+        self._pending.append(_Pending(key, text, future, context))
+        self._pending_chars += len(text)
+        if len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
+            self._full.set()  # send without waiting out the window
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="moderation-batcher")
+        return future
+
+    async def _dispatch(self) -> None:
+        while not self._closed:
+            if not self._pending:
+                return  # the next input starts a new dispatcher (_submit): an idle bot keeps no task waiting
+            wait = self._pending[0].enqueued + self.window - time.monotonic()
+            # With no request in flight nothing is gained by waiting: what arrived in this loop turn goes
+            # at once, so an /ask at low load pays no window (README, "Performance"). Under load, batch.
+            if wait > 0 and not self._full.is_set() and self._requests:
+                try:
+                    await asyncio.wait_for(self._full.wait(), wait)
+                except TimeoutError:
+                    pass
+            # While all slots are busy, more inputs join the batch taken next.
+            await self._slots.acquire()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._send(batch), name="moderation-request")
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+
+    async def _send_urgent(self, futures: list[asyncio.Future[ModerationResult]]) -> None:
+        """Send the urgent lane's inputs while it has free slots.
+
+        When the caller's own inputs are all that is queued, its request goes from the caller's task: a
+        request task waited for a turn of the event loop, several milliseconds with hundreds of /asks in
+        flight (README, "Performance"), and only the caller's own cancellation can cut it short then.
+        """
+        own = {id(f) for f in futures}
+        if (
+            self._urgent
+            and self._urgent_in_flight < self.urgent_concurrency
+            and all(id(item.future) in own for item in self._urgent)
+        ):
+            batch, _ = self._take_from(self._urgent)
+            self._urgent_in_flight += 1
+            await self._send(batch, urgent=True)
+        self._pump_urgent()
+
+    def _pump_urgent(self) -> None:
+        while self._urgent and self._urgent_in_flight < self.urgent_concurrency and not self._closed:
+            batch, _ = self._take_from(self._urgent)
+            self._urgent_in_flight += 1
+            task = asyncio.create_task(self._send(batch, urgent=True), name="moderation-request")
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+
+    def _take_from(self, queue: deque[_Pending]) -> tuple[list[_Pending], int]:
+        """The next batch from `queue` and its characters."""
+        batch: list[_Pending] = []
+        chars = 0
+        while queue and len(batch) < self.max_inputs:
+            size = len(queue[0].text)
+            if batch and chars + size > self.max_chars:
+                break
+            batch.append(queue.popleft())
+            chars += size
+        return batch, chars
+
+    def _take(self) -> list[_Pending]:
+        batch, chars = self._take_from(self._pending)
+        self._pending_chars -= chars
+        if len(self._pending) < self.max_inputs and self._pending_chars < self.max_chars:
+            self._full.clear()
+        return batch
+
+    async def _send(self, batch: list[_Pending], *, urgent: bool = False) -> None:
+        try:
+            self.stats.requests += 1
+            self.stats.batched_inputs += len(batch)
+            first = batch[0].context
+            context = CallContext(first.guild_id, first.channel_id, first.user_id, "moderation")
+            try:
+                results = await self.gateway.moderate([item.text for item in batch], context=context)
+                if len(results) != len(batch):
+                    raise errors.ModerationUnavailable()
+            except BaseException as exc:
+                self.stats.failed_requests += 1
+                error = exc if isinstance(exc, errors.BotError) else errors.ModerationUnavailable()
+                for item in batch:
+                    self._inflight.pop(item.key, None)
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                if not isinstance(exc, errors.BotError | asyncio.CancelledError):
+                    log.warning("a moderation request failed unexpectedly", exc_info=True)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            for item, result in zip(batch, results, strict=True):
+                self._inflight.pop(item.key, None)
+                self._remember(item.key, result)
+                if not item.future.done():
+                    item.future.set_result(result)
+        finally:
+            if urgent:
+                self._urgent_in_flight -= 1
+                self._pump_urgent()  # what queued meanwhile goes now, as one batch
+            else:
+                self._slots.release()

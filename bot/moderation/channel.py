@@ -1,0 +1,223 @@
+"""Channel messages through moderation: policy, verdict, action record, strikes, and the outage queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot import errors
+from bot.moderation.batcher import ModerationBatcher
+from bot.moderation.gate import ModerationGate, Verdict, merge_results
+from bot.moderation.policy import Decision, Policy, PolicyRepo, decide
+from bot.moderation.queue import MessageSubject, OutageQueue
+from bot.moderation.records import ActionLog
+from bot.moderation.strikes import Strikes
+from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.settings import Settings
+from bot.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+# Failures that mean "the endpoint cannot judge right now": the message waits in the queue.
+OUTAGE_ERRORS = (
+    errors.ModerationUnavailable,
+    errors.QuotaExhausted,
+    errors.RateLimited,
+    errors.UpstreamUnavailable,
+    errors.UpstreamTimeout,
+    errors.InvalidApiKey,
+    errors.UnknownModel,
+)
+MAX_IMAGES_PER_MESSAGE = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message. `status`: skipped | clean | queued | acted."""
+
+    status: str
+    policy: Policy
+    reason: str = ""
+    decision: Decision | None = None
+    action_id: int = 0
+    strikes: int = 0
+    timeout_seconds: float = 0.0
+    notify: bool = False  # first outage of this kind for this server: tell its mod-log once
+
+
+def outage_reason(error: BaseException) -> str:
+    return "quota" if isinstance(error, errors.QuotaExhausted) else "outage"
+
+
+class ChannelModerator:
+    """Plain data in (`MessageSubject`), plain data out (`Outcome`); Discord effects are the cog's job."""
+
+    def __init__(
+        self,
+        gate: ModerationGate,
+        policies: PolicyRepo,
+        queue: OutageQueue,
+        actions: ActionLog,
+        strikes: Strikes,
+        *,
+        moderate_bots: bool = False,
+    ) -> None:
+        self.gate = gate
+        self.policies = policies
+        self.queue = queue
+        self.actions = actions
+        self.strikes = strikes
+        self.moderate_bots = moderate_bots
+        self.outage: str | None = None  # "outage" | "quota" while the endpoint fails
+        self._notified: set[tuple[int, str]] = set()
+
+    async def screen(self, subject: MessageSubject) -> tuple[Policy, str]:
+        """The server's policy and why the message is skipped ("" when it is to be moderated)."""
+        policy = await self.policies.get(subject.guild_id)
+        if not policy.enabled:
+            return policy, "moderation off"
+        if subject.author_is_bot and not self.moderate_bots:
+            return policy, "bot or webhook"
+        if policy.is_exempt(subject.channel_ids, subject.role_ids):
+            return policy, "exempt"
+        if subject.is_empty:
+            return policy, "nothing to moderate"
+        return policy, ""
+
+    async def moderate(self, subject: MessageSubject) -> Outcome:
+        """Moderate a live message; when the endpoint fails it is queued durably instead."""
+        policy, skip = await self.screen(subject)
+        if skip:
+            return Outcome("skipped", policy, skip)
+        if self.outage is not None:
+            # Do not hammer a failing endpoint: the drainer probes it and catches up.
+            await self.queue.put(subject)
+            return Outcome("queued", policy, self.outage)
+        try:
+            verdict = await self.evaluate(subject)
+        except OUTAGE_ERRORS as exc:
+            reason = outage_reason(exc)
+            self.outage = reason
+            await self.queue.put(subject)
+            log.warning(
+                "moderation endpoint failing (%s): message queued in server %s",
+                type(exc).__name__,
+                subject.guild_id,
+            )
+            notify = (subject.guild_id, reason) not in self._notified
+            self._notified.add((subject.guild_id, reason))
+            return Outcome("queued", policy, reason, notify=notify)
+        self._recovered()
+        return await self.judge(subject, policy, verdict)
+
+    async def drain(self, limit: int = 200) -> tuple[list[tuple[MessageSubject, Outcome]], bool]:
+        """Moderate queued messages, oldest first, concurrently (the batcher coalesces them).
+        Returns the outcomes of those done and whether the endpoint still fails."""
+        queued = await self.queue.peek(limit)
+        if not queued:
+            return [], False
+
+        async def one(subject: MessageSubject) -> Verdict | BaseException:
+            try:
+                return await self.evaluate(subject)
+            except OUTAGE_ERRORS as exc:
+                return exc
+
+        verdicts = await asyncio.gather(*(one(item.subject) for item in queued))
+        done: list[tuple[MessageSubject, Outcome]] = []
+        finished: list[int] = []
+        failed: list[int] = []
+        failure: BaseException | None = None
+        for item, verdict in zip(queued, verdicts, strict=True):
+            if isinstance(verdict, BaseException):
+                failed.append(item.id)
+                failure = verdict
+                continue
+            subject = MessageSubject(**{**item.subject.__dict__, "source": "queue"})
+            policy, skip = await self.screen(subject)
+            outcome = Outcome("skipped", policy, skip) if skip else await self.judge(subject, policy, verdict)
+            done.append((subject, outcome))
+            finished.append(item.id)
+        await self.queue.remove(finished)
+        await self.queue.bump_attempts(failed)
+        if failure is not None:
+            self.outage = outage_reason(failure)
+            return done, True
+        self._recovered()
+        return done, False
+
+    async def evaluate(self, subject: MessageSubject) -> Verdict:
+        """The text whole (chunked) and each image in its own request, merged into one verdict."""
+        context = CallContext(subject.guild_id, subject.channel_id, subject.author_id, "channel-moderation")
+        verdicts = [await self.gate.check_text(subject.text, context=context)] if subject.text.strip() else []
+        images = list(dict.fromkeys(subject.image_urls))[:MAX_IMAGES_PER_MESSAGE]
+        results = await asyncio.gather(
+            *(self.gate.check_image(url, context=context) for url in images), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, errors.BadRequest | errors.ContentRefused):
+                # The endpoint could not fetch or read this image: judging the rest beats dropping it all.
+                log.info("an image could not be moderated in server %s: %s", subject.guild_id, result)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            verdicts.append(result)
+        results_merged = [
+            ModerationResult(v.flagged, {c: True for c in v.categories}, v.scores) for v in verdicts
+        ]
+        return merge_results(results_merged)
+
+    async def judge(self, subject: MessageSubject, policy: Policy, verdict: Verdict) -> Outcome:
+        decision = decide(policy, verdict.categories, verdict.scores)
+        if decision is None:
+            return Outcome("clean", policy)
+        action_id, repeat = await self.actions.record(
+            subject.guild_id,
+            subject.channel_id,
+            subject.message_id,
+            subject.author_id,
+            subject.source,
+            decision,
+        )
+        strikes = 0
+        timeout = 0.0
+        if decision.action != "log" and not repeat:
+            strikes = await self.strikes.add(
+                subject.guild_id, subject.author_id, action_id, window=policy.strike_window
+            )
+            if 0 < policy.strikes_to_timeout <= strikes:
+                timeout = policy.timeout_seconds
+        return Outcome(
+            "acted", policy, decision=decision, action_id=action_id, strikes=strikes, timeout_seconds=timeout
+        )
+
+    async def test_text(self, guild_id: int, text: str, *, user_id: int) -> tuple[Verdict, Decision | None]:
+        """What `/moderation test` shows: the scores and what the policy would do. Nothing is recorded."""
+        policy = await self.policies.get(guild_id)
+        verdict = await self.gate.check_text(text, context=CallContext(guild_id, None, user_id, "moderation"))
+        return verdict, decide(policy, verdict.categories, verdict.scores)
+
+    def _recovered(self) -> None:
+        if self.outage is not None:
+            log.info("moderation endpoint recovered")
+        self.outage = None
+        self._notified.clear()
+
+
+def build_moderation(
+    settings: Settings, gateway: OpenAIGateway, store: Store
+) -> tuple[ModerationGate, ChannelModerator]:
+    """The one gate (with its batcher) and the channel moderator, as OpenAIBot.build_services wires them."""
+    policies = PolicyRepo(store)
+    batcher = ModerationBatcher.from_settings(gateway, settings)
+    gate = ModerationGate(gateway, batcher=batcher, policies=policies)
+    channel = ChannelModerator(
+        gate,
+        policies,
+        OutageQueue(store),
+        ActionLog(store),
+        Strikes(store),
+        moderate_bots=settings.moderate_bot_messages,
+    )
+    return gate, channel

@@ -1,0 +1,170 @@
+"""The moderation gate: every text a command handles is checked whole (chunked) before it is used."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import errors
+from bot.moderation.batcher import ModerationBatcher
+from bot.moderation.policy import PolicyRepo
+from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+
+log = logging.getLogger(__name__)
+
+# The endpoint takes long inputs, but chunks keep each one well inside its context and let a long
+# message be judged everywhere rather than only at its end.
+CHUNK_CHARS = 8000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What moderation concluded for one piece of content."""
+
+    flagged: bool
+    categories: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+_ZALGO = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{3,}")
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def normalize_for_moderation(text: str) -> str:
+    """Undo cheap evasions: zero-width characters split words, and zalgo stacks of combining marks
+    bury them. Marks on non-ASCII letters stay (Devanagari, Vietnamese and others need them)."""
+    text = _INVISIBLE.sub("", text)
+    if not _ZALGO.search(text):
+        return text
+    out: list[str] = []
+    base_is_ascii = False
+    for char in text:
+        if unicodedata.combining(char):
+            if base_is_ascii:
+                continue
+        else:
+            base_is_ascii = char.isascii()
+        out.append(char)
+    return "".join(out)
+
+
+def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
+    if len(text) <= size:
+        return [text]
+    chunks: list[str] = []
+    position = 0
+    while position < len(text):
+        end = min(len(text), position + size)
+        if end < len(text):
+            space = text.rfind(" ", position + size // 2, end)
+            end = space + 1 if space > 0 else end
+        chunks.append(text[position:end])
+        position = end
+    return chunks
+
+
+def merge_results(results: list[ModerationResult]) -> Verdict:
+    """A text is flagged if any chunk is; each category keeps its highest score."""
+    if len(results) == 1:  # the common case, on the hot path of channel moderation
+        only = results[0]
+        return Verdict(only.flagged, only.flagged_categories, dict(only.scores))
+    scores: dict[str, float] = {}
+    categories: set[str] = set()
+    for result in results:
+        categories.update(result.flagged_categories)
+        for name, score in result.scores.items():
+            scores[name] = max(score, scores.get(name, 0.0))
+    return Verdict(any(r.flagged for r in results), sorted(categories), scores)
+
+
+class ModerationGate:
+    """Checks command inputs, bot outputs and channel messages. Texts go through the batcher (coalesced
+    with everything else being moderated, cached); outputs and `check_*` fail closed with
+    ModerationUnavailable, command inputs too unless the server chose to fail open."""
+
+    def __init__(
+        self,
+        gateway: OpenAIGateway,
+        *,
+        batcher: ModerationBatcher | None = None,
+        policies: PolicyRepo | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.batcher = batcher
+        self.policies = policies
+
+    async def check_text(self, text: str, *, context: CallContext, urgent: bool = False) -> Verdict:
+        """`urgent`: a user is waiting on this one check (a command's input or output), so it goes
+        as soon as a request slot is free instead of waiting out the batching window."""
+        text = normalize_for_moderation(text)
+        if not text.strip():
+            return Verdict(False)
+        chunks = chunk_text(text)
+        if self.batcher is not None:
+            return merge_results(await self.batcher.texts(chunks, context=context, urgent=urgent))
+        return merge_results(await self.gateway.moderate(chunks, context=context))
+
+    async def check_image(self, image_url: str, *, context: CallContext, caption: str = "") -> Verdict:
+        if self.batcher is not None and not caption.strip():
+            return merge_results([await self.batcher.image(image_url, context=context)])
+        parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_url}}]
+        if caption.strip():
+            parts.insert(0, {"type": "text", "text": caption})
+        return merge_results(await self.gateway.moderate(parts, context=context))
+
+    async def fails_open(self, context: CallContext) -> bool:
+        if self.policies is None or not context.guild_id:
+            return False
+        return (await self.policies.get(context.guild_id)).fail_open
+
+    async def _verdict_or_fail_open(
+        self, check: Awaitable[Verdict], context: CallContext, what: str
+    ) -> Verdict | None:
+        """The verdict, or None when moderation is down and the server chose to fail open."""
+        try:
+            return await check
+        except errors.ModerationUnavailable:
+            if not await self.fails_open(context):
+                raise
+            log.warning(
+                "moderation unavailable: /%s %s let through (server %s fails open)",
+                context.command,
+                what,
+                context.guild_id,
+            )
+            return None
+
+    async def require_clean_input(
+        self, text: str, *, context: CallContext, what: str = "Your message"
+    ) -> None:
+        verdict = await self._verdict_or_fail_open(
+            self.check_text(text, context=context, urgent=True), context, "input"
+        )
+        if verdict is not None and verdict.flagged:
+            raise errors.Flagged(verdict.categories, what=what)
+
+    async def require_clean_image(
+        self, image_url: str, *, context: CallContext, what: str = "Your image"
+    ) -> None:
+        """An image a user handed to a command; honours the server's fail-open setting like text."""
+        verdict = await self._verdict_or_fail_open(
+            self.check_image(image_url, context=context), context, "image"
+        )
+        if verdict is not None and verdict.flagged:
+            raise errors.Flagged(verdict.categories, what=what)
+
+    async def require_clean_output(self, text: str, *, context: CallContext) -> None:
+        # A server that fails open for inputs wants its commands to work during an outage.
+        verdict = await self._verdict_or_fail_open(
+            self.check_text(text, context=context, urgent=True), context, "output"
+        )
+        if verdict is not None and verdict.flagged:
+            raise errors.OutputFlagged(verdict.categories)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()

@@ -1,0 +1,167 @@
+"""Per-server moderation policy: stored in SQLite, cached in memory, and applied to a verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bot import errors
+from bot.storage.store import Store
+
+CATEGORIES: tuple[str, ...] = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+# Ordered by severity: the strongest action among the hit categories wins.
+ACTIONS: tuple[str, ...] = ("log", "delete", "warn")
+ACTION_LABELS = {"log": "log only", "delete": "delete", "warn": "delete and warn the author"}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A server's moderation policy. A server that set nothing gets these defaults."""
+
+    guild_id: int
+    enabled: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
+    actions: dict[str, str] = field(default_factory=dict)
+    default_action: str = "warn"
+    strikes_to_timeout: int = 0
+    strike_window: float = 86400.0
+    timeout_seconds: float = 600.0
+    exempt_roles: frozenset[int] = frozenset()
+    exempt_channels: frozenset[int] = frozenset()
+    modlog_channel_id: int | None = None
+    fail_open: bool = False
+
+    def action_for(self, category: str) -> str:
+        return self.actions.get(category, self.default_action)
+
+    def is_exempt(self, channel_ids: Iterable[int], role_ids: Iterable[int]) -> bool:
+        return bool(
+            self.exempt_channels.intersection(channel_ids) or self.exempt_roles.intersection(role_ids)
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy does about one verdict: the categories over their thresholds, and the action."""
+
+    categories: list[str]
+    scores: dict[str, float]
+    action: str
+
+
+def hit_categories(policy: Policy, flagged: Iterable[str], scores: dict[str, float]) -> list[str]:
+    """Categories over the server's threshold; without one, those the endpoint itself flagged."""
+    flagged_set = set(flagged)
+    hits = []
+    for category in sorted(set(scores) | flagged_set):
+        threshold = policy.thresholds.get(category)
+        if threshold is None:
+            if category in flagged_set:
+                hits.append(category)
+        elif scores.get(category, 0.0) >= threshold:
+            hits.append(category)
+    return hits
+
+
+def decide(policy: Policy, flagged: Iterable[str], scores: dict[str, float]) -> Decision | None:
+    hits = hit_categories(policy, flagged, scores)
+    if not hits:
+        return None
+    action = max((policy.action_for(c) for c in hits), key=ACTIONS.index)
+    return Decision(hits, {c: scores.get(c, 0.0) for c in hits}, action)
+
+
+def _row_to_policy(row: Any) -> Policy:
+    return Policy(
+        guild_id=int(row["guild_id"]),
+        enabled=bool(row["enabled"]),
+        thresholds={str(k): float(v) for k, v in json.loads(row["thresholds"]).items()},
+        actions={str(k): str(v) for k, v in json.loads(row["actions"]).items()},
+        default_action=str(row["default_action"]),
+        strikes_to_timeout=int(row["strikes_to_timeout"]),
+        strike_window=float(row["strike_window"]),
+        timeout_seconds=float(row["timeout_seconds"]),
+        exempt_roles=frozenset(int(x) for x in json.loads(row["exempt_roles"])),
+        exempt_channels=frozenset(int(x) for x in json.loads(row["exempt_channels"])),
+        modlog_channel_id=int(row["modlog_channel_id"]) if row["modlog_channel_id"] is not None else None,
+        fail_open=bool(row["fail_open"]),
+    )
+
+
+class PolicyRepo:
+    """Reads are served from memory (every channel message needs its server's policy); writes go through."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[int, Policy] = {}
+
+    async def get(self, guild_id: int) -> Policy:
+        cached = self._cache.get(guild_id)
+        if cached is not None:
+            return cached
+        row = await self.store.fetchone("SELECT * FROM moderation_policies WHERE guild_id = ?", (guild_id,))
+        policy = _row_to_policy(row) if row is not None else Policy(guild_id)
+        self._cache[guild_id] = policy
+        return policy
+
+    async def update(self, guild_id: int, **changes: Any) -> Policy:
+        """Change some fields of a server's policy and return the new policy."""
+        policy = replace(await self.get(guild_id), **changes)
+        validate(policy)
+        await self.store.execute(
+            "INSERT OR REPLACE INTO moderation_policies (guild_id, enabled, thresholds, actions, "
+            "default_action, strikes_to_timeout, strike_window, timeout_seconds, exempt_roles, "
+            "exempt_channels, modlog_channel_id, fail_open, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild_id,
+                int(policy.enabled),
+                json.dumps(policy.thresholds, sort_keys=True),
+                json.dumps(policy.actions, sort_keys=True),
+                policy.default_action,
+                policy.strikes_to_timeout,
+                policy.strike_window,
+                policy.timeout_seconds,
+                json.dumps(sorted(policy.exempt_roles)),
+                json.dumps(sorted(policy.exempt_channels)),
+                policy.modlog_channel_id,
+                int(policy.fail_open),
+                time.time(),
+            ),
+        )
+        self._cache[guild_id] = policy
+        return policy
+
+
+def validate(policy: Policy) -> None:
+    for category, threshold in policy.thresholds.items():
+        if category not in CATEGORIES:
+            raise errors.InvalidInput(f"`{category}` is not a moderation category.")
+        if not 0.0 < threshold <= 1.0:
+            raise errors.InvalidInput("A threshold is a score between 0 and 1 (for example 0.6).")
+    for category, action in [*policy.actions.items(), ("default", policy.default_action)]:
+        if category != "default" and category not in CATEGORIES:
+            raise errors.InvalidInput(f"`{category}` is not a moderation category.")
+        if action not in ACTIONS:
+            raise errors.InvalidInput(f"`{action}` is not an action (log, delete or warn).")
+    if policy.strikes_to_timeout < 0 or policy.strike_window <= 0:
+        raise errors.InvalidInput("Strikes must be zero (no escalation) or more, within a positive window.")
+    if not 0 < policy.timeout_seconds <= 28 * 86400:
+        raise errors.InvalidInput("A timeout lasts between one minute and 28 days.")

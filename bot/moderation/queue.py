@@ -1,0 +1,100 @@
+"""The durable outage queue: channel messages seen while the Moderation endpoint fails, kept in SQLite."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+from bot.storage.store import Store
+
+
+@dataclass(frozen=True)
+class MessageSubject:
+    """A channel message as moderation needs it: plain data, so it can wait in SQLite across restarts."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    text: str = ""
+    image_urls: tuple[str, ...] = ()
+    role_ids: tuple[int, ...] = ()
+    parent_channel_id: int | None = None  # a thread's or forum post's channel, for exemptions
+    author_is_bot: bool = False
+    source: str = "message"  # message | edit
+    jump_url: str = ""
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def channel_ids(self) -> tuple[int, ...]:
+        if self.parent_channel_id is None:
+            return (self.channel_id,)
+        return (self.channel_id, self.parent_channel_id)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text.strip() and not self.image_urls
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> MessageSubject:
+        data = json.loads(raw)
+        data["image_urls"] = tuple(data.get("image_urls") or ())
+        data["role_ids"] = tuple(int(r) for r in data.get("role_ids") or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    id: int
+    subject: MessageSubject
+    attempts: int
+
+
+class OutageQueue:
+    """FIFO in SQLite. Rows leave only after their message was moderated (or can never be)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def put(self, subject: MessageSubject) -> None:
+        await self.store.execute(
+            "INSERT INTO moderation_queue (guild_id, channel_id, message_id, subject, enqueued_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (subject.guild_id, subject.channel_id, subject.message_id, subject.to_json(), time.time()),
+        )
+
+    async def peek(self, limit: int) -> list[QueuedMessage]:
+        rows = await self.store.fetchall(
+            "SELECT id, subject, attempts FROM moderation_queue ORDER BY id LIMIT ?", (limit,)
+        )
+        return [
+            QueuedMessage(int(r["id"]), MessageSubject.from_json(str(r["subject"])), int(r["attempts"]))
+            for r in rows
+        ]
+
+    async def remove(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self.store.transaction() as db:
+            await db.executemany("DELETE FROM moderation_queue WHERE id = ?", [(i,) for i in ids])
+
+    async def bump_attempts(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self.store.transaction() as db:
+            await db.executemany(
+                "UPDATE moderation_queue SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
+            )
+
+    async def count(self, guild_id: int | None = None) -> int:
+        if guild_id is None:
+            row = await self.store.fetchone("SELECT COUNT(*) FROM moderation_queue")
+        else:
+            row = await self.store.fetchone(
+                "SELECT COUNT(*) FROM moderation_queue WHERE guild_id = ?", (guild_id,)
+            )
+        return int(row[0]) if row else 0

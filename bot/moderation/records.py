@@ -1,0 +1,100 @@
+"""The record of every moderation action, in SQLite: what was flagged, what was done, what was reviewed."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from bot.moderation.policy import Decision
+from bot.storage.store import Store
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    source: str
+    categories: list[str]
+    scores: dict[str, float]
+    action: str
+    deleted: bool
+    warned: str
+    timed_out: float
+    false_positive: bool
+
+
+class ActionLog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def record(
+        self, guild_id: int, channel_id: int, message_id: int, author_id: int, source: str, decision: Decision
+    ) -> tuple[int, bool]:
+        """The new action's id, and whether the message already had a non-log action (its edit, judged
+        alongside it): checked in the same write transaction, so two concurrent verdicts cannot both miss."""
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                "SELECT 1 FROM moderation_actions WHERE message_id = ? AND action != 'log' LIMIT 1",
+                (message_id,),
+            )
+            repeat = await cursor.fetchone() is not None
+            cursor = await db.execute(
+                "INSERT INTO moderation_actions (guild_id, channel_id, message_id, author_id, source, "
+                "categories, scores, action, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    channel_id,
+                    message_id,
+                    author_id,
+                    source,
+                    json.dumps(decision.categories),
+                    json.dumps(decision.scores, sort_keys=True),
+                    decision.action,
+                    time.time(),
+                ),
+            )
+            return int(cursor.lastrowid or 0), repeat
+
+    async def set_effects(self, action_id: int, *, deleted: bool, warned: str, timed_out: float) -> None:
+        await self.store.execute(
+            "UPDATE moderation_actions SET deleted = ?, warned = ?, timed_out = ? WHERE id = ?",
+            (int(deleted), warned, timed_out, action_id),
+        )
+
+    async def add_timeout(self, action_id: int, seconds: float) -> None:
+        await self.store.execute(
+            "UPDATE moderation_actions SET timed_out = ? WHERE id = ?", (seconds, action_id)
+        )
+
+    async def mark_false_positive(self, action_id: int, reviewer_id: int) -> bool:
+        """True when this call marked it (False if it already was, or does not exist)."""
+        changed = await self.store.execute(
+            "UPDATE moderation_actions SET false_positive = 1, reviewed_by = ? "
+            "WHERE id = ? AND false_positive = 0",
+            (reviewer_id, action_id),
+        )
+        return changed > 0
+
+    async def get(self, action_id: int) -> ActionRecord | None:
+        row = await self.store.fetchone("SELECT * FROM moderation_actions WHERE id = ?", (action_id,))
+        if row is None:
+            return None
+        return ActionRecord(
+            id=int(row["id"]),
+            guild_id=int(row["guild_id"]),
+            channel_id=int(row["channel_id"]),
+            message_id=int(row["message_id"]),
+            author_id=int(row["author_id"]),
+            source=str(row["source"]),
+            categories=list(json.loads(row["categories"])),
+            scores=dict(json.loads(row["scores"])),
+            action=str(row["action"]),
+            deleted=bool(row["deleted"]),
+            warned=str(row["warned"]),
+            timed_out=float(row["timed_out"]),
+            false_positive=bool(row["false_positive"]),
+        )

@@ -1,0 +1,1 @@
+"""Running and operating the bot: the runner, the runtime, the setup check and the invite URL."""

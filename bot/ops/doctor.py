@@ -1,0 +1,205 @@
+"""`python -m bot check`: probes the configuration without joining the gateway, one ok/FAIL line each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+
+import discord
+
+from bot import errors
+from bot.cost.pricing import PricesError, PriceTable
+from bot.openai_api.gateway import CallContext, OpenAIGateway, RetryPolicy
+from bot.settings import Settings
+from bot.storage.store import Store, StoreError
+
+MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+    def line(self) -> str:
+        status = "ok  " if self.ok else "FAIL"
+        if self.ok and self.warning:
+            status = "warn"
+        return f"{status} {self.name}: {self.detail}"
+
+
+Probe = Callable[[], Awaitable[list[CheckResult]]]
+
+
+async def check_discord(settings: Settings) -> list[CheckResult]:
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    try:
+        try:
+            user = await http.static_login(settings.discord_token)
+        except discord.LoginFailure:
+            return [
+                CheckResult(
+                    "discord token",
+                    False,
+                    "Discord rejected DISCORD_TOKEN; reset it in the developer "
+                    "portal (Bot -> Reset Token) and update .env",
+                )
+            ]
+        except (discord.HTTPException, OSError) as exc:
+            return [CheckResult("discord token", False, f"could not reach Discord: {exc}")]
+        results = [CheckResult("discord token", True, f"logged in as {user['username']} ({user['id']})")]
+        try:
+            app = await http.application_info()
+        except (discord.HTTPException, OSError) as exc:
+            results.append(
+                CheckResult("message content intent", False, f"could not read the application's flags: {exc}")
+            )
+            return results
+        if int(app.get("flags") or 0) & MESSAGE_CONTENT_FLAGS:
+            results.append(CheckResult("message content intent", True, "enabled"))
+        else:
+            results.append(
+                CheckResult(
+                    "message content intent",
+                    False,
+                    "disabled: developer portal -> Bot -> "
+                    "Privileged Gateway Intents -> enable MESSAGE CONTENT INTENT",
+                )
+            )
+        return results
+    finally:
+        await http.close()
+
+
+def _model_settings(settings: Settings) -> dict[str, str]:
+    return {
+        f.metadata["env"]: getattr(settings, f.name) for f in fields(settings) if f.name.endswith("_model")
+    }
+
+
+async def check_openai(settings: Settings) -> list[CheckResult]:
+    gateway = OpenAIGateway.from_settings(settings, retry=RetryPolicy(max_retries=0))
+    try:
+        try:
+            available = await gateway.list_models()
+        except errors.InvalidApiKey:
+            return [
+                CheckResult(
+                    "openai key",
+                    False,
+                    "OpenAI rejected OPENAI_API_KEY (invalid_api_key); create a new "
+                    "key at platform.openai.com/api-keys and update .env",
+                )
+            ]
+        except errors.QuotaExhausted:
+            return [
+                CheckResult(
+                    "openai key",
+                    False,
+                    "the OpenAI account has no credit (insufficient_quota); "
+                    "add credit in the OpenAI billing settings",
+                )
+            ]
+        except errors.BotError as exc:
+            return [CheckResult("openai key", False, f"could not list models: {exc.user_message()}")]
+        results = [CheckResult("openai key", True, f"accepted ({len(available)} models visible)")]
+        for env, model in _model_settings(settings).items():
+            if model in available:
+                results.append(CheckResult(f"model {env}", True, model))
+            else:
+                results.append(
+                    CheckResult(
+                        f"model {env}",
+                        False,
+                        f"{model!r} does not exist for this key; "
+                        f"set {env} to one of the models your account can use",
+                    )
+                )
+        results.append(await _check_credit(gateway, settings))
+        return results
+    finally:
+        await gateway.close()
+
+
+async def _check_credit(gateway: OpenAIGateway, settings: Settings) -> CheckResult:
+    """One tiny chat request: listing models works even on an account without credit."""
+    try:
+        await gateway.complete_chat(
+            [{"role": "user", "content": "ping"}], context=CallContext(command="check"), max_tokens=16
+        )
+    except errors.QuotaExhausted:
+        return CheckResult(
+            "openai credit",
+            False,
+            "the account has no credit (insufficient_quota); an admin must "
+            "add credit in the OpenAI billing settings",
+        )
+    except errors.UnknownModel as exc:
+        return CheckResult("openai credit", False, f"cannot test: {exc.user_message()}")
+    except errors.BotError as exc:
+        return CheckResult("openai credit", False, f"a test request failed: {exc.user_message()}")
+    return CheckResult("openai credit", True, f"a test request to {settings.chat_model} succeeded")
+
+
+async def check_database(settings: Settings) -> list[CheckResult]:
+    try:
+        store = await Store.open(settings.database_path)
+    except StoreError as exc:
+        return [CheckResult("database", False, f"{exc}; fix DATABASE_URL or the folder's permissions")]
+    try:
+        ok = await store.integrity_ok()
+        return [
+            CheckResult(
+                "database",
+                ok,
+                f"{settings.database_path} opened and migrated"
+                if ok
+                else f"{settings.database_path} failed PRAGMA integrity_check",
+            )
+        ]
+    finally:
+        await store.close()
+
+
+async def check_prices(settings: Settings) -> list[CheckResult]:
+    """Every configured model should have a price, or its usage is recorded without a cost."""
+    try:
+        table = PriceTable.load(settings.prices_file)
+    except PricesError as exc:
+        return [CheckResult("prices", False, f"{exc}; fix the file or unset PRICES_FILE")]
+    unknown = table.unknown(_model_settings(settings).values())
+    if unknown:
+        return [
+            CheckResult(
+                "prices",
+                True,
+                f"no price for {', '.join(unknown)}: its usage is recorded with no cost and budgets cannot "
+                "count it; add it to a copy of bot/cost/prices.json and set PRICES_FILE",
+                warning=True,
+            )
+        ]
+    source = settings.prices_file or "the shipped table"
+    return [CheckResult("prices", True, f"every configured model has a price ({source})")]
+
+
+async def collect(settings: Settings, extra: list[Probe] | None = None) -> list[CheckResult]:
+    results = [CheckResult("settings", True, "parsed")]
+    results += await check_discord(settings)
+    results += await check_openai(settings)
+    results += await check_database(settings)
+    results += await check_prices(settings)
+    for probe in extra or []:
+        results += await probe()
+    return results
+
+
+async def run_checks(settings: Settings) -> int:
+    results = await collect(settings)
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
+    return 1 if failed else 0

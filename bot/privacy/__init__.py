@@ -1,0 +1,1 @@
+"""What the bot keeps about people: /forget and the retention purge, through handlers each domain registers."""

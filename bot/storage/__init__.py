@@ -1,0 +1,1 @@
+"""Storage below every domain: the database, its numbered migrations and transactions."""

@@ -1,0 +1,1 @@
+"""Channel summaries (/tldr's core): token-budgeted chunks summarised, then combined."""

@@ -1,0 +1,1 @@
+"""Small helpers with no domain: asyncio tasks and durations as people type them."""
