@@ -10,7 +10,7 @@ import sqlite3
 import discord
 from discord.ext import commands
 
-from bot.discord_io.admission import guild_allowed
+from bot.cost.admission import guild_allowed
 from bot.discord_io.client import OpenAIBot
 from bot.privacy.registry import Privacy
 from bot.settings import Settings
@@ -77,5 +77,4 @@ class Access(commands.Cog):
 
 
 async def setup(bot: OpenAIBot) -> None:
-    assert bot.services.privacy is not None
     await bot.add_cog(Access(bot, bot.services.settings, bot.services.privacy))

@@ -14,7 +14,8 @@ from discord.ext import commands
 from bot import errors
 from bot.chat.conversation import Answer, AskRequest, Conversations
 from bot.chat.vision import check_image_size, image_data_url
-from bot.discord_io.admission import check_rule, guild_allowed
+from bot.cost.admission import Admission
+from bot.discord_io.admission import requester
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.replies import (
     Editable,
@@ -57,9 +58,12 @@ def channel_guild_ids(channel: object, guild: discord.Guild | None) -> tuple[int
 
 
 class Ask(commands.Cog):
-    def __init__(self, bot: OpenAIBot, conversations: Conversations, settings: Settings) -> None:
+    def __init__(
+        self, bot: OpenAIBot, conversations: Conversations, admission: Admission, settings: Settings
+    ) -> None:
         self.bot = bot
         self.conversations = conversations
+        self.admission = admission
         self.settings = settings
 
     @app_commands.command(name="ask", description="Ask the AI; it remembers this channel's conversation.")
@@ -115,6 +119,7 @@ class Ask(commands.Cog):
             prompt,
             tuple(image_urls),
             tuple(image_names),
+            admitted=True,
         )
 
         # A very slow answer can outlive the 15-minute token: it then continues in the channel (or a DM).
@@ -147,13 +152,19 @@ class Ask(commands.Cog):
             return
         if not self.bot.in_flight.accepting:
             return  # shutting down
-        if not await self._mention_admitted(message):
+        prompt = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
+        if not await self._mention_admitted(message, prompt):
             return
         self.bot.in_flight.track(lambda: self._tell(message, errors.ShuttingDown()))
-        prompt = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
         guild_id, channel_id = channel_guild_ids(message.channel, message.guild)
         request = AskRequest(
-            guild_id, channel_id, message.author.id, message.author.display_name, prompt, command="mention"
+            guild_id,
+            channel_id,
+            message.author.id,
+            message.author.display_name,
+            prompt,
+            command="mention",
+            admitted=True,
         )
 
         async def create_reply(content: str) -> SentMessage:
@@ -175,15 +186,12 @@ class Ask(commands.Cog):
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(describe_failure(exc), mention_author=False)
 
-    async def _mention_admitted(self, message: discord.Message) -> bool:
-        """A mention is /ask by other means: the allowlist and the server's /limits rules for `ask` apply."""
-        if not guild_allowed(self.settings, message.guild.id if message.guild else None):
-            return False
-        limits = self.bot.services.limits
-        if message.guild is None or limits is None:
-            return True
+    async def _mention_admitted(self, message: discord.Message, prompt: str) -> bool:
+        """A mention is /ask by other means: the same admission (allowlist, /limits, rate, budgets)."""
         try:
-            await check_rule(limits, message.guild, message.author, "ask")
+            await self.admission.admit("ask", requester(message.guild, message.author), {"prompt": prompt})
+        except errors.GuildNotAllowed:
+            return False  # a server the bot does not serve is not answered at all, as before
         except errors.BotError as refusal:
             await self._tell(message, refusal)
             return False
@@ -205,4 +213,4 @@ class Ask(commands.Cog):
 
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
-    await bot.add_cog(Ask(bot, services.conversations, services.settings))
+    await bot.add_cog(Ask(bot, services.conversations, services.admission, services.settings))

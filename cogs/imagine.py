@@ -14,6 +14,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
+from bot.cost.admission import Admission
+from bot.discord_io.admission import admit_interaction
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.replies import is_expected, send_failure
 from bot.discord_io.text import neutralize_mentions, preview
@@ -65,9 +67,10 @@ def result_embed(result: ImageResult, model: str) -> discord.Embed:
 
 
 class Imagine(commands.Cog):
-    def __init__(self, bot: OpenAIBot, maker: ImageMaker, settings: Settings) -> None:
+    def __init__(self, bot: OpenAIBot, maker: ImageMaker, admission: Admission, settings: Settings) -> None:
         self.bot = bot
         self.maker = maker
+        self.admission = admission
         self.settings = settings
         self.progress_interval = settings.imagine_progress_interval
 
@@ -92,7 +95,9 @@ class Imagine(commands.Cog):
     async def generate(self, interaction: discord.Interaction, prompt: str, size: str, quality: str) -> None:
         """Defer, show elapsed time while the image is made, then replace the progress line with the image."""
         await interaction.response.defer(thinking=True)
-        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "imagine")
+        context = CallContext(
+            interaction.guild_id, interaction.channel_id, interaction.user.id, "imagine", admitted=True
+        )
         started = time.monotonic()
         job = asyncio.create_task(
             self.maker.imagine(
@@ -156,6 +161,9 @@ class AgainView(discord.ui.View):
         if not in_flight.accepting:
             raise errors.ShuttingDown()
         in_flight.track(lambda: send_failure(interaction, errors.ShuttingDown()))
+        # The same admission as /imagine itself: allowlist, /limits rules and roles, rate and budgets.
+        options = {"prompt": self.prompt, "size": self.size, "quality": self.quality}
+        await admit_interaction(self.cog.admission, interaction, "imagine", options)
         await self.cog.generate(interaction, self.prompt, self.size, self.quality)
 
     async def on_error(
@@ -164,7 +172,6 @@ class AgainView(discord.ui.View):
         if not is_expected(error):
             log.error("the Again button failed (guild %s)", interaction.guild_id, exc_info=error)
         await send_failure(interaction, error)
-        await self.cog.bot.after_command_error(interaction, error)
 
     async def on_timeout(self) -> None:
         if self.message is not None:
@@ -174,5 +181,4 @@ class AgainView(discord.ui.View):
 
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
-    assert services.images is not None
-    await bot.add_cog(Imagine(bot, services.images, services.settings))
+    await bot.add_cog(Imagine(bot, services.images, services.admission, services.settings))

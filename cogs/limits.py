@@ -7,9 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
+from bot.cost.admission import UNRULED_COMMANDS
 from bot.cost.ledger import day_start, month_start
 from bot.cost.limits import Limits
-from bot.discord_io.admission import UNRULED_COMMANDS
 from bot.discord_io.client import OpenAIBot
 
 
@@ -144,5 +144,4 @@ class LimitsCog(commands.Cog):
 
 
 async def setup(bot: OpenAIBot) -> None:
-    assert bot.services.limits is not None
     await bot.add_cog(LimitsCog(bot, bot.services.limits))

@@ -68,7 +68,9 @@ class Memory(commands.Cog):
         if len(text) > MAX_PERSONA_CHARS:
             raise errors.InvalidInput(f"A persona can be at most {MAX_PERSONA_CHARS} characters.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "persona")
+        context = CallContext(
+            interaction.guild_id, interaction.channel_id, interaction.user.id, "persona", admitted=True
+        )
         await self.moderation.require_clean_input(text, context=context, what="That persona")
         await self.history.set_persona(
             interaction.guild_id, interaction.channel_id, text, interaction.user.id

@@ -136,7 +136,9 @@ class Tldr(commands.Cog):
                 skipped += 1
         if not records:
             raise errors.NothingToSummarise(nothing_said(read, window))
-        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "tldr")
+        context = CallContext(
+            interaction.guild_id, interaction.channel_id, interaction.user.id, "tldr", admitted=True
+        )
         summary = await self.summarizer.summarise(records, context=context)
         text = render_summary(summary, skipped=skipped, capped_at=cap if wanted > cap else None)
         await self.moderation.require_clean_output(text, context=context)
@@ -146,5 +148,4 @@ class Tldr(commands.Cog):
 
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
-    assert services.summarizer is not None, "build_services builds the summarizer"
     await bot.add_cog(Tldr(bot, services.summarizer, services.moderation, services.settings))

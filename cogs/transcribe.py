@@ -128,7 +128,9 @@ class Transcribe(commands.Cog):
         language: str | None,
         translate: bool,
     ) -> None:
-        context = CallContext(interaction.guild_id, interaction.channel_id, interaction.user.id, "transcribe")
+        context = CallContext(
+            interaction.guild_id, interaction.channel_id, interaction.user.id, "transcribe", admitted=True
+        )
         result = await self.transcriber.transcribe(
             attachment.filename,
             attachment.content_type,
@@ -181,5 +183,4 @@ class Transcribe(commands.Cog):
 
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
-    assert services.transcriber is not None and services.auto_transcribe is not None
     await bot.add_cog(Transcribe(bot, services.transcriber, services.auto_transcribe, services.settings))

@@ -106,5 +106,4 @@ class Usage(commands.Cog):
 
 
 async def setup(bot: OpenAIBot) -> None:
-    assert bot.services.ledger is not None
     await bot.add_cog(Usage(bot, bot.services.ledger))

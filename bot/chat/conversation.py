@@ -36,6 +36,7 @@ class AskRequest:
     image_urls: Sequence[str] = ()
     image_names: Sequence[str] = ()
     command: str = "ask"
+    admitted: bool = False  # see CallContext.admitted
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,9 @@ class Conversations:
 
     async def ask(self, request: AskRequest, *, on_text: TextCallback | None = None) -> Answer:
         """Moderate first, then stream the answer; store the exchange only when it succeeded."""
-        call_context = CallContext(request.guild_id, request.channel_id, request.user_id, request.command)
+        call_context = CallContext(
+            request.guild_id, request.channel_id, request.user_id, request.command, admitted=request.admitted
+        )
         await load_encoding(self.counter.model)
         if self.settings.speculative_moderation:
             context, result = await self._ask_speculatively(request, call_context, on_text)

@@ -11,7 +11,7 @@ from bot import errors
 log = logging.getLogger(__name__)
 
 # Told once per outage and per server: (guild_id, text). The bot posts it to the server's mod-log.
-Notifier = Callable[[int, str], Awaitable[None]]
+Notifier = Callable[[int, str], Awaitable[object]]
 
 NOTICE = (
     "The bot's OpenAI account has run out of credit (insufficient_quota), so OpenAI requests are paused. "

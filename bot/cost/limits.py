@@ -9,7 +9,6 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from bot import errors
@@ -23,8 +22,6 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Set once a slash command was admitted (rate-limited, budget-checked), so its calls are not charged twice.
-_ADMITTED: ContextVar[bool] = ContextVar("request_admitted", default=False)
 # How long a job may wait for one of its server's slots before it is told to slow down.
 QUEUE_WAIT = 120.0
 
@@ -204,7 +201,6 @@ class Limits:
         if call is not None:
             await load_encoding(call.model)
         await self.check_budgets(guild_id, user_id, self.estimate(call) if call is not None else 0.0)
-        _ADMITTED.set(True)
 
     # -- the gateway's guard --------------------------------------------------------------------
 
@@ -225,7 +221,7 @@ class Limits:
             raise errors.GuildNotAllowed()
         probe = await self.breaker.before_call(guild_id)
         try:
-            if not _ADMITTED.get():
+            if not call.context.admitted:
                 self.check_rate(guild_id, call.context.user_id)
             reservation = await self._reserve(call)
             try:

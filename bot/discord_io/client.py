@@ -7,7 +7,6 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -15,45 +14,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.chat.conversation import Conversations
-from bot.chat.history import History
-from bot.cost.ledger import UsageLedger
-from bot.cost.limits import Limits
-from bot.discord_io.admission import check_interaction, install_cost_control
+from bot.discord_io.admission import check_interaction
 from bot.discord_io.inflight import InFlight
-from bot.discord_io.replies import describe_failure, is_expected, send_failure
-from bot.media.imaging import ImageMaker
-from bot.media.transcription import AutoTranscribeChannels, Transcriber
-from bot.moderation.channel import ChannelModerator, build_moderation
-from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import OpenAIGateway
-from bot.privacy.registry import Privacy
+from bot.discord_io.modlog import DiscordModlog
+from bot.discord_io.replies import is_expected, send_failure
+from bot.services import Services, build_services
 from bot.settings import Settings
-from bot.storage.store import Store
-from bot.summary.summarizer import Summarizer, SummaryLimits
 
 log = logging.getLogger(__name__)
 DRAINED_EVENTS = frozenset({"on_message", "on_message_edit", "on_raw_message_edit"})
-
-
-@dataclass
-class Services:
-    """Everything a cog may depend on, built once and passed in explicitly."""
-
-    settings: Settings
-    store: Store
-    gateway: OpenAIGateway
-    moderation: ModerationGate
-    history: History
-    conversations: Conversations
-    images: ImageMaker | None = None
-    transcriber: Transcriber | None = None
-    auto_transcribe: AutoTranscribeChannels | None = None
-    summarizer: Summarizer | None = None
-    channel_moderation: ChannelModerator | None = None
-    ledger: UsageLedger | None = None
-    limits: Limits | None = None
-    privacy: Privacy | None = None
 
 
 class AdmissionCrashed(app_commands.AppCommandError):
@@ -92,7 +61,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 return False
             in_flight.track(lambda: send_failure(interaction, errors.ShuttingDown()))
         # Allowlist, per-command on/off and roles, rate limit, budgets and the quota breaker: before any call.
-        await check_interaction(interaction)
+        await check_interaction(interaction.client.services.admission, interaction)
         return True
 
     async def on_error(
@@ -116,7 +85,6 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 exc_info=error,
             )
         await send_failure(interaction, error)
-        await interaction.client.after_command_error(interaction, error)
 
 
 def intents_for(settings: Settings) -> discord.Intents:
@@ -145,8 +113,8 @@ class OpenAIBot(commands.Bot):
         self.settings = settings
         # Commands and replies in progress: close() lets them finish within SHUTDOWN_GRACE.
         self.in_flight = InFlight()
-        self._store: Store | None = None
-        self._gateway: OpenAIGateway | None = None
+        # Every mod-log post (action embeds, outage and credit notices) goes out through this one poster.
+        self.modlog = DiscordModlog(self)
 
     def _schedule_event(
         self,
@@ -165,44 +133,16 @@ class OpenAIBot(commands.Bot):
     def bot_user_id(self) -> int:
         return self.user.id if self.user else 0
 
-    async def build_services(self) -> Services:
-        store = self._store = await Store.open(self.settings.database_path)
-        gateway = self._gateway = OpenAIGateway.from_settings(self.settings)
-        moderation, channel_moderation = build_moderation(self.settings, gateway, store)
-        history = History(store, window_tokens=self.settings.history_token_budget)
-        conversations = Conversations(
-            history, gateway, moderation, self.settings, bot_user_id=lambda: self.bot_user_id
-        )
-        return Services(
-            self.settings,
-            store,
-            gateway,
-            moderation,
-            history,
-            conversations,
-            images=ImageMaker(gateway, moderation, moderate_output=self.settings.image_output_moderation),
-            transcriber=Transcriber(
-                gateway, moderation, limit_bytes=self.settings.transcription_upload_limit
-            ),
-            auto_transcribe=AutoTranscribeChannels(store),
-            channel_moderation=channel_moderation,
-            summarizer=Summarizer(
-                gateway, self.settings.summary_model, SummaryLimits.from_settings(self.settings)
-            ),
-        )
-
     async def setup_hook(self) -> None:
-        self.services = await self.build_services()
-        install_cost_control(self, self.services)
+        self.services = await build_services(
+            self.settings, modlog_sink=self.modlog, bot_user_id=lambda: self.bot_user_id
+        )
         for name in extension_names():
             # A cog that fails to load stops start-up: a half-working bot is worse than a clear error.
             await self.load_extension(name)
         if self.settings.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d application commands", len(synced))
-
-    async def after_command_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        """A hook for services that react to failures (quota breaker); nothing by default."""
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: cogs listen to messages themselves (mentions, moderation)."""
@@ -218,12 +158,7 @@ class OpenAIBot(commands.Bot):
         finally:
             services: Services | None = getattr(self, "services", None)
             if services is not None:
-                await services.moderation.close()
-            if self._gateway is not None:
-                await self._gateway.close()
-            if self._store is not None:
-                await self._store.close()
-            self._gateway = self._store = None
+                await services.close()
 
 
 def extension_names() -> list[str]:
@@ -232,6 +167,3 @@ def extension_names() -> list[str]:
     return sorted(
         f"cogs.{m.name}" for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")
     )
-
-
-__all__ = ["GuardedTree", "OpenAIBot", "Services", "describe_failure", "extension_names", "intents_for"]

@@ -36,6 +36,9 @@ class CallContext:
     channel_id: int | None = None
     user_id: int | None = None
     command: str = "unknown"
+    # True when admission already took this request's rate token (a command, a button, a mention): its
+    # calls are then not rate-limited a second time. Background work (auto-transcription) leaves it False.
+    admitted: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from bot.discord_io.client import OpenAIBot
 from cogs.moderation.actions import ModerationActions
+from cogs.moderation.buttons import ModlogButton
 from cogs.moderation.commands import ModerationCommands
 from cogs.moderation.listener import ModerationEvents
-from cogs.moderation.modlog import ModlogButton
 
 
 async def setup(bot: OpenAIBot) -> None:
     moderator = bot.services.channel_moderation
-    if moderator is None:
-        raise RuntimeError("build_services did not build the channel moderator")
     actions = ModerationActions(bot, moderator)
     await bot.add_cog(ModerationEvents(bot, moderator, actions, bot.settings.moderation_retry_interval))
     await bot.add_cog(ModerationCommands(moderator))

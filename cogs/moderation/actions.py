@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 
 import discord
 
+from bot.discord_io.client import OpenAIBot
 from bot.moderation.channel import ChannelModerator, Outcome
 from bot.moderation.policy import Policy
 from bot.moderation.queue import MessageSubject
-from cogs.moderation.modlog import Effects, action_embed, action_view, duration
+from cogs.moderation.buttons import action_view
+from cogs.moderation.effects import report_missing, timeout_member
+from cogs.moderation.modlog import Effects, action_embed
 
 log = logging.getLogger(__name__)
 NOTICE_SECONDS = 20.0
-PERMISSION_PURPOSE = {
-    "Manage Messages": "delete flagged messages",
-    "Timeout Members": "time out members (or their role is above mine)",
-    "Send Messages": "post warnings or the mod-log",
-}
 
 
 class ModerationActions:
     """Applies outcomes on Discord. Failures become reports, never exceptions: a refused delete is a
     missing permission to tell the server about (once), not a crash and not a silent failure."""
 
-    def __init__(self, bot: discord.Client, moderator: ChannelModerator) -> None:
+    def __init__(self, bot: OpenAIBot, moderator: ChannelModerator) -> None:
         self.bot = bot
         self.moderator = moderator
         self.notice_seconds = NOTICE_SECONDS
-        self._reported: set[tuple[int, str]] = set()
         self._warned_no_modlog: set[int] = set()
         self._notice_tasks: set[asyncio.Task[None]] = set()
 
@@ -45,7 +41,9 @@ class ModerationActions:
             effects.warned = await self._warn(subject, outcome)
         if outcome.timeout_seconds:
             reason = f"{outcome.strikes} moderation strikes"
-            if await self.timeout(subject.guild_id, subject.author_id, outcome.timeout_seconds, reason):
+            if await timeout_member(
+                self.bot, outcome.policy, subject.author_id, outcome.timeout_seconds, reason
+            ):
                 effects.timed_out = outcome.timeout_seconds
             else:
                 effects.problems.append("timeout failed")
@@ -78,7 +76,7 @@ class ModerationActions:
             effects.already_gone = True  # deleted before the verdict, or the channel is gone
         except discord.Forbidden:
             effects.problems.append("could not delete: missing Manage Messages")
-            await self.report_missing(policy, "Manage Messages", subject.channel_id)
+            await report_missing(self.bot, policy, "Manage Messages", subject.channel_id)
         except discord.HTTPException as exc:
             effects.problems.append("could not delete (Discord error)")
             log.warning("deleting a flagged message failed: HTTP %s", exc.status)
@@ -107,7 +105,7 @@ class ModerationActions:
         try:
             sent = await channel.send(notice + ".")
         except discord.Forbidden:
-            await self.report_missing(outcome.policy, "Send Messages", subject.channel_id)
+            await report_missing(self.bot, outcome.policy, "Send Messages", subject.channel_id)
             return "failed"
         except discord.HTTPException:
             return "failed"
@@ -120,22 +118,6 @@ class ModerationActions:
         await asyncio.sleep(self.notice_seconds)
         with contextlib.suppress(discord.HTTPException):
             await message.delete()
-
-    async def timeout(self, guild_id: int, user_id: int, seconds: float, reason: str) -> bool:
-        guild = self.bot.get_guild(guild_id)
-        if guild is None:
-            return False
-        try:
-            member = await guild.fetch_member(user_id)
-            await member.timeout(dt.timedelta(seconds=seconds), reason=reason)
-        except discord.Forbidden:
-            policy = await self.moderator.policies.get(guild_id)
-            await self.report_missing(policy, "Timeout Members", None)
-            return False
-        except discord.HTTPException as exc:
-            log.warning("timing out a member failed: HTTP %s", exc.status)
-            return False
-        return True
 
     async def post_modlog(
         self,
@@ -153,31 +135,9 @@ class ModerationActions:
                     policy.guild_id,
                 )
             return False
-        channel = self.bot.get_partial_messageable(policy.modlog_channel_id, guild_id=policy.guild_id)
-        try:
-            if view is not None:
-                await channel.send(content=content, embed=embed, view=view)  # type: ignore[arg-type]
-            else:
-                await channel.send(content=content, embed=embed)  # type: ignore[arg-type]
-        except discord.HTTPException as exc:
-            log.warning("posting to the mod-log of server %s failed: HTTP %s", policy.guild_id, exc.status)
-            return False
-        return True
-
-    async def report_missing(self, policy: Policy, permission: str, channel_id: int | None) -> None:
-        """Once per server and permission, in plain words in the mod-log (or the bot's log)."""
-        key = (policy.guild_id, permission)
-        if key in self._reported:
-            return
-        self._reported.add(key)
-        where = f" in <#{channel_id}>" if channel_id else ""
-        text = (
-            f"I am missing the **{permission}** permission{where}, so I cannot "
-            f"{PERMISSION_PURPOSE.get(permission, 'act')}. Grant it to my role; "
-            "until then moderation only logs. (Reported once.)"
+        return await self.bot.modlog.post(
+            policy.guild_id, policy.modlog_channel_id, content=content, embed=embed, view=view
         )
-        log.warning("moderation in server %s is missing the %s permission", policy.guild_id, permission)
-        await self.post_modlog(policy, content=text)
 
     async def report_outage(self, policy: Policy, reason: str) -> None:
         queued = await self.moderator.queue.count(policy.guild_id)
@@ -200,4 +160,4 @@ class ModerationActions:
         await asyncio.gather(*self._notice_tasks, return_exceptions=True)
 
 
-__all__ = ["ModerationActions", "duration"]
+__all__ = ["ModerationActions"]

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from typing import Any
 
 import discord
 from discord.ext import commands
@@ -16,7 +15,7 @@ from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject
 from bot.storage.store import StoreError
 from cogs.moderation.actions import ModerationActions
-from cogs.moderation.modlog import COG_NAME, action_embed, duration
+from cogs.moderation.modlog import action_embed
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -58,7 +57,7 @@ def subject_from_message(message: discord.Message, bot_user_id: int, source: str
     )
 
 
-class ModerationEvents(commands.Cog, name=COG_NAME):
+class ModerationEvents(commands.Cog):
     """Listens to messages; the verdicts come from the core, the effects from ModerationActions."""
 
     def __init__(
@@ -167,46 +166,6 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
             else:
                 failures = 0
                 delay = 0.0 if done else self.retry_interval
-
-    # -- mod-log buttons --------------------------------------------------------------------------
-
-    async def timeout_from_modlog(self, interaction: discord.Interaction[Any], action_id: int) -> None:
-        record = await self.moderator.actions.get(action_id)
-        if record is None or record.guild_id != interaction.guild_id:
-            raise errors.InvalidInput("That moderation entry no longer exists.")
-        policy = await self.moderator.policies.get(record.guild_id)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        reason = f"mod-log action #{action_id}, by {interaction.user}"
-        if not await self.actions.timeout(record.guild_id, record.author_id, policy.timeout_seconds, reason):
-            raise errors.InvalidInput(
-                "I could not time out that member: they left, or I lack the Timeout Members permission "
-                "(or their role is above mine)."
-            )
-        await self.moderator.actions.add_timeout(action_id, policy.timeout_seconds)
-        await interaction.followup.send(
-            f"<@{record.author_id}> is timed out for {duration(policy.timeout_seconds)}.", ephemeral=True
-        )
-
-    async def false_positive(self, interaction: discord.Interaction[Any], action_id: int) -> None:
-        record = await self.moderator.actions.get(action_id)
-        if record is None or record.guild_id != interaction.guild_id:
-            raise errors.InvalidInput("That moderation entry no longer exists.")
-        marked = await self.moderator.actions.mark_false_positive(action_id, interaction.user.id)
-        cleared = await self.moderator.strikes.clear_for_action(action_id)
-        text = (
-            f"Recorded as a false positive; {cleared} strike{'s' if cleared != 1 else ''} cleared."
-            if marked
-            else "This entry was already marked as a false positive."
-        )
-        await interaction.response.send_message(text, ephemeral=True)
-        if marked and interaction.message is not None and interaction.message.embeds:
-            embed = interaction.message.embeds[0]
-            embed.colour = discord.Colour.light_grey()
-            embed.add_field(
-                name="Review", value=f"False positive (by <@{interaction.user.id}>)", inline=False
-            )
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.message.edit(embed=embed)
 
 
 __all__ = ["ModerationEvents", "action_embed", "image_urls", "subject_from_message"]

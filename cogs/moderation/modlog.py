@@ -1,27 +1,19 @@
-"""The mod-log embed for one moderation action, and its moderator buttons (they survive restarts)."""
+"""The mod-log embed for one moderation action: what was flagged, and what was done about it."""
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import discord
-from discord import app_commands
 
-from bot.discord_io.replies import is_expected, send_failure
 from bot.discord_io.text import neutralize_mentions
 from bot.moderation.channel import Outcome
 from bot.moderation.policy import ACTION_LABELS
 from bot.moderation.queue import MessageSubject
 
-if TYPE_CHECKING:
-    from cogs.moderation.listener import ModerationEvents
-
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 900
-COG_NAME = "ModerationEvents"
 
 
 @dataclass
@@ -100,51 +92,3 @@ def action_embed(subject: MessageSubject, outcome: Outcome, effects: Effects) ->
         footer += " · moderated after an outage of the Moderation endpoint"
     embed.set_footer(text=footer)
     return embed
-
-
-class ModlogButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"modlog:(?P<kind>timeout|fp):(?P<action>\d+)"
-):
-    """ "Timeout author" / "False positive" on a mod-log entry; permissions are checked when pressed.
-
-    Both need Manage Messages; "Timeout author" also needs Timeout Members, so the button never lends the
-    bot's own permission to someone who could not time the author out by hand.
-    """
-
-    def __init__(self, kind: str, action_id: int) -> None:
-        label = "Timeout author" if kind == "timeout" else "False positive"
-        style = discord.ButtonStyle.danger if kind == "timeout" else discord.ButtonStyle.secondary
-        super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"modlog:{kind}:{action_id}"))
-        self.kind = kind
-        self.action_id = action_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> ModlogButton:
-        return cls(match["kind"], int(match["action"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            if interaction.guild is None or not interaction.permissions.manage_messages:
-                raise app_commands.MissingPermissions(["manage_messages"])
-            if self.kind == "timeout" and not interaction.permissions.moderate_members:
-                raise app_commands.MissingPermissions(["moderate_members"])
-            events: ModerationEvents | None = interaction.client.get_cog(COG_NAME)
-            if events is None:
-                raise app_commands.CheckFailure("Moderation is not running right now.")
-            if self.kind == "timeout":
-                await events.timeout_from_modlog(interaction, self.action_id)
-            else:
-                await events.false_positive(interaction, self.action_id)
-        except Exception as exc:
-            if not is_expected(exc):
-                log.exception("a mod-log button failed (action %s)", self.action_id)
-            await send_failure(interaction, exc)
-
-
-def action_view(action_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(ModlogButton("timeout", action_id))
-    view.add_item(ModlogButton("fp", action_id))
-    return view

@@ -1,0 +1,70 @@
+"""Admission: whether a request may run now (allowlist, /limits rules and roles, rate, budgets, breaker)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot import errors
+from bot.cost.limits import Limits, plan_for_command
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Commands no per-server rule can turn off: admins must never lock themselves out of /limits.
+UNRULED_COMMANDS = frozenset({"limits"})
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who is asking, as plain data read from the Discord edge."""
+
+    guild_id: int | None
+    user_id: int
+    role_ids: frozenset[int] = frozenset()
+    manages_server: bool = False
+    # Names of the server's roles, so a refusal can name the role it needs.
+    role_names: Mapping[int, str] = field(default_factory=dict)
+
+
+def guild_allowed(settings: Settings, guild_id: int | None) -> bool:
+    return not settings.allowed_guild_ids or guild_id is None or guild_id in settings.allowed_guild_ids
+
+
+class Admission:
+    """One admission for every way in: slash commands, context menus, buttons and @mentions."""
+
+    def __init__(self, settings: Settings, limits: Limits) -> None:
+        self.settings = settings
+        self.limits = limits
+
+    def check_server(self, guild_id: int | None) -> None:
+        if not guild_allowed(self.settings, guild_id):
+            log.info("refused a request from server %s (not in ALLOWED_GUILD_IDS)", guild_id)
+            raise errors.GuildNotAllowed()
+
+    async def check_rule(self, command: str, requester: Requester) -> None:
+        """The server's /limits rule for `command`: turned off, or reserved to a role."""
+        if requester.guild_id is None or command in UNRULED_COMMANDS:
+            return
+        rule = await self.limits.store.rule(requester.guild_id, command)
+        if not rule.enabled:
+            raise errors.CommandDisabled(command)
+        if rule.role_id is None or requester.manages_server or rule.role_id in requester.role_ids:
+            return
+        role = requester.role_names.get(rule.role_id)
+        raise errors.RoleRequired(command, role or "(a deleted role: an admin must update /limits role)")
+
+    async def admit(
+        self, command: str, requester: Requester, options: Mapping[str, object], *, spend: bool = True
+    ) -> None:
+        """Raise a BotError unless `command` may run now. With `spend`, the rate token and budget check
+        that its OpenAI calls would otherwise take are taken here, before anything is deferred or sent."""
+        self.check_server(requester.guild_id)
+        await self.check_rule(command, requester)
+        if not spend:
+            return
+        plan = plan_for_command(command, options, self.settings, requester.guild_id or 0, requester.user_id)
+        if plan is not None:
+            await self.limits.admit_request(requester.guild_id or 0, requester.user_id, plan)
