@@ -107,7 +107,12 @@ async def build_services(
         history=history,
         conversations=Conversations(history, gateway, moderation, settings, bot_user_id=bot_user_id),
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
-        transcriber=Transcriber(gateway, moderation, limit_bytes=settings.transcription_upload_limit),
+        transcriber=Transcriber(
+            gateway,
+            moderation,
+            limit_bytes=settings.transcription_upload_limit,
+            max_seconds=settings.transcription_max_minutes * 60,
+        ),
         auto_transcribe=AutoTranscribeChannels(store),
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
         privacy=Privacy(store, ledger, history),

@@ -67,6 +67,8 @@ class Settings:
     imagine_progress_interval: float = _env_field("IMAGINE_PROGRESS_INTERVAL", 5.0)
     transcription_upload_limit: int = _env_field("TRANSCRIPTION_UPLOAD_LIMIT", 25 * 1024 * 1024)
     transcript_max_messages: int = _env_field("TRANSCRIPT_MAX_MESSAGES", 3)
+    transcription_max_minutes: float = _env_field("TRANSCRIPTION_MAX_MINUTES", 60.0)
+    attachment_timeout: float = _env_field("ATTACHMENT_TIMEOUT", 30.0)
     # /tldr (see README, "Summaries").
     tldr_max_messages: int = _env_field("TLDR_MAX_MESSAGES", 1000)
     tldr_chunk_tokens: int = _env_field("TLDR_CHUNK_TOKENS", 8000)
@@ -170,6 +172,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "imagine_progress_interval": _parse_positive_float,
     "transcription_upload_limit": _parse_positive_int,
     "transcript_max_messages": _parse_positive_int,
+    "transcription_max_minutes": _parse_positive_float,
+    "attachment_timeout": _parse_positive_float,
     "tldr_max_messages": _parse_at_least_1000,
     "tldr_chunk_tokens": _parse_at_least_1000,
     "tldr_concurrency": _parse_positive_int,

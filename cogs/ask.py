@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot import errors
 from bot.chat.conversation import Answer, AskRequest, Conversations
-from bot.chat.vision import check_image_size, image_data_url
+from bot.chat.vision import MAX_VISION_BYTES, check_image_size, image_data_url
 from bot.cost.admission import Admission
 from bot.discord_io.admission import requester
 from bot.discord_io.client import OpenAIBot
@@ -108,7 +108,8 @@ class Ask(commands.Cog):
     ) -> None:
         image_urls, image_names = [], []
         if image is not None:
-            image_urls.append(await image_data_url(image.filename, await image.read()))
+            data = await self.bot.attachments.read(image, max_bytes=MAX_VISION_BYTES)
+            image_urls.append(await image_data_url(image.filename, data))
             image_names.append(image.filename)
         guild_id, channel_id = channel_guild_ids(interaction.channel, interaction.guild)
         request = AskRequest(

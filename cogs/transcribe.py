@@ -134,7 +134,7 @@ class Transcribe(commands.Cog):
         result = await self.transcriber.transcribe(
             attachment.filename,
             attachment.content_type,
-            await attachment.read(),
+            await self.bot.attachments.read(attachment, max_bytes=self.transcriber.max_file_bytes),
             context=context,
             language=language,
             translate=translate,
@@ -161,7 +161,10 @@ class Transcribe(commands.Cog):
             self.transcriber.check_size(attachment.filename, attachment.size)
             async with message.channel.typing():
                 result = await self.transcriber.transcribe(
-                    attachment.filename, attachment.content_type, await attachment.read(), context=context
+                    attachment.filename,
+                    attachment.content_type,
+                    await self.bot.attachments.read(attachment, max_bytes=self.transcriber.max_file_bytes),
+                    context=context,
                 )
             pieces, text_file = render_transcript(
                 result, attachment.filename, self.settings.transcript_max_messages

@@ -9,6 +9,7 @@ import io
 from PIL import Image, UnidentifiedImageError
 
 from bot import errors
+from bot.util.images import check_pixels
 
 VISION_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 MAX_VISION_BYTES = 20 * 1024 * 1024
@@ -34,6 +35,7 @@ async def image_data_url(filename: str, data: bytes) -> str:
     if not data:
         raise errors.InvalidInput(f"`{filename}` is empty. Attach a PNG, JPEG, GIF or WebP image.")
     check_image_size(filename, len(data))
+    check_pixels(filename, data)
     mime = await asyncio.to_thread(_sniff_image, data)
     if mime is None:
         raise errors.InvalidInput(

@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot import errors
 from bot.discord_io.admission import check_interaction
+from bot.discord_io.attachments import AttachmentReader
 from bot.discord_io.inflight import InFlight
 from bot.discord_io.modlog import DiscordModlog
 from bot.discord_io.replies import is_expected, send_failure
@@ -115,6 +116,7 @@ class OpenAIBot(commands.Bot):
         self.in_flight = InFlight()
         # Every mod-log post (action embeds, outage and credit notices) goes out through this one poster.
         self.modlog = DiscordModlog(self)
+        self.attachments = AttachmentReader(timeout=settings.attachment_timeout)
 
     def _schedule_event(
         self,
@@ -156,6 +158,7 @@ class OpenAIBot(commands.Bot):
             await self.in_flight.drain(self.settings.shutdown_grace)
             await super().close()
         finally:
+            await self.attachments.close()
             services: Services | None = getattr(self, "services", None)
             if services is not None:
                 await services.close()

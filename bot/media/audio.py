@@ -107,6 +107,16 @@ def _refuse_unreadable(filename: str, content_type: str | None) -> errors.Invali
     return NotAudio(f"`{filename}` is not an audio or video file. I can transcribe {ACCEPTED_TEXT} files.")
 
 
+class TooLong(errors.InvalidInput):
+    """Audio longer than the bot transcribes in one request (TRANSCRIPTION_MAX_MINUTES)."""
+
+    def __init__(self, filename: str, max_seconds: float) -> None:
+        super().__init__(
+            f"`{filename}` is longer than {max_seconds / 60:g} minutes, the longest recording I transcribe. "
+            "Cut it into shorter pieces and transcribe each one."
+        )
+
+
 def prepare_upload(
     filename: str,
     content_type: str | None,
@@ -114,6 +124,7 @@ def prepare_upload(
     *,
     limit_bytes: int = API_LIMIT_BYTES,
     max_part_seconds: float = MAX_PART_SECONDS,
+    max_seconds: float = float("inf"),
 ) -> list[AudioPart]:
     """The uploads that carry this file's audio, in order. Blocking (PyAV): run it in a thread.
 
@@ -132,21 +143,32 @@ def prepare_upload(
         raise _refuse_unreadable(filename, content_type or "audio/unknown") from exc
     if not found.has_audio:
         raise NotAudio(f"`{filename}` has no sound track, so there is nothing to transcribe.")
+    # Decoding costs worker time in proportion to the length, however small the file: a long silence
+    # compresses to almost nothing. The header's duration refuses it before any decoding.
+    if found.seconds is not None and found.seconds > max_seconds:
+        raise TooLong(filename, max_seconds)
     too_long = found.seconds is not None and found.seconds > max_part_seconds
     if len(data) <= limit_bytes and not too_long:
         return [AudioPart(upload_name(filename, extension), data, found.seconds)]
-    return split_audio(filename, data, limit_bytes=limit_bytes, max_part_seconds=max_part_seconds)
+    return split_audio(
+        filename, data, limit_bytes=limit_bytes, max_part_seconds=max_part_seconds, max_seconds=max_seconds
+    )
 
 
 def split_audio(
-    filename: str, data: bytes, *, limit_bytes: int, max_part_seconds: float = MAX_PART_SECONDS
+    filename: str,
+    data: bytes,
+    *,
+    limit_bytes: int,
+    max_part_seconds: float = MAX_PART_SECONDS,
+    max_seconds: float = float("inf"),
 ) -> list[AudioPart]:
     """Decode `data` and re-encode it as Ogg Opus parts, each under `limit_bytes` and `max_part_seconds`."""
     # Opus is variable bitrate: plan for 60% of the limit (Ogg pages, VBR peaks), then halve on overflow.
     seconds = min(max_part_seconds, limit_bytes * 0.6 * 8 / PART_BITRATE)
     for _attempt in range(4):
         try:
-            parts = list(_encode_parts(filename, data, seconds))
+            parts = list(_encode_parts(filename, data, seconds, max_seconds))
         except (av.error.FFmpegError, ValueError, IndexError, OSError) as exc:
             raise _refuse_unreadable(filename, "audio/unknown") from exc
         if all(len(part.data) <= limit_bytes for part in parts):
@@ -186,14 +208,19 @@ def _resampled(source: av.container.InputContainer, resampler: av.AudioResampler
     yield from resampler.resample(None)
 
 
-def _encode_parts(filename: str, data: bytes, part_seconds: float) -> Iterator[AudioPart]:
+def _encode_parts(filename: str, data: bytes, part_seconds: float, max_seconds: float) -> Iterator[AudioPart]:
     stem = PurePath(filename).stem or "audio"
     part_samples = max(PART_RATE, int(part_seconds * PART_RATE))
     resampler = av.AudioResampler(format="s16", layout="mono", rate=PART_RATE)
     index = 0
     writer = _PartWriter()
+    max_samples = max_seconds * PART_RATE
+    decoded = 0
     with av.open(io.BytesIO(data), mode="r") as source:
         for frame in _resampled(source, resampler):
+            decoded += frame.samples
+            if decoded > max_samples:  # a header that gave no duration, or a false one
+                raise TooLong(filename, max_seconds)
             if writer.samples >= part_samples:
                 index += 1
                 yield AudioPart(f"{stem}-part{index}.ogg", writer.close(), writer.samples / PART_RATE)

@@ -13,6 +13,7 @@ from PIL import Image
 from bot import errors
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.util.images import check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def fit_upload(data: bytes, extension: str, limit: int) -> FittedImage:
     """The image as is when it fits `limit`, else WebP/JPEG at falling quality, then smaller. Blocking."""
     if len(data) <= limit:
         return FittedImage(data, extension, False)
+    check_pixels("the generated image", data)
     with Image.open(io.BytesIO(data)) as opened:
         image = opened.copy()
     for scale in (1.0, 0.75, 0.5, 0.35, 0.25):
@@ -105,6 +107,7 @@ def fit_upload(data: bytes, extension: str, limit: int) -> FittedImage:
 def moderation_url(data: bytes, extension: str) -> str:
     """A data: URL of the image for the Moderation endpoint (a JPEG preview when the image is large)."""
     if len(data) > MAX_MODERATION_BYTES:
+        check_pixels("the generated image", data)
         with Image.open(io.BytesIO(data)) as opened:
             preview = opened.convert("RGB")
             preview.thumbnail((1024, 1024))

@@ -65,12 +65,14 @@ class Transcriber:
         limit_bytes: int = API_LIMIT_BYTES,
         max_part_seconds: float = MAX_PART_SECONDS,
         max_file_bytes: int = MAX_FILE_BYTES,
+        max_seconds: float = float("inf"),
     ) -> None:
         self.gateway = gateway
         self.moderation = moderation
         self.limit_bytes = limit_bytes
         self.max_part_seconds = max_part_seconds
         self.max_file_bytes = max_file_bytes
+        self.max_seconds = max_seconds
 
     def check_size(self, filename: str, size: int) -> None:
         """Refuse before downloading a file too big to hold in memory."""
@@ -90,6 +92,7 @@ class Transcriber:
             data,
             limit_bytes=self.limit_bytes,
             max_part_seconds=self.max_part_seconds,
+            max_seconds=self.max_seconds,
         )
 
     async def transcribe(
