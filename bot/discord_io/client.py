@@ -23,7 +23,9 @@ from bot.services import Services, build_services
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
-DRAINED_EVENTS = frozenset({"on_message", "on_message_edit", "on_raw_message_edit"})
+DRAINED_EVENTS = frozenset(
+    {"on_message", "on_message_edit", "on_raw_message_edit", "on_thread_create", "on_thread_update"}
+)
 
 
 class AdmissionCrashed(app_commands.AppCommandError):

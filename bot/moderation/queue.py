@@ -23,6 +23,9 @@ class MessageSubject:
     parent_channel_id: int | None = None  # a thread's or forum post's channel, for exemptions
     author_is_bot: bool = False
     source: str = "message"  # message | edit
+    # What the text belongs to: a message (its content, file names, embeds and poll), or a thread or
+    # forum post (its name; message_id and channel_id are then the thread's own id).
+    kind: str = "message"  # message | thread
     jump_url: str = ""
     created_at: float = field(default_factory=time.time)
 
@@ -31,6 +34,10 @@ class MessageSubject:
         if self.parent_channel_id is None:
             return (self.channel_id,)
         return (self.channel_id, self.parent_channel_id)
+
+    @property
+    def is_thread(self) -> bool:
+        return self.kind == "thread"
 
     @property
     def is_empty(self) -> bool:

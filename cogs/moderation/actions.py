@@ -18,6 +18,7 @@ from cogs.moderation.modlog import Effects, action_embed
 
 log = logging.getLogger(__name__)
 NOTICE_SECONDS = 20.0
+RETITLED_NAME = "Renamed by moderation"
 
 
 class ModerationActions:
@@ -35,7 +36,9 @@ class ModerationActions:
         decision = outcome.decision
         assert decision is not None
         effects = Effects()
-        if decision.action in ("delete", "warn"):
+        if decision.action in ("delete", "warn") and subject.is_thread:
+            await self._retitle(subject, outcome.policy, effects)
+        elif decision.action in ("delete", "warn"):
             await self._delete(subject, outcome.policy, effects)
         if decision.action == "warn":
             effects.warned = await self._warn(subject, outcome)
@@ -67,6 +70,26 @@ class ModerationActions:
             await self.post_modlog(outcome.policy, embed=embed, view=action_view(outcome.action_id))
         return effects
 
+    async def _retitle(self, subject: MessageSubject, policy: Policy, effects: Effects) -> None:
+        """A flagged thread or forum post name: renamed to a neutral one and locked, so the name is gone from
+        the channel list and nobody builds on it before a moderator looks."""
+        try:
+            thread = self.bot.get_channel(subject.channel_id) or await self.bot.fetch_channel(
+                subject.channel_id
+            )
+            if not isinstance(thread, discord.Thread):
+                return
+            await thread.edit(name=RETITLED_NAME, locked=True, reason="automatic moderation: flagged name")
+            effects.deleted = True
+        except discord.NotFound:
+            effects.already_gone = True
+        except discord.Forbidden:
+            effects.problems.append("could not rename or lock: missing Manage Threads")
+            await report_missing(self.bot, policy, "Manage Threads", subject.parent_channel_id)
+        except discord.HTTPException as exc:
+            effects.problems.append("could not rename or lock (Discord error)")
+            log.warning("renaming a flagged thread failed: HTTP %s", exc.status)
+
     async def _delete(self, subject: MessageSubject, policy: Policy, effects: Effects) -> None:
         channel = self.bot.get_partial_messageable(subject.channel_id, guild_id=subject.guild_id)
         try:
@@ -84,9 +107,16 @@ class ModerationActions:
     async def _warn(self, subject: MessageSubject, outcome: Outcome) -> str:
         assert outcome.decision is not None
         guild = self.bot.get_guild(subject.guild_id)
-        where = f"<#{subject.channel_id}>" + (f" ({guild.name})" if guild else "")
+        place = (
+            subject.parent_channel_id
+            if subject.is_thread and subject.parent_channel_id
+            else subject.channel_id
+        )
+        where = f"<#{place}>" + (f" ({guild.name})" if guild else "")
+        what = "The name of your thread" if subject.is_thread else "Your message"
+        done = "was changed" if subject.is_thread else "was removed"
         text = (
-            f"Your message in {where} was removed: automatic moderation flagged it for "
+            f"{what} in {where} {done}: automatic moderation flagged it for "
             f"{', '.join(outcome.decision.categories)}."
         )
         limit = outcome.policy.strikes_to_timeout
@@ -98,9 +128,10 @@ class ModerationActions:
             return "dm"
         except discord.HTTPException:
             pass  # DMs closed: a short-lived notice in the channel instead
-        notice = f"<@{subject.author_id}>, a message of yours was removed: flagged for " + ", ".join(
-            outcome.decision.categories
+        yours = (
+            "the name of your thread was changed" if subject.is_thread else "a message of yours was removed"
         )
+        notice = f"<@{subject.author_id}>, {yours}: flagged for " + ", ".join(outcome.decision.categories)
         channel = self.bot.get_partial_messageable(subject.channel_id, guild_id=subject.guild_id)
         try:
             sent = await channel.send(notice + ".")

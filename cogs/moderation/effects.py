@@ -13,6 +13,7 @@ from bot.moderation.policy import Policy
 log = logging.getLogger(__name__)
 PERMISSION_PURPOSE = {
     "Manage Messages": "delete flagged messages",
+    "Manage Threads": "rename and lock threads and forum posts with flagged names",
     "Timeout Members": "time out members (or their role is above mine)",
     "Send Messages": "post warnings or the mod-log",
 }

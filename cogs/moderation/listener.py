@@ -38,6 +38,44 @@ def image_urls(message: discord.Message) -> tuple[str, ...]:
     return tuple(dict.fromkeys(urls))
 
 
+def message_text(message: discord.Message) -> str:
+    """Every text a member can show with a message: its content, file names, embeds and poll."""
+    parts = [message.content or ""]
+    parts += [attachment.filename for attachment in message.attachments]
+    for embed in message.embeds:
+        parts += [
+            embed.title or "",
+            embed.description or "",
+            embed.author.name or "",
+            embed.footer.text or "",
+        ]
+        parts += [f"{field.name}\n{field.value}" for field in embed.fields]
+    if message.poll is not None:
+        parts.append(message.poll.question or "")
+        parts += [answer.text or "" for answer in message.poll.answers]
+    return "\n".join(part for part in parts if part)
+
+
+def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: str) -> MessageSubject | None:
+    """A thread's or forum post's name, as moderation judges it (the owner answers for it)."""
+    if thread.owner_id is None or thread.owner_id == bot_user_id:
+        return None
+    owner = thread.owner
+    return MessageSubject(
+        guild_id=thread.guild.id,
+        channel_id=thread.id,
+        message_id=thread.id,
+        author_id=thread.owner_id,
+        text=thread.name,
+        role_ids=tuple(role.id for role in owner.roles) if owner is not None else (),
+        parent_channel_id=thread.parent_id,
+        author_is_bot=bool(owner is not None and owner.bot),
+        source=source,
+        kind="thread",
+        jump_url=thread.jump_url,
+    )
+
+
 def subject_from_message(message: discord.Message, bot_user_id: int, source: str) -> MessageSubject | None:
     if message.guild is None or message.author.id == bot_user_id or message.is_system():
         return None
@@ -47,7 +85,7 @@ def subject_from_message(message: discord.Message, bot_user_id: int, source: str
         channel_id=message.channel.id,
         message_id=message.id,
         author_id=message.author.id,
-        text=message.content or "",
+        text=message_text(message),
         image_urls=image_urls(message),
         role_ids=roles,
         parent_channel_id=getattr(message.channel, "parent_id", None),
@@ -102,11 +140,25 @@ class ModerationEvents(commands.Cog):
         before = payload.cached_message
         if (
             before is not None
-            and before.content == message.content
+            and message_text(before) == message_text(message)
             and image_urls(before) == image_urls(message)
         ):
-            return  # an embed resolved or a pin changed: nothing new to judge
+            return  # a pin or a flag changed: nothing new to judge (a link preview's text is new)
         subject = subject_from_message(message, self.bot_user_id, "edit")
+        if subject is not None:
+            await self.process(subject)
+
+    @commands.Cog.listener()
+    async def on_thread_create(self, thread: discord.Thread) -> None:
+        subject = subject_from_thread(thread, self.bot_user_id, "message")
+        if subject is not None:
+            await self.process(subject)
+
+    @commands.Cog.listener()
+    async def on_thread_update(self, before: discord.Thread, after: discord.Thread) -> None:
+        if before.name == after.name:
+            return  # archived, locked or re-tagged: the name was judged already
+        subject = subject_from_thread(after, self.bot_user_id, "edit")
         if subject is not None:
             await self.process(subject)
 
@@ -132,8 +184,7 @@ class ModerationEvents(commands.Cog):
     def _breaker_reports(self, reason: str) -> bool:
         """The quota breaker (cost control) already tells each server's mod-log about insufficient_quota
         once per outage; a second notice from moderation would be noise."""
-        services = getattr(self.bot, "services", None)
-        return reason == "quota" and getattr(services, "limits", None) is not None
+        return reason == "quota"
 
     async def drain_once(self) -> tuple[int, bool]:
         """Moderate what waits in the queue: (messages done, whether the endpoint still fails)."""

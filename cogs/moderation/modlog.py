@@ -45,12 +45,12 @@ def excerpt(text: str) -> str:
     return f"||{body}||" if body else "(no text: image only)"
 
 
-def describe_effects(outcome: Outcome, effects: Effects) -> str:
+def describe_effects(subject: MessageSubject, outcome: Outcome, effects: Effects) -> str:
     parts: list[str] = []
     assert outcome.decision is not None
     parts.append(f"policy: {ACTION_LABELS.get(outcome.decision.action, outcome.decision.action)}")
     if effects.deleted:
-        parts.append("deleted")
+        parts.append("renamed and locked" if subject.is_thread else "deleted")
     elif effects.already_gone:
         parts.append("already deleted before the verdict")
     if effects.warned == "dm":
@@ -71,7 +71,9 @@ def describe_effects(outcome: Outcome, effects: Effects) -> str:
 def action_embed(subject: MessageSubject, outcome: Outcome, effects: Effects) -> discord.Embed:
     decision = outcome.decision
     assert decision is not None
-    title = "Flagged message" + (" (edited)" if subject.source == "edit" else "")
+    title = ("Flagged thread name" if subject.is_thread else "Flagged message") + (
+        " (edited)" if subject.source == "edit" else ""
+    )
     embed = discord.Embed(title=title, colour=discord.Colour.red())
     embed.add_field(name="Author", value=f"<@{subject.author_id}> (`{subject.author_id}`)", inline=True)
     embed.add_field(name="Channel", value=f"<#{subject.channel_id}>", inline=True)
@@ -86,7 +88,7 @@ def action_embed(subject: MessageSubject, outcome: Outcome, effects: Effects) ->
         for c in decision.categories
     ]
     embed.add_field(name="Categories", value="\n".join(lines)[:1024], inline=False)
-    embed.add_field(name="Action", value=describe_effects(outcome, effects)[:1024], inline=False)
+    embed.add_field(name="Action", value=describe_effects(subject, outcome, effects)[:1024], inline=False)
     footer = f"action #{outcome.action_id}"
     if subject.source == "queue":
         footer += " · moderated after an outage of the Moderation endpoint"
