@@ -15,7 +15,7 @@ from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits, plan_for_command
 from bot.cost.pricing import load_prices
 from bot.cost.rules import LimitsStore
-from bot.privacy.registry import Privacy
+from bot.privacy.registry import Privacy, RetentionDays
 from bot.settings import Settings
 from bot.storage.store import StoreError
 
@@ -60,7 +60,17 @@ def install_cost_control(bot: OpenAIBot, services: Services) -> None:
     limits = Limits(LimitsStore(services.store, settings), ledger, prices, settings, breaker)
     services.ledger = ledger
     services.limits = limits
-    services.privacy = Privacy(services.store, ledger, services.history)
+    services.privacy = Privacy(
+        services.store,
+        [
+            services.history,
+            ledger,
+            limits.store,
+            *(services.channel_moderation.data_owners if services.channel_moderation else ()),
+            *([services.auto_transcribe] if services.auto_transcribe else []),
+        ],
+        retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
+    )
     services.gateway.usage_sink = ledger.record
     services.gateway.guard = limits
 
