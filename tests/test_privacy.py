@@ -75,9 +75,8 @@ async def test_forget_me_deletes_the_callers_data_and_counts_it(
     for table, column in (("moderation_actions", "author_id"), ("moderation_strikes", "user_id")):
         assert await count(bot, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", world.member_id) == 1  # noqa: S608
         assert await count(bot, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", world.moderator_id) == 1  # noqa: S608
-    assert (
-        await count(bot, "SELECT COUNT(*) FROM moderation_queue") == 2
-    )  # the drain deletes them once judged
+    # Both queued messages stay until the drain has judged them, which then deletes them.
+    assert await count(bot, "SELECT COUNT(*) FROM moderation_queue") == 2
     # The server's totals keep the cost, and forgetting does not reset today's budget.
     assert await ledger.totals(world.guild_id, since=0) == server_before
     assert await ledger.spent(world.guild_id, since=0, user_id=world.member_id) == pytest.approx(spent_before)
