@@ -25,7 +25,7 @@ from bot.moderation.records import ActionLog
 from bot.moderation.review import ModerationReview
 from bot.moderation.strikes import Strikes
 from bot.openai_api.gateway import OpenAIGateway
-from bot.privacy.registry import Privacy
+from bot.privacy.registry import Privacy, RetentionDays
 from bot.settings import Settings
 from bot.storage.store import Store
 from bot.summary.summarizer import Summarizer, SummaryLimits
@@ -92,6 +92,14 @@ async def build_services(
         moderate_bots=settings.moderate_bot_messages,
     )
     history = History(store, window_tokens=settings.history_token_budget)
+    limits_rules = limits.store
+    auto_transcribe = AutoTranscribeChannels(store)
+    # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
+    privacy = Privacy(
+        store,
+        [history, ledger, limits_rules, *channel_moderation.data_owners, auto_transcribe],
+        retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
+    )
     return Services(
         settings=settings,
         store=store,
@@ -113,7 +121,7 @@ async def build_services(
             limit_bytes=settings.transcription_upload_limit,
             max_seconds=settings.transcription_max_minutes * 60,
         ),
-        auto_transcribe=AutoTranscribeChannels(store),
+        auto_transcribe=auto_transcribe,
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
-        privacy=Privacy(store, ledger, history),
+        privacy=privacy,
     )

@@ -104,6 +104,7 @@ class Settings:
     quota_cooldown: float = _env_field("QUOTA_COOLDOWN", 600.0)
     allowed_guild_ids: frozenset[int] = _env_field("ALLOWED_GUILD_IDS", frozenset())
     retention_days: int = _env_field("RETENTION_DAYS", 90)
+    moderation_retention_days: int = _env_field("MODERATION_RETENTION_DAYS", 90)
 
     @property
     def database_path(self) -> Path:
@@ -199,6 +200,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "quota_cooldown": _parse_positive_float,
     "allowed_guild_ids": _parse_id_list,
     "retention_days": _parse_non_negative_int,
+    "moderation_retention_days": _parse_non_negative_int,
 }
 
 _EXPECTED: dict[Callable[[str], Any], str] = {

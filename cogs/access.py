@@ -30,7 +30,7 @@ class Access(commands.Cog):
         self._purger: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
-        if self.settings.retention_days > 0:
+        if self.settings.retention_days > 0 or self.settings.moderation_retention_days > 0:
             self._purger = asyncio.create_task(self._purge_loop(), name="retention-purge")
 
     async def cog_unload(self) -> None:
@@ -43,7 +43,7 @@ class Access(commands.Cog):
     async def _purge_loop(self) -> None:
         while True:
             try:
-                await self.privacy.purge_expired(self.settings.retention_days)
+                await self.privacy.purge_expired()
             except (StoreError, sqlite3.Error):
                 log.warning("the retention purge could not write to the database; retrying later")
             except Exception:

@@ -11,7 +11,8 @@ from bot.chat.history import History
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import CallContext
-from bot.privacy.registry import Privacy
+from bot.privacy.owner import Fate
+from bot.privacy.registry import Privacy, PrivacyReport
 
 MAX_PERSONA_CHARS = 1500
 
@@ -38,21 +39,17 @@ class Memory(commands.Cog):
         assert interaction.guild_id is not None and self.privacy is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         report = await self.privacy.forget_user(interaction.guild_id, interaction.user.id)
-        await interaction.followup.send(
-            "Done. In this server I deleted "
-            f"{report.history_turns} conversation turn{'s' if report.history_turns != 1 else ''} "
-            "(your messages and my answers to them) and "
-            f"{report.moderation_records} moderation record{'s' if report.moderation_records != 1 else ''}, "
-            f"and removed your id from {report.ledger_rows} usage record"
-            f"{'s' if report.ledger_rows != 1 else ''} (their costs still count in the server's totals).",
-            ephemeral=True,
-        )
+        await interaction.followup.send(forget_me_reply(report), ephemeral=True)
 
     @forget.command(name="channel", description="Forget this channel's conversation (Manage Messages)")
     @app_commands.checks.has_permissions(manage_messages=True)
     async def forget_channel(self, interaction: discord.Interaction) -> None:
         assert interaction.channel_id is not None
-        forgotten = await self.history.forget_channel(interaction.channel_id)
+        if self.privacy is not None:
+            report = await self.privacy.forget_channel(interaction.channel_id)
+            forgotten = report.rows("turns", Fate.DELETED)
+        else:
+            forgotten = await self.history.forget_channel(interaction.channel_id)
         await interaction.response.send_message(
             f"Forgot {forgotten} turn{'s' if forgotten != 1 else ''} of this channel's conversation."
         )
@@ -87,6 +84,37 @@ class Memory(commands.Cog):
         await interaction.response.send_message(
             "Persona cleared." if removed else "This channel had no persona.", ephemeral=True
         )
+
+
+def _listed(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def forget_me_reply(report: PrivacyReport) -> str:
+    """What was deleted, what lost the member's id, and what is kept for safety and for how long."""
+    deleted = [e.phrase() for e in report.with_fate(Fate.DELETED)]
+    lines = [f"Done. In this server I deleted {_listed(deleted) if deleted else 'nothing'}."]
+    renamed = [e for e in report.with_fate(Fate.PSEUDONYMISED) if e.rows or e.table == "usage_events"]
+    if renamed:
+        lines.append(f"I removed your id from {_listed([e.phrase() for e in renamed])}.")
+    kept = [e for e in report.with_fate(Fate.KEPT) if e.rows]
+    pending = [e for e in kept if e.table == "moderation_queue"]
+    safety = [e for e in kept if e.table != "moderation_queue"]
+    if safety:
+        days = report.retention.moderation
+        how_long = f"for {days} days after each one was made" if days else "without a time limit"
+        lines.append(
+            f"Kept for the server's safety: {_listed([e.phrase() for e in safety])} about you, "
+            f"{how_long}, so moderation keeps working as your server's moderators set it up."
+        )
+    if pending:
+        count = sum(e.rows for e in pending)
+        lines.append(
+            f"{count} message{'s' if count != 1 else ''} of yours posted while moderation was unavailable "
+            f"{'is' if count == 1 else 'are'} still waiting to be checked; the stored copy is deleted once "
+            "it has been checked."
+        )
+    return "\n".join(lines)
 
 
 async def setup(bot: OpenAIBot) -> None:

@@ -61,7 +61,10 @@ async def test_forget_me_deletes_the_callers_data_and_counts_it(
     done = await run(fake_discord, world, "forget me")
     text = done.all_text()
     assert done.ephemeral
-    assert "4 conversation turns" in text and "3 moderation records" in text
+    assert "deleted 4 conversation turns" in text
+    # Moderation is not undone (kept for MODERATION_RETENTION_DAYS), and the reply says so and for how long.
+    assert "1 moderation record and 1 strike about you, for 90 days" in text
+    assert "1 message of yours posted while moderation was unavailable is still waiting" in text
     assert f"{mine} usage records" in text and mine > 0
 
     assert await count(bot, "SELECT COUNT(*) FROM turns WHERE author_id = ?", world.member_id) == 0
@@ -70,9 +73,10 @@ async def test_forget_me_deletes_the_callers_data_and_counts_it(
     assert await count(bot, "SELECT COUNT(*) FROM usage_events WHERE user_id = ?", world.member_id) == 0
     assert await count(bot, "SELECT COUNT(*) FROM usage_events WHERE user_hash IS NOT NULL") == mine
     for table, column in (("moderation_actions", "author_id"), ("moderation_strikes", "user_id")):
-        assert await count(bot, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", world.member_id) == 0  # noqa: S608
+        assert await count(bot, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", world.member_id) == 1  # noqa: S608
         assert await count(bot, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", world.moderator_id) == 1  # noqa: S608
-    assert await count(bot, "SELECT COUNT(*) FROM moderation_queue") == 1
+    # Both queued messages stay until the drain has judged them, which then deletes them.
+    assert await count(bot, "SELECT COUNT(*) FROM moderation_queue") == 2
     # The server's totals keep the cost, and forgetting does not reset today's budget.
     assert await ledger.totals(world.guild_id, since=0) == server_before
     assert await ledger.spent(world.guild_id, since=0, user_id=world.member_id) == pytest.approx(spent_before)
@@ -169,3 +173,66 @@ async def test_no_message_text_token_or_key_reaches_the_logs(tmp_path: Path) -> 
     for secret in (sentinel, token, key):
         leaks = [text for text in checked if secret in text]
         assert not leaks, f"{secret!r} reached the logs: {leaks[:3]}"
+
+
+def on_disk(tmp_path: Path) -> bytes:
+    """The raw bytes of the database and its WAL and shared-memory files, as a disk reader would see them."""
+    return b"".join(
+        (tmp_path / name).read_bytes()
+        for name in ("bot.db", "bot.db-wal", "bot.db-shm")
+        if (tmp_path / name).exists()
+    )
+
+
+async def test_forgotten_texts_are_gone_from_the_files_on_disk(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, tmp_path: Path
+) -> None:
+    forgotten_by_me = ["QUESTION-MARMOT-7781", "ANSWER-MARMOT-7781"]
+    forgotten_by_channel = ["QUESTION-OTTER-4410", "ANSWER-OTTER-4410"]
+    purged = ["QUESTION-WOMBAT-9023", "ANSWER-WOMBAT-9023"]
+    kept = ["QUESTION-HERON-5532", "ANSWER-HERON-5532"]
+    fake_openai.queue_chat_replies(forgotten_by_me[1])
+    await ask(fake_discord, world, forgotten_by_me[0])
+    for (question, answer), channel in (
+        (forgotten_by_channel, world.other_channel_id),
+        (purged, world.channel_id),
+        (kept, world.channel_id),
+    ):
+        fake_openai.queue_chat_replies(answer)
+        interaction = await fake_discord.invoke(
+            "ask",
+            {"prompt": question},
+            guild_id=world.guild_id,
+            channel_id=channel,
+            user_id=world.moderator_id,
+        )
+        await interaction.wait_done(timeout=10, settle=0.2)
+    # Canary: the texts are on disk before, so the search below could see them.
+    before = on_disk(tmp_path)
+    for text in forgotten_by_me + forgotten_by_channel + purged + kept:
+        assert text.encode() in before, text
+
+    await bot.services.store.execute("UPDATE turns SET created_at = 0 WHERE content LIKE '%WOMBAT%'")
+    await run(fake_discord, world, "forget me")
+    channel_done = await (
+        await fake_discord.invoke(
+            "forget channel",
+            guild_id=world.guild_id,
+            channel_id=world.other_channel_id,
+            user_id=world.moderator_id,
+        )
+    ).wait_done()
+    assert "Forgot 2 turns" in channel_done.all_text()
+    privacy = bot.services.privacy
+    assert privacy is not None
+    report = await privacy.purge_expired(retention_days=1)
+    assert report.rows("turns") == 2
+
+    after = on_disk(tmp_path)
+    # Some SQLite builds zero freed space by default (Debian's), others do not: the store asks for it.
+    secure = await bot.services.store.fetchone("PRAGMA secure_delete")
+    assert secure is not None and secure[0] == 1
+    for text in forgotten_by_me + forgotten_by_channel + purged:
+        assert text.encode() not in after, f"{text} is still readable on disk"
+    for text in kept:
+        assert text.encode() in after, text

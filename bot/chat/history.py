@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 
 # Context assembly never needs more rows than this: even tiny turns fill any sane budget first.
@@ -50,12 +52,24 @@ def within_budget(turns: list[Turn], budget: int) -> list[Turn]:
     return turns
 
 
-class History:
+class History(DataOwner):
     """SQLite holds every turn. A channel's recent window, the part a context can use, is also kept in
     memory (`window_tokens` > 0): each /ask read up to 400 rows through the database thread, which under
     load queued behind every other read (README, "Performance"). Appends update the window after they
     commit; every deletion of turns goes through `forget_windows`.
     """
+
+    owned_tables = (
+        TablePolicy(
+            "turns",
+            "members' messages to the bot, its answers to them, display names",
+            Fate.DELETED,
+            Retention.CONVERSATION,
+        ),
+        TablePolicy(
+            "channel_personas", "a channel's persona and who set it", Fate.PSEUDONYMISED, Retention.WHILE_SET
+        ),
+    )
 
     def __init__(self, store: Store, *, window_tokens: int = 0) -> None:
         self.store = store
@@ -205,3 +219,58 @@ class History:
             )
         finally:
             self._persona_changed(channel_id)
+
+    # -- privacy (bot/privacy/owner.py) ---------------------------------------------------------
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        """Delete a member's questions and the answers to them; the personas they set stay, without their id."""
+        where, params = guild_clause(guild_id)
+        self.forget_windows()
+        try:
+            async with self.store.transaction() as db:
+                cursor = await db.execute(
+                    f"SELECT id, channel_id FROM turns WHERE {where} AND author_id = ? AND role = 'user'",  # noqa: S608
+                    (*params, user_id),
+                )
+                asked = list(await cursor.fetchall())
+                # An exchange is stored as two consecutive rows: the question, then the answer to it.
+                ids = [int(r[0]) for r in asked]
+                for question_id, channel_id in asked:
+                    cursor = await db.execute(
+                        "SELECT id FROM turns WHERE id = ? AND channel_id = ? AND role = 'assistant'",
+                        (int(question_id) + 1, channel_id),
+                    )
+                    ids += [int(r[0]) for r in await cursor.fetchall()]
+                turns = 0
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    cursor = await db.execute(f"DELETE FROM turns WHERE id IN ({marks})", chunk)  # noqa: S608
+                    turns += max(0, cursor.rowcount)
+                cursor = await db.execute(
+                    f"UPDATE channel_personas SET set_by = 0 WHERE {where} AND set_by = ?",  # noqa: S608
+                    (*params, user_id),
+                )
+                personas = max(0, cursor.rowcount)
+        finally:
+            self.forget_windows()  # again: an /ask may have read the turns while they were deleted
+        return (
+            Effect("turns", Fate.DELETED, turns, "conversation turn", "your messages and my answers to them"),
+            Effect("channel_personas", Fate.PSEUDONYMISED, personas, "channel persona you set"),
+        )
+
+    async def forget_channel_data(self, channel_id: int) -> Sequence[Effect]:
+        """The channel's conversation; its persona is a setting, cleared with /persona clear."""
+        turns = await self.forget_channel(channel_id)
+        return (Effect("turns", Fate.DELETED, turns, "conversation turn"),)
+
+    async def purge_expired_data(self, cutoffs: Cutoffs) -> Sequence[Effect]:
+        cutoff = cutoffs.get(Retention.CONVERSATION)
+        if cutoff is None:
+            return ()
+        self.forget_windows()
+        try:
+            turns = await self.store.execute("DELETE FROM turns WHERE created_at < ?", (cutoff,))
+        finally:
+            self.forget_windows()
+        return (Effect("turns", Fate.DELETED, turns, "conversation turn"),)

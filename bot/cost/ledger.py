@@ -9,11 +9,12 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.cost.pricing import PriceTable
 from bot.openai_api.gateway import UsageEvent
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,23 @@ class BreakdownRow:
     cost: float
 
 
-class UsageLedger:
+class UsageLedger(DataOwner):
     """Records `UsageEvent`s (the gateway's usage_sink) and answers the sums budgets and reports need."""
+
+    owned_tables = (
+        TablePolicy(
+            "usage_events",
+            "who made each metered OpenAI call, where, and its cost",
+            Fate.PSEUDONYMISED,
+            Retention.CONVERSATION,  # the user id goes after RETENTION_DAYS; the cost stays in the totals
+        ),
+        TablePolicy(
+            "privacy_keys",
+            "the random key of forgotten members' hashes",
+            Fate.NOT_PERSONAL,
+            Retention.DATABASE,
+        ),
+    )
 
     def __init__(self, store: Store, prices: PriceTable, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -163,6 +179,28 @@ class UsageLedger:
         return await self.store.execute(
             "UPDATE usage_events SET user_id = NULL, user_hash = ? WHERE guild_id = ? AND user_id = ?",
             (hashed, guild_id, user_id),
+        )
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        if guild_id is None:
+            rows = await self.store.fetchall(
+                "SELECT DISTINCT guild_id FROM usage_events WHERE user_id = ?", (user_id,)
+            )
+            guilds = [int(r[0]) for r in rows]
+        else:
+            guilds = [guild_id]
+        changed = 0
+        for guild in guilds:  # the hash is per server
+            changed += await self.forget_user(guild, user_id)
+        note = "their costs still count in the server's totals"
+        return (Effect("usage_events", Fate.PSEUDONYMISED, changed, "usage record", note),)
+
+    async def purge_expired_data(self, cutoffs: Cutoffs) -> Sequence[Effect]:
+        cutoff = cutoffs.get(Retention.CONVERSATION)
+        if cutoff is None:
+            return ()
+        return (
+            Effect("usage_events", Fate.PSEUDONYMISED, await self.anonymize_before(cutoff), "usage record"),
         )
 
     async def anonymize_before(self, cutoff: float) -> int:

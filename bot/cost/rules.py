@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.settings import Settings
 from bot.storage.store import Store
 
@@ -26,7 +28,22 @@ class CommandRule:
     role_id: int | None = None
 
 
-class LimitsStore:
+class LimitsStore(DataOwner):
+    owned_tables = (
+        TablePolicy(
+            "guild_budgets",
+            "a server's caps and who last changed them",
+            Fate.PSEUDONYMISED,
+            Retention.WHILE_SET,
+        ),
+        TablePolicy(
+            "command_rules",
+            "a server's command rules and who last changed them",
+            Fate.PSEUDONYMISED,
+            Retention.WHILE_SET,
+        ),
+    )
+
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
@@ -112,3 +129,16 @@ class LimitsStore:
             (guild_id, command, value, by, time.time()),
         )
         self._rules.pop(guild_id, None)
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        """The server's budgets and rules stay; who last changed them is no longer this member."""
+        where, params = guild_clause(guild_id)
+        changed = 0
+        async with self.store.transaction() as db:
+            for table in ("guild_budgets", "command_rules"):
+                cursor = await db.execute(
+                    f"UPDATE {table} SET updated_by = 0 WHERE {where} AND updated_by = ?",  # noqa: S608
+                    (*params, user_id),
+                )
+                changed += max(0, cursor.rowcount)
+        return (Effect("guild_budgets", Fate.PSEUDONYMISED, changed, "server limit you changed"),)

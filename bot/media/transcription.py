@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot import errors
 from bot.media.audio import API_LIMIT_BYTES, MAX_PART_SECONDS, AudioPart, CorruptAudio, prepare_upload
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 
 # The API reads a prompt as the text before the audio: the previous part's tail keeps a split file
@@ -139,8 +141,17 @@ class Transcriber:
         return TranscriptResult(text, len(parts), seconds, translate)
 
 
-class AutoTranscribeChannels:
+class AutoTranscribeChannels(DataOwner):
     """Channels whose voice messages are transcribed as they arrive (table auto_transcribe_channels)."""
+
+    owned_tables = (
+        TablePolicy(
+            "auto_transcribe_channels",
+            "channels with automatic transcription and who turned it on",
+            Fate.PSEUDONYMISED,
+            Retention.WHILE_SET,
+        ),
+    )
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -168,3 +179,14 @@ class AutoTranscribeChannels:
             ids,
         )
         return row is not None
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        """The channel setting stays; who turned it on is no longer this member."""
+        where, params = guild_clause(guild_id)
+        changed = await self.store.execute(
+            f"UPDATE auto_transcribe_channels SET enabled_by = 0 WHERE {where} AND enabled_by = ?",  # noqa: S608
+            (*params, user_id),
+        )
+        return (
+            Effect("auto_transcribe_channels", Fate.PSEUDONYMISED, changed, "channel setting you changed"),
+        )

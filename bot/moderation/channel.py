@@ -72,6 +72,11 @@ class ChannelModerator:
         self.outage: str | None = None  # "outage" | "quota" while the endpoint fails
         self._notified: set[tuple[int, str]] = set()
 
+    @property
+    def data_owners(self) -> tuple[PolicyRepo, OutageQueue, ActionLog, Strikes]:
+        """The repositories that answer to the privacy service for moderation's tables."""
+        return self.policies, self.queue, self.actions, self.strikes
+
     async def screen(self, subject: MessageSubject) -> tuple[Policy, str]:
         """The server's policy and why the message is skipped ("" when it is to be moderated)."""
         policy = await self.policies.get(subject.guild_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot import errors
+from bot.privacy.owner import DataOwner, Fate, Retention, TablePolicy
 from bot.storage.store import Store
 
 CATEGORIES: tuple[str, ...] = (
@@ -105,8 +106,15 @@ def _row_to_policy(row: Any) -> Policy:
     )
 
 
-class PolicyRepo:
+class PolicyRepo(DataOwner):
     """Reads are served from memory (every channel message needs its server's policy); writes go through."""
+
+    # Its channel ids (mod-log, exempt channels) are a server's configuration, not anybody's data.
+    owned_tables = (
+        TablePolicy(
+            "moderation_policies", "a server's moderation settings", Fate.NOT_PERSONAL, Retention.WHILE_SET
+        ),
+    )
 
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 
 
@@ -61,8 +63,18 @@ class QueuedMessage:
     attempts: int
 
 
-class OutageQueue:
+class OutageQueue(DataOwner):
     """FIFO in SQLite. Rows leave only after their message was moderated (or can never be)."""
+
+    owned_tables = (
+        TablePolicy(
+            "moderation_queue",
+            "channel messages (text, author) waiting for moderation during an outage",
+            Fate.KEPT,
+            Retention.UNTIL_MODERATED,
+            "a message posted during an outage must still be moderated; the drain deletes it once judged",
+        ),
+    )
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -105,3 +117,24 @@ class OutageQueue:
                 "SELECT COUNT(*) FROM moderation_queue WHERE guild_id = ?", (guild_id,)
             )
         return int(row[0]) if row else 0
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        where, params = guild_clause(guild_id)
+        row = await self.store.fetchone(
+            f"SELECT COUNT(*) FROM moderation_queue WHERE {where} "  # noqa: S608
+            "AND json_extract(subject, '$.author_id') = ?",
+            (*params, user_id),
+        )
+        return (
+            Effect(
+                "moderation_queue", Fate.KEPT, int(row[0]) if row else 0, "message waiting for moderation"
+            ),
+        )
+
+    async def purge_expired_data(self, cutoffs: Cutoffs) -> Sequence[Effect]:
+        # A message the endpoint could not judge for the whole moderation retention is past acting on.
+        cutoff = cutoffs.get(Retention.MODERATION)
+        if cutoff is None:
+            return ()
+        deleted = await self.store.execute("DELETE FROM moderation_queue WHERE enqueued_at < ?", (cutoff,))
+        return (Effect("moderation_queue", Fate.DELETED, deleted, "message waiting for moderation"),)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.moderation.policy import Decision
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
+
+# Why moderation data outlives /forget me (docs/privacy.md); MODERATION_RETENTION_DAYS bounds it instead.
+KEPT_FOR_SAFETY = (
+    "so /forget me cannot undo moderation: strikes still escalate, and moderators can review what was done"
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,17 @@ class ActionRecord:
     false_positive: bool
 
 
-class ActionLog:
+class ActionLog(DataOwner):
+    owned_tables = (
+        TablePolicy(
+            "moderation_actions",
+            "flagged messages' authors, categories, scores and the action taken (no message text)",
+            Fate.KEPT,
+            Retention.MODERATION,
+            KEPT_FOR_SAFETY,
+        ),
+    )
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -98,3 +115,19 @@ class ActionLog:
             timed_out=float(row["timed_out"]),
             false_positive=bool(row["false_positive"]),
         )
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        where, params = guild_clause(guild_id)
+        row = await self.store.fetchone(
+            f"SELECT COUNT(*) FROM moderation_actions WHERE {where} AND author_id = ?",  # noqa: S608
+            (*params, user_id),
+        )
+        return (Effect("moderation_actions", Fate.KEPT, int(row[0]) if row else 0, "moderation record"),)
+
+    async def purge_expired_data(self, cutoffs: Cutoffs) -> Sequence[Effect]:
+        cutoff = cutoffs.get(Retention.MODERATION)
+        if cutoff is None:
+            return ()
+        # Their strikes go with them (ON DELETE CASCADE).
+        deleted = await self.store.execute("DELETE FROM moderation_actions WHERE created_at < ?", (cutoff,))
+        return (Effect("moderation_actions", Fate.DELETED, deleted, "moderation record"),)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+from bot.moderation.records import KEPT_FOR_SAFETY
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 
 
-class Strikes:
+class Strikes(DataOwner):
     """One strike per acted-on message; a "False positive" clears the strike of its action."""
+
+    owned_tables = (
+        TablePolicy(
+            "moderation_strikes", "strikes against a member", Fate.KEPT, Retention.MODERATION, KEPT_FOR_SAFETY
+        ),
+    )
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -42,3 +51,18 @@ class Strikes:
             "UPDATE moderation_strikes SET cleared_at = ? WHERE action_id = ? AND cleared_at IS NULL",
             (time.time(), action_id),
         )
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        where, params = guild_clause(guild_id)
+        row = await self.store.fetchone(
+            f"SELECT COUNT(*) FROM moderation_strikes WHERE {where} AND user_id = ? AND cleared_at IS NULL",  # noqa: S608
+            (*params, user_id),
+        )
+        return (Effect("moderation_strikes", Fate.KEPT, int(row[0]) if row else 0, "strike"),)
+
+    async def purge_expired_data(self, cutoffs: Cutoffs) -> Sequence[Effect]:
+        cutoff = cutoffs.get(Retention.MODERATION)
+        if cutoff is None:
+            return ()
+        deleted = await self.store.execute("DELETE FROM moderation_strikes WHERE created_at < ?", (cutoff,))
+        return (Effect("moderation_strikes", Fate.DELETED, deleted, "strike"),)

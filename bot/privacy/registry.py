@@ -1,120 +1,120 @@
-"""/forget me and the retention purge: what the bot keeps about a person, and for how long."""
+"""/forget me, /forget channel and the retention purge, carried out by the domains that own the data."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.chat.history import History
-from bot.cost.ledger import UsageLedger
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-# Moderation tables keyed by a user, (table, column); a table missing from this database is skipped.
-MODERATION_USER_COLUMNS = (
-    ("moderation_strikes", "user_id"),
-    ("moderation_actions", "author_id"),
-)
-# Queued messages keep their author inside a JSON subject.
-MODERATION_QUEUE_AUTHOR = ("moderation_queue", "subject", "$.author_id")
+# SQLite's own tables and the store's migration bookkeeping hold nobody's data.
+INFRASTRUCTURE_TABLES = frozenset({"schema_migrations"})
 
 
 @dataclass(frozen=True)
-class ForgetReport:
-    history_turns: int
-    ledger_rows: int
-    moderation_records: int
+class RetentionDays:
+    """RETENTION_DAYS and MODERATION_RETENTION_DAYS; 0 keeps that kind of data forever."""
+
+    conversation: int = 90
+    moderation: int = 90
 
 
 @dataclass(frozen=True)
-class PurgeReport:
-    history_turns: int
-    ledger_rows: int
+class PrivacyReport:
+    """Every owner's effects, in registration order, for the reply to render."""
+
+    effects: tuple[Effect, ...]
+    retention: RetentionDays
+
+    def rows(self, table: str, fate: Fate | None = None) -> int:
+        return sum(e.rows for e in self.effects if e.table == table and (fate is None or e.fate is fate))
+
+    def with_fate(self, fate: Fate) -> list[Effect]:
+        return [e for e in self.effects if e.fate is fate]
 
 
 class Privacy:
+    """Calls every registered `DataOwner`; each table is claimed by exactly one of them.
+
+    An owner's change is its own transaction: a failure half-way leaves some owners done, and running the
+    command again finishes the rest (every step is idempotent).
+    """
+
     def __init__(
         self,
         store: Store,
-        ledger: UsageLedger,
-        history: History,
+        owners: Sequence[DataOwner],
         *,
+        retention: RetentionDays | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.ledger = ledger
-        self.history = history  # its cached windows must not outlive the turns deleted here
+        self.owners = tuple(owners)
+        self.retention = retention or RetentionDays()
         self.clock = clock
+        self.policies: dict[str, TablePolicy] = {}
+        for owner in self.owners:
+            for policy in owner.owned_tables:
+                if policy.table in self.policies:
+                    raise ValueError(f"table {policy.table} is claimed by two privacy owners")
+                self.policies[policy.table] = policy
 
-    async def _tables(self) -> set[str]:
-        rows = await self.store.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-        return {str(r[0]) for r in rows}
-
-    async def forget_user(self, guild_id: int, user_id: int) -> ForgetReport:
-        """Delete a user's turns (and the answers to them) and moderation records; hash their ledger id."""
-        tables = await self._tables()
-        self.history.forget_windows()
-        async with self.store.transaction() as db:
-            cursor = await db.execute(
-                "SELECT id, channel_id FROM turns WHERE guild_id = ? AND author_id = ? AND role = 'user'",
-                (guild_id, user_id),
-            )
-            asked = list(await cursor.fetchall())
-            # An exchange is stored as two consecutive rows: the question, then the answer to it.
-            ids = [int(r[0]) for r in asked]
-            answers = []
-            for question_id, channel_id in asked:
-                cursor = await db.execute(
-                    "SELECT id FROM turns WHERE id = ? AND channel_id = ? AND role = 'assistant'",
-                    (int(question_id) + 1, channel_id),
-                )
-                answers += [int(r[0]) for r in await cursor.fetchall()]
-            turns = 0
-            for chunk_start in range(0, len(ids + answers), 500):
-                chunk = (ids + answers)[chunk_start : chunk_start + 500]
-                marks = ",".join("?" * len(chunk))
-                cursor = await db.execute(f"DELETE FROM turns WHERE id IN ({marks})", chunk)  # noqa: S608
-                turns += cursor.rowcount
-            moderation = 0
-            for table, column in MODERATION_USER_COLUMNS:
-                if table in tables:
-                    cursor = await db.execute(
-                        f"DELETE FROM {table} WHERE guild_id = ? AND {column} = ?",  # noqa: S608
-                        (guild_id, user_id),
-                    )
-                    moderation += max(0, cursor.rowcount)
-            table, column, path = MODERATION_QUEUE_AUTHOR
-            if table in tables:
-                cursor = await db.execute(
-                    f"DELETE FROM {table} WHERE guild_id = ? AND json_extract({column}, ?) = ?",  # noqa: S608
-                    (guild_id, path, user_id),
-                )
-                moderation += max(0, cursor.rowcount)
-        self.history.forget_windows()  # again: an /ask may have read the turns while they were deleted
-        ledger = await self.ledger.forget_user(guild_id, user_id)
-        log.info(
-            "forgot a user in guild %s: %d turns, %d ledger rows, %d moderation records",
-            guild_id,
-            turns,
-            ledger,
-            moderation,
+    async def unclaimed_tables(self) -> list[str]:
+        """Tables in the database no owner answers for: /forget me and the purge would miss them."""
+        rows = await self.store.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
-        return ForgetReport(turns, ledger, moderation)
+        names = {str(r[0]) for r in rows} - INFRASTRUCTURE_TABLES
+        return sorted(names - set(self.policies))
 
-    async def purge_expired(self, retention_days: int) -> PurgeReport:
-        """Delete history older than `retention_days` and drop user ids from older ledger rows."""
-        if retention_days <= 0:
-            return PurgeReport(0, 0)
-        cutoff = self.clock() - retention_days * 86400
-        self.history.forget_windows()
-        try:
-            turns = await self.store.execute("DELETE FROM turns WHERE created_at < ?", (cutoff,))
-        finally:
-            self.history.forget_windows()
-        ledger = await self.ledger.anonymize_before(cutoff)
-        if turns or ledger:
-            log.info("retention: deleted %d old turns, anonymised %d old ledger rows", turns, ledger)
-        return PurgeReport(turns, ledger)
+    async def forget_user(self, guild_id: int | None, user_id: int) -> PrivacyReport:
+        """/forget me: each owner deletes, pseudonymises or (saying why) keeps the member's rows."""
+        effects: list[Effect] = []
+        for owner in self.owners:
+            effects += await owner.forget_user_data(guild_id, user_id)
+        await self.store.checkpoint()
+        log.info(
+            "forgot a user in guild %s: %s",
+            guild_id,
+            ", ".join(f"{e.table} {e.fate.value} {e.rows}" for e in effects if e.rows),
+        )
+        return PrivacyReport(tuple(effects), self.retention)
+
+    async def forget_channel(self, channel_id: int) -> PrivacyReport:
+        """/forget channel: the channel's conversation."""
+        effects: list[Effect] = []
+        for owner in self.owners:
+            effects += await owner.forget_channel_data(channel_id)
+        await self.store.checkpoint()
+        return PrivacyReport(tuple(effects), self.retention)
+
+    def cutoffs(self, retention: RetentionDays) -> Cutoffs:
+        now = self.clock()
+        cutoffs: dict[Retention, float] = {}
+        if retention.conversation > 0:
+            cutoffs[Retention.CONVERSATION] = now - retention.conversation * 86400
+        if retention.moderation > 0:
+            cutoffs[Retention.MODERATION] = now - retention.moderation * 86400
+        return cutoffs
+
+    async def purge_expired(self, retention_days: int | None = None) -> PrivacyReport:
+        """Delete or anonymise what outlived its retention; `retention_days` overrides RETENTION_DAYS."""
+        retention = self.retention
+        if retention_days is not None:
+            retention = RetentionDays(retention_days, retention.moderation)
+        cutoffs = self.cutoffs(retention)
+        if not cutoffs:
+            return PrivacyReport((), retention)
+        effects: list[Effect] = []
+        for owner in self.owners:
+            effects += await owner.purge_expired_data(cutoffs)
+        changed = [e for e in effects if e.rows]
+        if changed:
+            await self.store.checkpoint()
+            log.info("retention: %s", ", ".join(f"{e.table} {e.fate.value} {e.rows}" for e in changed))
+        return PrivacyReport(tuple(effects), retention)

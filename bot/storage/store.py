@@ -100,6 +100,8 @@ class Store:
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA busy_timeout=5000")
+        # Deleted rows are overwritten with zeros, not left readable in free space (docs/privacy.md).
+        await conn.execute("PRAGMA secure_delete=ON")
         return conn
 
     async def close(self) -> None:
@@ -259,6 +261,26 @@ class Store:
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """The first row of a query that returns one row (a key lookup or an aggregate)."""
         return next(iter(await self.fetchall(sql, params)), None)
+
+    async def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it to zero bytes.
+
+        Until then the -wal file still holds the pages as they were before a deletion, so deleted text stays
+        readable on disk. False when a reader kept the checkpoint from finishing (the next one catches up).
+        """
+        async with self._write_lock:
+            try:
+                cursor = await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                row = await cursor.fetchone()
+                await cursor.close()
+            except sqlite3.Error as exc:
+                raise self._failed("the database could not be checkpointed", exc) from exc
+        if row is not None and row[0]:
+            log.warning(
+                "a WAL checkpoint could not finish (a reader was busy); deleted data waits for the next"
+            )
+            return False
+        return True
 
     async def integrity_ok(self) -> bool:
         row = await self.fetchone("PRAGMA integrity_check")
