@@ -69,6 +69,7 @@ class Settings(
         validate_by_alias=True,
         extra="forbid",
         case_sensitive=True,
+        defer_build=False,
     )
 
     @classmethod

@@ -32,7 +32,10 @@ def _sqlite_url(url: str) -> str:
 class Section(BaseModel):
     """A group of related settings; `Settings` inherits every section, so access stays flat."""
 
-    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid")
+    # Only the composed `Settings` validates anything, so the sections skip building validators of their own.
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid", defer_build=True
+    )
     title: ClassVar[str] = ""
 
 
