@@ -223,6 +223,18 @@ class MediaSettings(Section):
         "Transcripts needing more messages than this are attached as a `.txt` file.",
         details="Counted in Discord messages of up to 2000 characters.",
     )
+    transcription_max_minutes: PositiveFloat = setting(
+        "TRANSCRIPTION_MAX_MINUTES",
+        60.0,
+        "Longer recordings are refused before any decoding.",
+        details="A long silence is a tiny file but costs minutes of work.",
+    )
+    attachment_timeout: PositiveFloat = setting(
+        "ATTACHMENT_TIMEOUT",
+        30.0,
+        "Seconds to wait for Discord's file server while reading an attachment.",
+        details="Only Discord's hosts are read.",
+    )
 
 
 class ModerationSettings(Section):
