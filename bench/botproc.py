@@ -11,7 +11,6 @@ import json
 import logging
 import signal
 import sys
-from dataclasses import fields, replace
 from typing import Any
 
 import discord
@@ -39,9 +38,9 @@ def build_client(config: dict[str, Any]) -> discord.Client:
         from bot.discord_io.client import OpenAIBot
         from bot.settings import Settings
 
-        known = {f.name for f in fields(Settings)}
+        known = set(Settings.model_fields)
         # Limits the bench lifts (per-server concurrency, budgets) may not exist in every version.
-        settings = replace(Settings(), **{k: v for k, v in config["settings"].items() if k in known})
+        settings = Settings().model_copy(update={k: v for k, v in config["settings"].items() if k in known})
         client = OpenAIBot(settings, guild_ready_timeout=0.05)
     client.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
     return client

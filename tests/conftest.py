@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,9 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI, **overrides: Any) -> 
         # succeed on its next request; breaker tests set their own (tests/test_limits.py).
         quota_cooldown=0.05,
     )
-    return replace(base, **overrides)
+    unknown = overrides.keys() - Settings.model_fields.keys()
+    assert not unknown, f"not settings: {sorted(unknown)}"
+    return base.model_copy(update=overrides)
 
 
 class ErrorLogWatcher(logging.Handler):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import discord
 
@@ -75,9 +75,7 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
 
 
 def _model_settings(settings: Settings) -> dict[str, str]:
-    return {
-        f.metadata["env"]: getattr(settings, f.name) for f in fields(settings) if f.name.endswith("_model")
-    }
+    return settings.models()
 
 
 async def check_openai(settings: Settings) -> list[CheckResult]:

@@ -1,0 +1,394 @@
+"""The settings, one class per domain: each variable's name, default, rule and doc, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.settings.rules import (
+    AtLeast1000,
+    Flag,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Rule,
+    ServerIds,
+    one_of,
+    setting,
+)
+
+DEFAULT_DATABASE_URL = "sqlite:///data/bot.db"
+GPT_FAMILY = ("gpt-", "o1", "o3", "o4", "chatgpt-")
+
+
+def _sqlite_url(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ValueError("not a sqlite:/// URL")
+    return url
+
+
+class Section(BaseModel):
+    """A group of related settings; `Settings` inherits every section, so access stays flat."""
+
+    # Only the composed `Settings` validates anything, so the sections skip building validators of their own.
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid", defer_build=True
+    )
+    title: ClassVar[str] = ""
+
+
+class DiscordSettings(Section):
+    """Connecting to Discord and choosing where the bot answers."""
+
+    title: ClassVar[str] = "Discord and access"
+
+    discord_token: str = setting(
+        "DISCORD_TOKEN",
+        "",
+        "The bot token.",
+        details="Developer portal -> your application -> Bot -> Reset Token.",
+        required=True,
+        secret=True,
+    )
+    allow_dms: Flag = setting("ALLOW_DMS", False, "Answer in direct messages.")
+    sync_commands: Flag = setting(
+        "SYNC_COMMANDS",
+        True,
+        "Sync slash commands at start-up.",
+        details="Turn it off to skip the sync on frequent restarts.",
+    )
+    allowed_guild_ids: ServerIds = setting(
+        "ALLOWED_GUILD_IDS",
+        frozenset(),
+        "Comma-separated server ids the bot serves; empty serves all.",
+        details="The bot leaves (or, failing that, ignores) any other server and logs it.",
+        shown_default="empty (all)",
+    )
+
+
+class OpenAISettings(Section):
+    """Reaching the OpenAI API, or another OpenAI-compatible server."""
+
+    title: ClassVar[str] = "OpenAI connection"
+
+    openai_api_key: str = setting(
+        "OPENAI_API_KEY",
+        "",
+        "The OpenAI API key.",
+        details="Create one at platform.openai.com/api-keys; the account needs credit.",
+        required=True,
+        secret=True,
+    )
+    openai_base_url: str | None = setting(
+        "OPENAI_BASE_URL",
+        None,
+        "Another OpenAI-compatible server (Ollama, vLLM, LM Studio).",
+        details="For example Ollama's `http://localhost:11434/v1`. With it set, any chat model name is accepted, "
+        "since local servers name models freely.",
+    )
+    openai_timeout: PositiveFloat = setting(
+        "OPENAI_TIMEOUT", 60.0, "Seconds before one OpenAI request is abandoned."
+    )
+    openai_max_retries: NonNegativeInt = setting(
+        "OPENAI_MAX_RETRIES",
+        2,
+        "Retries of rate limits, 5xx and timeouts.",
+        details="Rate limits honour Retry-After. `insufficient_quota` is never retried.",
+    )
+
+
+class ChatSettings(Section):
+    """`/ask` and mentions: the model, its prompt, and how answers are produced."""
+
+    title: ClassVar[str] = "Chat"
+
+    chat_model: str = setting(
+        "CHAT_MODEL",
+        "gpt-5-mini",
+        "Model for `/ask` and mentions.",
+        details="OpenAI retires models: keep it current (`python -m bot check` verifies each model exists).",
+        model_family=GPT_FAMILY,
+        any_model_with_base_url=True,
+    )
+    system_prompt: str = setting(
+        "SYSTEM_PROMPT",
+        "You are a helpful assistant in a Discord server. Answer concisely and use Discord markdown.",
+        "The base system prompt; a channel's `/persona` is appended.",
+        shown_default="a short assistant prompt",
+    )
+    history_token_budget: PositiveInt = setting(
+        "HISTORY_TOKEN_BUDGET",
+        6000,
+        "Tokens of context per request; older turns are dropped first.",
+        details="The budget covers the system prompt, persona, history and the question.",
+    )
+    max_answer_tokens: PositiveInt = setting(
+        "MAX_ANSWER_TOKENS", 1200, "Longest answer in tokens (also the length of a `/tldr` summary)."
+    )
+    reasoning_effort: Annotated[str, one_of("off", "none", "minimal", "low", "medium", "high", "xhigh")] = (
+        setting(
+            "REASONING_EFFORT",
+            "low",
+            "Effort sent to reasoning models (gpt-5*, o-series); `off` sends nothing.",
+            details="One of `none`, `minimal`, `low`, `medium`, `high`, `xhigh` or `off`. Reasoning tokens come out "
+            "of `MAX_ANSWER_TOKENS`, so a high effort can leave no room for the answer.",
+        )
+    )
+    # Older OpenAI-compatible servers only know `max_tokens`; OpenAI's reasoning models refuse it.
+    max_tokens_parameter: Annotated[str, one_of("max_completion_tokens", "max_tokens")] = setting(
+        "MAX_TOKENS_PARAMETER",
+        "max_completion_tokens",
+        "The field that caps answer length; `max_tokens` for older compatible servers.",
+    )
+    stream_edit_interval: PositiveFloat = setting(
+        "STREAM_EDIT_INTERVAL",
+        1.0,
+        "Seconds between edits while an answer streams.",
+        details="Discord allows about one edit per second per message.",
+    )
+    speculative_moderation: Flag = setting(
+        "SPECULATIVE_MODERATION",
+        False,
+        "Moderate the prompt while the chat request already runs.",
+        details='`/ask` answers sooner, but flagged prompts reach the chat model (README, "Performance").',
+    )
+
+
+class SummarySettings(Section):
+    """`/tldr`: summarising channel history (README, "Summaries")."""
+
+    title: ClassVar[str] = "Summaries"
+
+    summary_model: str = setting(
+        "SUMMARY_MODEL",
+        "gpt-5-mini",
+        "Model for `/tldr`.",
+        model_family=GPT_FAMILY,
+        any_model_with_base_url=True,
+    )
+    tldr_max_messages: AtLeast1000 = setting(
+        "TLDR_MAX_MESSAGES",
+        1000,
+        "Most messages one `/tldr` reads; `count` is capped at this. At least 1000.",
+    )
+    tldr_chunk_tokens: AtLeast1000 = setting(
+        "TLDR_CHUNK_TOKENS",
+        8000,
+        "Prompt tokens per `/tldr` request. At least 1000.",
+        details="A longer history is split into chunks of this size, summarised, then combined.",
+    )
+    tldr_concurrency: PositiveInt = setting(
+        "TLDR_CONCURRENCY", 4, "How many `/tldr` chunk requests run at the same time."
+    )
+
+
+class MediaSettings(Section):
+    """`/imagine` and `/transcribe` (README, "Images and transcription")."""
+
+    title: ClassVar[str] = "Images and transcription"
+
+    image_model: str = setting(
+        "IMAGE_MODEL",
+        "gpt-image-1.5",
+        "Model for `/imagine`.",
+        details="dall-e-3 and gpt-image-1 are retired.",
+        model_family=("gpt-image",),
+    )
+    transcription_model: str = setting(
+        "TRANSCRIPTION_MODEL",
+        "gpt-4o-mini-transcribe",
+        "Model for `/transcribe`.",
+        details="Translation always uses `whisper-1`, the only model that translates.",
+        model_family=("whisper-", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-"),
+    )
+    image_output_moderation: Flag = setting(
+        "IMAGE_OUTPUT_MODERATION",
+        True,
+        "Check each generated image with image moderation before `/imagine` posts it.",
+        details="The revised prompt the image model returns is checked too.",
+    )
+    imagine_progress_interval: PositiveFloat = setting(
+        "IMAGINE_PROGRESS_INTERVAL", 5.0, "Seconds between updates of `/imagine`'s elapsed-time line."
+    )
+    transcription_upload_limit: PositiveInt = setting(
+        "TRANSCRIPTION_UPLOAD_LIMIT",
+        25 * 1024 * 1024,
+        "Bytes per transcription upload (the API's 25 MiB); bigger files are split.",
+    )
+    transcript_max_messages: PositiveInt = setting(
+        "TRANSCRIPT_MAX_MESSAGES",
+        3,
+        "Transcripts needing more messages than this are attached as a `.txt` file.",
+        details="Counted in Discord messages of up to 2000 characters.",
+    )
+    transcription_max_minutes: PositiveFloat = setting(
+        "TRANSCRIPTION_MAX_MINUTES",
+        60.0,
+        "Longer recordings are refused before any decoding.",
+        details="A long silence is a tiny file but costs minutes of work.",
+    )
+    attachment_timeout: PositiveFloat = setting(
+        "ATTACHMENT_TIMEOUT",
+        30.0,
+        "Seconds to wait for Discord's file server while reading an attachment.",
+        details="Only Discord's hosts are read.",
+    )
+
+
+class ModerationSettings(Section):
+    """Automatic channel moderation (README, "Automatic moderation"); each server's policy is set with
+    `/moderation`."""
+
+    title: ClassVar[str] = "Moderation"
+
+    moderation_model: str = setting(
+        "MODERATION_MODEL",
+        "omni-moderation-latest",
+        "Moderation model.",
+        model_family=("omni-moderation", "text-moderation"),
+    )
+    moderate_bot_messages: Flag = setting(
+        "MODERATE_BOT_MESSAGES", False, "Also moderate messages from other bots and webhooks."
+    )
+    moderation_batch_window: NonNegativeFloat = setting(
+        "MODERATION_BATCH_WINDOW",
+        0.02,
+        "Seconds the gate waits to coalesce texts into one Moderation request.",
+        details="`0` coalesces only while requests are busy.",
+    )
+    moderation_batch_size: PositiveInt = setting(
+        "MODERATION_BATCH_SIZE", 64, "Most texts in one Moderation request."
+    )
+    moderation_concurrency: PositiveInt = setting(
+        "MODERATION_CONCURRENCY",
+        8,
+        "Channel-message Moderation requests in flight at once.",
+        details="While all are busy, batches grow instead. Commands' own checks (a prompt, an answer) have a "
+        "separate lane of twice as many, so channel traffic never holds a user up.",
+    )
+    moderation_cache_seconds: NonNegativeFloat = setting(
+        "MODERATION_CACHE_SECONDS",
+        60.0,
+        "Seconds a verdict is reused for identical content (`0`: no cache).",
+    )
+    moderation_retry_interval: PositiveFloat = setting(
+        "MODERATION_RETRY_INTERVAL",
+        15.0,
+        "Seconds between attempts to drain the outage queue while the endpoint fails.",
+        details="The interval backs off to 4x while failures continue.",
+    )
+
+
+class CostSettings(Section):
+    """Budgets, rate limits and the quota breaker (README, "Cost control")."""
+
+    title: ClassVar[str] = "Cost and limits"
+
+    prices_file: str | None = setting(
+        "PRICES_FILE",
+        None,
+        "A JSON price table replacing or adding to the shipped one.",
+        details="Entries replace or add to `bot/cost/prices.json`, model by model.",
+    )
+    user_daily_budget: NonNegativeFloat = setting(
+        "USER_DAILY_BUDGET",
+        1.0,
+        "USD one member may spend per UTC day in a server (`0`: no cap).",
+        details="`/limits budget` overrides it per server.",
+    )
+    server_monthly_budget: NonNegativeFloat = setting(
+        "SERVER_MONTHLY_BUDGET",
+        25.0,
+        "USD a server may spend per calendar month, UTC (`0`: no cap).",
+        details="`/limits budget` overrides it per server.",
+    )
+    user_requests_per_minute: PositiveFloat = setting(
+        "USER_REQUESTS_PER_MINUTE", 20.0, "Rate at which a member's request allowance refills."
+    )
+    user_burst: PositiveInt = setting(
+        "USER_BURST", 20, 'Requests a member may make at once before "slow down".'
+    )
+    server_max_concurrent_jobs: PositiveInt = setting(
+        "SERVER_MAX_CONCURRENT_JOBS", 4, "OpenAI calls one server may have in progress at once."
+    )
+    server_queue_size: NonNegativeInt = setting(
+        "SERVER_QUEUE_SIZE", 16, "Calls that may wait for one of those slots; more are told to slow down."
+    )
+    quota_cooldown: PositiveFloat = setting(
+        "QUOTA_COOLDOWN",
+        600.0,
+        "Seconds OpenAI calls pause after `insufficient_quota` before one probe.",
+    )
+
+
+class StorageSettings(Section):
+    """Where state lives and how long it is kept (README, "Data the bot stores")."""
+
+    title: ClassVar[str] = "Storage and privacy"
+
+    database_url: Annotated[str, Rule("must look like sqlite:///path/to/bot.db", check=_sqlite_url)] = (
+        setting(
+            "DATABASE_URL",
+            DEFAULT_DATABASE_URL,
+            "Where all state lives, as `sqlite:///path`.",
+            details="Conversation memory, moderation policy and the usage ledger. Its directory must be writable.",
+        )
+    )
+    retention_days: NonNegativeInt = setting(
+        "RETENTION_DAYS",
+        90,
+        "Days conversation history is kept (`0`: forever).",
+        details="An hourly task deletes older turns and removes user ids from older usage records.",
+    )
+    moderation_retention_days: NonNegativeInt = setting(
+        "MODERATION_RETENTION_DAYS",
+        90,
+        "Days moderation records and strikes are kept (`0`: forever).",
+        details=(
+            "Kept apart from conversation data: `/forget me` does not delete them, so it cannot undo "
+            "moderation. The same hourly task deletes older ones (docs/privacy.md)."
+        ),
+    )
+
+
+class RuntimeSettings(Section):
+    """The process: logging, event loop and shutdown (README, "Reliability", "Performance")."""
+
+    title: ClassVar[str] = "Runtime"
+
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "INFO",
+        "Logging level.",
+        details="DEBUG, INFO, WARNING or ERROR. Message content, tokens and keys are never logged at INFO or above.",
+    )
+    event_loop: Annotated[str, one_of("auto", "uvloop", "asyncio")] = setting(
+        "EVENT_LOOP",
+        "auto",
+        "`auto` (uvloop where installed), `uvloop`, or `asyncio`.",
+        details="uvloop has no Windows build; `uvloop` insists on it, `asyncio` uses Python's own loop. "
+        'uvloop costs less CPU per request (README, "Performance").',
+    )
+    # On SIGTERM/SIGINT, requests in progress get this long to finish before they are told and stopped.
+    shutdown_grace: NonNegativeFloat = setting(
+        "SHUTDOWN_GRACE",
+        8.0,
+        "Seconds requests in progress get to finish on SIGTERM/SIGINT.",
+        details='The rest are told the bot is restarting (README, "Reliability").',
+    )
+
+
+# The order the docs list them in.
+SECTIONS: tuple[type[Section], ...] = (
+    DiscordSettings,
+    OpenAISettings,
+    ChatSettings,
+    SummarySettings,
+    MediaSettings,
+    ModerationSettings,
+    CostSettings,
+    StorageSettings,
+    RuntimeSettings,
+)
