@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import BenchWorld, Figure, Upstream, median, percentile
-from testkit.discord_interactions import FakeInteraction
+from testkit.discord.interactions import FakeInteraction
 
 CURSOR = "▌"
 DISCORD_DEADLINE = 3.0

@@ -13,8 +13,8 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from bot.settings import Settings
-from testkit.fake_discord import FakeDiscord, running_bot
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, running_bot
+from testkit.openai import FakeOpenAI
 
 ADMINISTRATOR = 1 << 3
 MANAGE_MESSAGES = 1 << 13

@@ -8,8 +8,8 @@ from typing import Any
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.policy import Policy
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import World
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import VIEW_AND_SEND, BotFactory, World
 from tests.test_ask import ask
 from tests.test_limits import run

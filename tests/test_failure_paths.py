@@ -14,8 +14,8 @@ from bot.cost.rules import LimitsStore
 from bot.moderation.channel import ChannelModerator
 from bot.privacy.registry import Privacy
 from bot.storage.store import Store
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.moderation_support import actions, moderator
 

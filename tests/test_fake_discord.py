@@ -12,7 +12,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from testkit.fake_discord import FakeDiscord, running_bot
+from testkit.discord import FakeDiscord, running_bot
 
 
 class Counter(discord.ui.View):

@@ -19,7 +19,7 @@ from openai import AsyncOpenAI
 from openai.types import ModerationMultiModalInputParam
 from PIL import Image
 
-from testkit.fake_openai import FakeOpenAI
+from testkit.openai import FakeOpenAI
 
 # whisper-1 and other audio models carry announced shutdown dates in the SDK: it warns on use.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

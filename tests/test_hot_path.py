@@ -17,8 +17,8 @@ from bot.moderation.batcher import ModerationBatcher
 from bot.openai_api.gateway import CallContext, OpenAIGateway, PlannedCall
 from bot.settings import Settings
 from bot.storage.store import Store, StoreError
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import World
 from tests.test_ask import ask, chat_bodies
 

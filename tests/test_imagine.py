@@ -11,8 +11,8 @@ from PIL import Image, PngImagePlugin
 
 from bot.discord_io.client import OpenAIBot
 from testkit import openai_images
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 
 

@@ -15,8 +15,8 @@ import pytest
 from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.openai_api.gateway import CallContext
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.test_ask import ask
 

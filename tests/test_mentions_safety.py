@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import World, assert_no_mentions_parsed
 from tests.test_ask import ask
 

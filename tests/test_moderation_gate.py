@@ -13,8 +13,8 @@ from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.gate import CHUNK_CHARS, ModerationGate
 from bot.openai_api.gateway import CallContext, OpenAIGateway
 from bot.settings import Settings
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import World
 from tests.moderation_support import ask, moderated_texts
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
+from testkit.discord import FakeDiscord
 from tests.conftest import BotFactory, World
 from tests.moderation_support import actions, bot_posts, set_policy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.moderation_support import actions, ask, bot_posts, moderator, set_policy
 

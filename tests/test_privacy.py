@@ -12,8 +12,8 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from bot.storage.store import Store
-from testkit.fake_discord import FakeDiscord, running_bot
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, running_bot
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World, make_settings
 from tests.test_ask import ask
 from tests.test_limits import run

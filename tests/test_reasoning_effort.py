@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.settings import SettingsError, load_settings
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.test_ask import ask, chat_bodies
 

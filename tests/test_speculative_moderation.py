@@ -7,8 +7,8 @@ from pathlib import Path
 from bot.discord_io.client import OpenAIBot
 from bot.openai_api.gateway import UsageEvent
 from bot.settings import load_settings
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.test_ask import ask, chat_bodies
 

@@ -12,8 +12,8 @@ import pytest
 from bot.ops.doctor import collect
 from bot.ops.invite import invite_url
 from bot.settings import SettingsError, load_settings
-from testkit.fake_discord import FakeDiscord, patched_discord_py
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, patched_discord_py
+from testkit.openai import FakeOpenAI
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from bot.summary.summarizer import (
     link_citations,
     participants_of,
 )
-from testkit.fake_openai import FakeOpenAI
+from testkit.openai import FakeOpenAI
 from tests.conftest import make_settings
 
 CONTEXT = CallContext(1, 2, 3, "tldr")

@@ -13,8 +13,8 @@ from bot.discord_io.client import OpenAIBot
 from bot.openai_api.tokens import TokenCounter
 from bot.settings import SettingsError, load_settings
 from bot.summary.summarizer import CHUNK_INSTRUCTIONS, COMBINE_INSTRUCTIONS
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI, RecordedRequest
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI, RecordedRequest
 from tests.conftest import BotFactory, World
 
 VIEW_CHANNEL = 1 << 10

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI, RecordedRequest
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI, RecordedRequest
 from tests.conftest import BotFactory, World
 
 VOICE_FLAG = 1 << 13

@@ -12,8 +12,8 @@ from bot.cost.pricing import PriceTable
 from bot.discord_io.client import OpenAIBot
 from bot.openai_api.gateway import CallContext
 from bot.ops.doctor import check_prices
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World, make_settings
 from tests.test_ask import ask
 

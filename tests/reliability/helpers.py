@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import World
 
 EPHEMERAL = 1 << 6

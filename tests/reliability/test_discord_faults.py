@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import VIEW_AND_SEND, World
 from tests.reliability.helpers import ask, assert_next_ask_works, turns
 

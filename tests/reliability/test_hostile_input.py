@@ -13,8 +13,8 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.gate import normalize_for_moderation
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.reliability.corpus import (
     HOSTILE_TEXTS,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.moderation.gate import normalize_for_moderation
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.reliability.corpus import png_bytes
 from tests.reliability.helpers import moderated_texts

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.reliability.helpers import ask, assert_clear_failure, assert_next_ask_works, refused_port, turns
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.reliability.helpers import (
     EPHEMERAL,

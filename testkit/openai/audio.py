@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .openai_common import (
+from .common import (
     ApiError,
     FakeBase,
     RecordedRequest,

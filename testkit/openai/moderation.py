@@ -10,7 +10,7 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from .openai_common import ApiError, FakeBase, RecordedRequest, missing_param, new_id, unit_hash
+from .common import ApiError, FakeBase, RecordedRequest, missing_param, new_id, unit_hash
 
 CATEGORIES: tuple[str, ...] = (
     "harassment",

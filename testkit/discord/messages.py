@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .discord_gateway import INTENT_DIRECT_MESSAGE_REACTIONS, INTENT_GUILD_MESSAGE_REACTIONS
-from .discord_model import (
+from .gateway import INTENT_DIRECT_MESSAGE_REACTIONS, INTENT_GUILD_MESSAGE_REACTIONS, Gateway
+from .model import (
     ADMINISTRATOR,
     ATTACH_FILES,
     CREATE_PUBLIC_THREADS,
@@ -33,7 +33,8 @@ from .discord_model import (
     iso,
     utcnow,
 )
-from .discord_rest import Handler, RecordedRequest, RestMixin, json_response, no_content
+from .rest import Handler, RecordedRequest, json_response, no_content, no_content_route
+from .world import DiscordWorld
 
 KICK_MEMBERS = 1 << 1
 BAN_MEMBERS = 1 << 2
@@ -110,31 +111,24 @@ def validate_message_body(
             raise RestError(400, 50006, "Cannot send an empty message")
 
 
-class MessagesMixin(RestMixin):
+class Messages:
     """Messages, reactions, channels, threads, guilds and members."""
 
-    def __init__(
-        self, *, message_content_intent: bool, bot_user_id: int, application_id: int, token: str
-    ) -> None:
+    def __init__(self, world: DiscordWorld, gateway: Gateway) -> None:
+        self.world = world
+        self.gateway = gateway
         self.sent: list[SentRecord] = []
         self.timeouts: list[JSON] = []
         self.kicks: list[JSON] = []
         self.bans: list[JSON] = []
         self.typing: list[int] = []
         self.left_guilds: list[int] = []
-        super().__init__(
-            message_content_intent=message_content_intent,
-            bot_user_id=bot_user_id,
-            application_id=application_id,
-            token=token,
-        )
 
-    def _routes(self) -> list[tuple[str, str, Handler]]:
+    def routes(self) -> list[tuple[str, str, Handler]]:
         cid = r"/channels/(?P<cid>\d+)"
         mid = cid + r"/messages/(?P<mid>\d+)"
         gid = r"/guilds/(?P<gid>\d+)"
         return [
-            *super()._routes(),
             ("DELETE", r"/users/@me/guilds/(?P<gid>\d+)", self._leave_guild),
             ("POST", cid + r"/messages", self._post_message),
             ("GET", cid + r"/messages", self._get_messages),
@@ -146,8 +140,8 @@ class MessagesMixin(RestMixin):
             ("DELETE", mid + r"/reactions/(?P<emoji>[^/]+)/@me", self._remove_reaction),
             ("POST", mid + r"/threads", self._thread_from_message),
             ("POST", cid + r"/threads", self._create_thread),
-            ("PUT", cid + r"/thread-members/@me", self._no_content_route),
-            ("DELETE", cid + r"/thread-members/@me", self._no_content_route),
+            ("PUT", cid + r"/thread-members/@me", no_content_route),
+            ("DELETE", cid + r"/thread-members/@me", no_content_route),
             ("POST", cid + r"/typing", self._typing),
             ("GET", cid, self._get_channel),
             ("PATCH", cid, self._patch_channel),
@@ -162,16 +156,16 @@ class MessagesMixin(RestMixin):
         ]
 
     async def _leave_guild(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        guild = self.guilds.get(int(m["gid"]))
+        guild = self.world.guilds.get(int(m["gid"]))
         if guild is None or not guild.bot_joined:
             raise RestError(404, 10004, "Unknown Guild")
         guild.bot_joined = False
         self.left_guilds.append(guild.id)
-        await self.dispatch("GUILD_DELETE", {"id": str(guild.id)}, intent=INTENT_GUILDS)
+        await self.gateway.dispatch("GUILD_DELETE", {"id": str(guild.id)}, intent=INTENT_GUILDS)
         return no_content()
 
     def _known_channel(self, channel_id: int) -> ChannelRecord:
-        channel = self.channels.get(channel_id)
+        channel = self.world.channels.get(channel_id)
         if channel is None:
             raise RestError(404, 10003, "Unknown Channel")
         return channel
@@ -185,7 +179,7 @@ class MessagesMixin(RestMixin):
         for index, f in enumerate(files):
             info = meta.get(index, {})
             ctype = f.content_type if f.content_type not in (None, "application/octet-stream") else None
-            new[index] = self.attachment_payload(
+            new[index] = self.world.attachment_payload(
                 info.get("filename") or f.filename,
                 f.data,
                 ctype,
@@ -216,7 +210,7 @@ class MessagesMixin(RestMixin):
 
     def apply_edit(self, msg: JSON, body: JSON, files: list[UploadedFile]) -> JSON:
         """PATCH semantics on a stored message (in place); returns it."""
-        validate_message_body(body, files, upload_limit=self.upload_limit, require_content=False)
+        validate_message_body(body, files, upload_limit=self.world.upload_limit, require_content=False)
         channel_id = int(msg["channel_id"])
         for key in ("content", "embeds", "components"):
             if key in body:
@@ -233,15 +227,17 @@ class MessagesMixin(RestMixin):
         if "content" in body or "allowed_mentions" in body:
             guild_id = int(msg["guild_id"]) if "guild_id" in msg else None
             ref = msg.get("referenced_message")
-            users, roles, everyone = self.compute_mentions(
+            users, roles, everyone = self.world.compute_mentions(
                 str(msg.get("content") or ""),
                 guild_id,
                 body.get("allowed_mentions"),
-                author_permissions=self.bot_permissions_in(channel_id),
+                author_permissions=self.world.bot_permissions_in(channel_id),
                 replied_author_id=int(ref["author"]["id"]) if isinstance(ref, dict) else None,
-                author_id=self.bot_user_id,
+                author_id=self.world.bot_user_id,
             )
-            msg.update(mentions=self.mention_payloads(guild_id, users), mention_roles=[str(r) for r in roles])
+            msg.update(
+                mentions=self.world.mention_payloads(guild_id, users), mention_roles=[str(r) for r in roles]
+            )
             msg["mention_everyone"] = everyone
         for record in self.sent:
             if record.message is msg and "allowed_mentions" in body:
@@ -253,20 +249,22 @@ class MessagesMixin(RestMixin):
         channel = self._known_channel(int(m["cid"]))
         body: JSON = rec.json or {}
         if channel.type in DM_TYPES:
-            if channel.recipient_id in self.blocked_dm_users:
+            if channel.recipient_id in self.world.blocked_dm_users:
                 raise RestError(403, 50007, "Cannot send messages to this user")
         else:
             if channel.type in (15, 16, 4, 2, 13):
                 raise RestError(400, 50008, "Cannot send messages in a non-text channel")
             thread = channel.type in THREAD_TYPES
-            self.require_bot_permission(channel.id, SEND_MESSAGES_IN_THREADS if thread else SEND_MESSAGES)
+            self.world.require_bot_permission(
+                channel.id, SEND_MESSAGES_IN_THREADS if thread else SEND_MESSAGES
+            )
             if rec.files:
-                self.require_bot_permission(channel.id, ATTACH_FILES)
-        validate_message_body(body, rec.files, upload_limit=self.upload_limit, require_content=True)
+                self.world.require_bot_permission(channel.id, ATTACH_FILES)
+        validate_message_body(body, rec.files, upload_limit=self.world.upload_limit, require_content=True)
         msg = self._bot_message(channel, body, rec.files)
-        self.store_message(msg)
+        self.world.store_message(msg)
         self.record_sent(msg, "dm" if channel.type in DM_TYPES else "channel", body, rec.files)
-        await self.dispatch_message("MESSAGE_CREATE", msg)
+        await self.gateway.dispatch_message("MESSAGE_CREATE", msg)
         return json_response(msg)
 
     def _bot_message(
@@ -276,7 +274,7 @@ class MessagesMixin(RestMixin):
         ref = body.get("message_reference")
         if ref and ref.get("message_id") and int(ref.get("type", 0)) == 0:
             ref_id = int(ref["message_id"])
-            if ref_id not in self.message_index:
+            if ref_id not in self.world.message_index:
                 if ref.get("fail_if_not_exists", True) is not False:
                     raise form_error(
                         "message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
@@ -285,9 +283,9 @@ class MessagesMixin(RestMixin):
         stickers = [
             {"id": str(s), "name": "sticker", "format_type": 1} for s in body.get("sticker_ids") or []
         ]
-        msg = self.build_message(
+        msg = self.world.build_message(
             channel.id,
-            self.bot_user_id,
+            self.world.bot_user_id,
             str(body.get("content") or ""),
             embeds=body.get("embeds"),
             attachments=self.build_attachments(body, files, channel.id, None),
@@ -327,30 +325,35 @@ class MessagesMixin(RestMixin):
 
     async def _get_messages(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._known_channel(int(m["cid"]))
-        if channel.guild_id is not None and not self.bot_permissions_in(channel.id) & READ_MESSAGE_HISTORY:
+        if (
+            channel.guild_id is not None
+            and not self.world.bot_permissions_in(channel.id) & READ_MESSAGE_HISTORY
+        ):
             return json_response([])
         page = self._page(channel.messages, rec.query)
         return json_response(
-            [self.visible_to_bot(x, content_allowed=self.message_content_intent) for x in page]
+            [self.world.visible_to_bot(x, content_allowed=self.world.message_content_intent) for x in page]
         )
 
     async def _get_message(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        msg = self.find_message(int(m["cid"]), int(m["mid"]))
-        return json_response(self.visible_to_bot(msg, content_allowed=self.message_content_intent))
+        msg = self.world.find_message(int(m["cid"]), int(m["mid"]))
+        return json_response(
+            self.world.visible_to_bot(msg, content_allowed=self.world.message_content_intent)
+        )
 
     async def _patch_message(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        msg = self.find_message(int(m["cid"]), int(m["mid"]))
-        if int(msg["author"]["id"]) != self.bot_user_id:
+        msg = self.world.find_message(int(m["cid"]), int(m["mid"]))
+        if int(msg["author"]["id"]) != self.world.bot_user_id:
             raise RestError(403, 50005, "Cannot edit a message authored by another user")
         self.apply_edit(msg, rec.json or {}, rec.files)
-        await self.dispatch_message("MESSAGE_UPDATE", msg)
+        await self.gateway.dispatch_message("MESSAGE_UPDATE", msg)
         return json_response(msg)
 
     async def delete_stored(self, msg: JSON) -> None:
         """Remove a message, remember the id, dispatch MESSAGE_DELETE (unless ephemeral)."""
         mid = int(msg["id"])
-        self.unstore_message(mid)
-        self.deleted_message_ids.add(mid)
+        self.world.unstore_message(mid)
+        self.world.deleted_message_ids.add(mid)
         for record in self.sent:
             if record.message is msg:
                 record.deleted = True
@@ -358,15 +361,15 @@ class MessagesMixin(RestMixin):
             event = {"id": msg["id"], "channel_id": msg["channel_id"]}
             if "guild_id" in msg:
                 event["guild_id"] = msg["guild_id"]
-            await self.dispatch("MESSAGE_DELETE", event, intent=self.message_intent(msg))
+            await self.gateway.dispatch("MESSAGE_DELETE", event, intent=self.gateway.message_intent(msg))
 
     async def _delete_message(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._known_channel(int(m["cid"]))
-        msg = self.find_message(channel.id, int(m["mid"]))
-        if int(msg["author"]["id"]) != self.bot_user_id:
+        msg = self.world.find_message(channel.id, int(m["mid"]))
+        if int(msg["author"]["id"]) != self.world.bot_user_id:
             if channel.guild_id is None:
                 raise RestError(403, 50003, "Cannot execute action on a DM channel")
-            self.require_bot_permission(channel.id, MANAGE_MESSAGES)
+            self.world.require_bot_permission(channel.id, MANAGE_MESSAGES)
         await self.delete_stored(msg)
         return no_content()
 
@@ -374,26 +377,26 @@ class MessagesMixin(RestMixin):
         channel = self._known_channel(int(m["cid"]))
         if channel.guild_id is None:
             raise RestError(403, 50003, "Cannot execute action on a DM channel")
-        self.require_bot_permission(channel.id, MANAGE_MESSAGES)
+        self.world.require_bot_permission(channel.id, MANAGE_MESSAGES)
         ids = [int(x) for x in (rec.json or {}).get("messages", [])]
         if not 2 <= len(ids) <= 100:
             raise form_error("messages", "BASE_TYPE_BAD_LENGTH", "Must be between 2 and 100 in length.")
         for mid in ids:
-            msg = self.message_index.get(mid)
+            msg = self.world.message_index.get(mid)
             if msg is not None and int(msg["channel_id"]) == channel.id:
-                self.unstore_message(mid)
-                self.deleted_message_ids.add(mid)
+                self.world.unstore_message(mid)
+                self.world.deleted_message_ids.add(mid)
         event = {
             "ids": [str(i) for i in ids],
             "channel_id": str(channel.id),
             "guild_id": str(channel.guild_id),
         }
-        await self.dispatch("MESSAGE_DELETE_BULK", event, intent=1 << 9)
+        await self.gateway.dispatch("MESSAGE_DELETE_BULK", event, intent=1 << 9)
         return no_content()
 
     async def _react(self, rec: RecordedRequest, m: re.Match[str], add: bool) -> web.Response:
         channel = self._known_channel(int(m["cid"]))
-        msg = self.find_message(channel.id, int(m["mid"]))
+        msg = self.world.find_message(channel.id, int(m["mid"]))
         name = m["emoji"]
         emoji: JSON = {"id": None, "name": name}
         if ":" in name:
@@ -410,7 +413,7 @@ class MessagesMixin(RestMixin):
             if existing["count"] <= 0:
                 reactions.remove(existing)
         event = {
-            "user_id": str(self.bot_user_id),
+            "user_id": str(self.world.bot_user_id),
             "channel_id": msg["channel_id"],
             "message_id": msg["id"],
             "emoji": emoji,
@@ -418,7 +421,7 @@ class MessagesMixin(RestMixin):
         if "guild_id" in msg:
             event["guild_id"] = msg["guild_id"]
         intent = INTENT_GUILD_MESSAGE_REACTIONS if "guild_id" in msg else INTENT_DIRECT_MESSAGE_REACTIONS
-        await self.dispatch(
+        await self.gateway.dispatch(
             "MESSAGE_REACTION_ADD" if add else "MESSAGE_REACTION_REMOVE", event, intent=intent
         )
         return no_content()
@@ -435,7 +438,7 @@ class MessagesMixin(RestMixin):
         return no_content()
 
     async def _get_channel(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        return json_response(self.channel_payload(self._known_channel(int(m["cid"])).id))
+        return json_response(self.world.channel_payload(self._known_channel(int(m["cid"])).id))
 
     async def _patch_channel(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._known_channel(int(m["cid"]))
@@ -446,8 +449,8 @@ class MessagesMixin(RestMixin):
             channel.archived = bool(body["archived"])
         if "locked" in body:
             channel.locked = bool(body["locked"])
-        payload = self.channel_payload(channel.id)
-        await self.dispatch(
+        payload = self.world.channel_payload(channel.id)
+        await self.gateway.dispatch(
             "THREAD_UPDATE" if channel.type in THREAD_TYPES else "CHANNEL_UPDATE",
             payload,
             intent=INTENT_GUILDS,
@@ -459,31 +462,31 @@ class MessagesMixin(RestMixin):
     ) -> ChannelRecord:
         if parent.guild_id is None:
             raise RestError(400, 50024, "Cannot execute action on this channel type")
-        self.require_bot_permission(parent.id, CREATE_PUBLIC_THREADS)
+        self.world.require_bot_permission(parent.id, CREATE_PUBLIC_THREADS)
         if not 1 <= len(name) <= 100:
             raise form_error("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
         thread = ChannelRecord(
-            id=thread_id or self.snowflakes.next(),
+            id=thread_id or self.world.snowflakes.next(),
             type=type_,
             name=name,
             guild_id=parent.guild_id,
             parent_id=parent.id,
-            owner_id=self.bot_user_id,
+            owner_id=self.world.bot_user_id,
         )
-        self.channels[thread.id] = thread
-        self.guild(parent.guild_id).channel_ids.append(thread.id)
+        self.world.channels[thread.id] = thread
+        self.world.guild(parent.guild_id).channel_ids.append(thread.id)
         return thread
 
     async def _thread_from_message(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         parent = self._known_channel(int(m["cid"]))
-        msg = self.find_message(parent.id, int(m["mid"]))
+        msg = self.world.find_message(parent.id, int(m["mid"]))
         body: JSON = rec.json or {}
         thread = self._new_thread(
             parent, str(body.get("name", "")), 10 if parent.type == 5 else 11, int(msg["id"])
         )
-        payload = self.channel_payload(thread.id)
+        payload = self.world.channel_payload(thread.id)
         msg["thread"] = payload
-        await self.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS)
+        await self.gateway.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS)
         return json_response(payload, 201)
 
     async def _create_thread(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
@@ -492,62 +495,66 @@ class MessagesMixin(RestMixin):
         if parent.type in (15, 16):
             message_body: JSON = body.get("message") or {}
             validate_message_body(
-                message_body, rec.files, upload_limit=self.upload_limit, require_content=True
+                message_body, rec.files, upload_limit=self.world.upload_limit, require_content=True
             )
             thread = self._new_thread(parent, str(body.get("name", "")), 11, None)
             starter = self._bot_message(thread, message_body, rec.files, msg_id=thread.id)
-            self.store_message(starter)
+            self.world.store_message(starter)
             self.record_sent(starter, "channel", message_body, rec.files)
-            payload = self.channel_payload(thread.id)
-            await self.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS)
-            await self.dispatch_message("MESSAGE_CREATE", starter)
+            payload = self.world.channel_payload(thread.id)
+            await self.gateway.dispatch(
+                "THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS
+            )
+            await self.gateway.dispatch_message("MESSAGE_CREATE", starter)
             return json_response({**payload, "message": starter}, 201)
         type_ = int(body.get("type") or 12)
         thread = self._new_thread(parent, str(body.get("name", "")), type_, None)
-        payload = self.channel_payload(thread.id)
-        await self.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS)
+        payload = self.world.channel_payload(thread.id)
+        await self.gateway.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS)
         return json_response(payload, 201)
 
     def _known_guild(self, m: re.Match[str]) -> int:
         gid = int(m["gid"])
-        if gid not in self.guilds or not self.guilds[gid].bot_joined:
+        if gid not in self.world.guilds or not self.world.guilds[gid].bot_joined:
             raise RestError(404, 10004, "Unknown Guild")
         return gid
 
     async def _get_guild(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         gid = self._known_guild(m)
-        payload = self.guild_payload(gid)
+        payload = self.world.guild_payload(gid)
         if rec.query.get("with_counts") in ("1", "true", "True"):
-            count = len(self.guild(gid).members)
+            count = len(self.world.guild(gid).members)
             payload.update(approximate_member_count=count, approximate_presence_count=count)
         return json_response(payload)
 
     async def _get_guild_channels(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        guild = self.guild(self._known_guild(m))
+        guild = self.world.guild(self._known_guild(m))
         out = [
-            self.channel_payload(c) for c in guild.channel_ids if self.channels[c].type not in THREAD_TYPES
+            self.world.channel_payload(c)
+            for c in guild.channel_ids
+            if self.world.channels[c].type not in THREAD_TYPES
         ]
         return json_response(out)
 
     async def _get_roles(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        return json_response(list(self.guild(self._known_guild(m)).roles.values()))
+        return json_response(list(self.world.guild(self._known_guild(m)).roles.values()))
 
     async def _list_members(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         gid = self._known_guild(m)
         after = int(rec.query.get("after", "0"))
         limit = int(rec.query.get("limit", "1"))
-        uids = sorted(u for u in self.guild(gid).members if u > after)[:limit]
-        return json_response([self.member_payload(gid, u) for u in uids])
+        uids = sorted(u for u in self.world.guild(gid).members if u > after)[:limit]
+        return json_response([self.world.member_payload(gid, u) for u in uids])
 
     def _member_or_404(self, m: re.Match[str]) -> tuple[int, int]:
         gid, uid = self._known_guild(m), int(m["uid"])
-        if uid not in self.guild(gid).members:
+        if uid not in self.world.guild(gid).members:
             raise RestError(404, 10007, "Unknown Member")
         return gid, uid
 
     async def _get_member(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         gid, uid = self._member_or_404(m)
-        return json_response(self.member_payload(gid, uid))
+        return json_response(self.world.member_payload(gid, uid))
 
     def _audit_reason(self, rec: RecordedRequest) -> str | None:
         reason = rec.headers.get("X-Audit-Log-Reason")
@@ -555,16 +562,16 @@ class MessagesMixin(RestMixin):
 
     async def _patch_member(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         gid, uid = self._member_or_404(m)
-        guild = self.guild(gid)
+        guild = self.world.guild(gid)
         member = guild.members[uid]
         body: JSON = rec.json or {}
         if "communication_disabled_until" in body:
-            if not self.member_permissions(gid, self.bot_user_id) & MODERATE_MEMBERS:
+            if not self.world.member_permissions(gid, self.world.bot_user_id) & MODERATE_MEMBERS:
                 raise RestError(403, 50013, "Missing Permissions")
             if (
                 uid == guild.owner_id
-                or self.member_permissions(gid, uid) & ADMINISTRATOR
-                or uid == self.bot_user_id
+                or self.world.member_permissions(gid, uid) & ADMINISTRATOR
+                or uid == self.world.bot_user_id
             ):
                 raise RestError(403, 50013, "Missing Permissions")
             until = body["communication_disabled_until"]
@@ -590,8 +597,8 @@ class MessagesMixin(RestMixin):
             member.nick = body["nick"]
         if "roles" in body:
             member.roles = [int(r) for r in body["roles"]]
-        payload = self.member_payload(gid, uid)
-        await self.dispatch(
+        payload = self.world.member_payload(gid, uid)
+        await self.gateway.dispatch(
             "GUILD_MEMBER_UPDATE", {**payload, "guild_id": str(gid)}, intent=INTENT_GUILD_MEMBERS
         )
         return json_response(payload)
@@ -599,26 +606,26 @@ class MessagesMixin(RestMixin):
     async def _kick_member(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         gid, uid = self._member_or_404(m)
         if (
-            not self.member_permissions(gid, self.bot_user_id) & KICK_MEMBERS
-            or uid == self.guild(gid).owner_id
+            not self.world.member_permissions(gid, self.world.bot_user_id) & KICK_MEMBERS
+            or uid == self.world.guild(gid).owner_id
         ):
             raise RestError(403, 50013, "Missing Permissions")
-        del self.guild(gid).members[uid]
+        del self.world.guild(gid).members[uid]
         self.kicks.append(
             {"guild_id": gid, "user_id": uid, "reason": self._audit_reason(rec), "time": rec.time}
         )
-        event = {"guild_id": str(gid), "user": self.user_payload(uid)}
-        await self.dispatch("GUILD_MEMBER_REMOVE", event, intent=INTENT_GUILD_MEMBERS)
+        event = {"guild_id": str(gid), "user": self.world.user_payload(uid)}
+        await self.gateway.dispatch("GUILD_MEMBER_REMOVE", event, intent=INTENT_GUILD_MEMBERS)
         return no_content()
 
     async def _ban_member(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         gid, uid = self._known_guild(m), int(m["uid"])
         if (
-            not self.member_permissions(gid, self.bot_user_id) & BAN_MEMBERS
-            or uid == self.guild(gid).owner_id
+            not self.world.member_permissions(gid, self.world.bot_user_id) & BAN_MEMBERS
+            or uid == self.world.guild(gid).owner_id
         ):
             raise RestError(403, 50013, "Missing Permissions")
-        self.guild(gid).members.pop(uid, None)
+        self.world.guild(gid).members.pop(uid, None)
         self.bans.append(
             {"guild_id": gid, "user_id": uid, "reason": self._audit_reason(rec), "time": rec.time}
         )

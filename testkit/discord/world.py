@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .discord_model import (
+from .model import (
     _ROLE_MENTION,
     _USER_MENTION,
     ADMINISTRATOR,
     ALL_PERMISSIONS,
+    APP_FLAG_GATEWAY_MESSAGE_CONTENT,
+    APP_FLAG_GATEWAY_MESSAGE_CONTENT_LIMITED,
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
     DM_TYPES,
@@ -79,12 +81,12 @@ class DiscordWorld:
             self.users[uid] = self._new_user(uid, name, bot=bot)
         return uid
 
-    def _build_guild(self, name: str, owner_id: int | None) -> GuildRecord:
+    def build_guild(self, name: str, owner_id: int | None) -> GuildRecord:
         gid = self.snowflakes.next()
         bot_role_id = self.snowflakes.next()
         owner = owner_id if owner_id is not None else self.snowflakes.next()
-        everyone = self._role_payload(gid, "@everyone", DEFAULT_EVERYONE_PERMISSIONS, position=0)
-        bot_role = self._role_payload(
+        everyone = self.role_payload(gid, "@everyone", DEFAULT_EVERYONE_PERMISSIONS, position=0)
+        bot_role = self.role_payload(
             bot_role_id, self.users[self.bot_user_id]["username"], DEFAULT_BOT_PERMISSIONS, 1
         )
         bot_role["managed"] = True
@@ -101,7 +103,7 @@ class DiscordWorld:
         self.guilds[gid] = guild
         return guild
 
-    def _role_payload(self, role_id: int, name: str, permissions: int, position: int) -> JSON:
+    def role_payload(self, role_id: int, name: str, permissions: int, position: int) -> JSON:
         return {
             "id": str(role_id),
             "name": name,
@@ -117,7 +119,7 @@ class DiscordWorld:
             "flags": 0,
         }
 
-    def _build_channel(
+    def build_channel(
         self, guild_id: int | None, name: str | None, type_: int, parent_id: int | None
     ) -> ChannelRecord:
         cid = self.snowflakes.next()
@@ -152,7 +154,7 @@ class DiscordWorld:
         if user_id not in self.users:
             raise AssertionError(f"unknown user {user_id}")
         if user_id not in self.dm_channel_of:
-            channel = self._build_channel(None, None, 1, None)
+            channel = self.build_channel(None, None, 1, None)
             channel.recipient_id = user_id
             self.dm_channel_of[user_id] = channel.id
         return self.dm_channel_of[user_id]
@@ -569,3 +571,9 @@ class DiscordWorld:
         if "guild_id" not in msg:
             return True
         return any(int(m["id"]) == self.bot_user_id for m in msg.get("mentions", []))
+
+    def application_flags(self) -> int:
+        """The application flags that grant the message-content intent when it is enabled."""
+        if self.message_content_intent:
+            return APP_FLAG_GATEWAY_MESSAGE_CONTENT | APP_FLAG_GATEWAY_MESSAGE_CONTENT_LIMITED
+        return 0

@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .discord_messages import MessagesMixin
-from .discord_model import FLAG_EPHEMERAL, FLAG_LOADING, JSON, THREAD_TYPES, UploadedFile
+from .application import Application
+from .gateway import Gateway
+from .model import FLAG_EPHEMERAL, FLAG_LOADING, JSON, THREAD_TYPES, UploadedFile
+from .world import DiscordWorld
 
 OPTION_TYPE_NAMES = {
     1: "SUB_COMMAND",
@@ -152,25 +154,25 @@ class FakeInteraction:
             await asyncio.sleep(min(0.01, max(settle / 2, 0.001)))
 
 
-class InteractionsMixin(MessagesMixin):
+class InteractionSender:
     """Interactions sent to the bot: slash commands, context menus, components, modals, autocomplete."""
 
     def __init__(
-        self, *, message_content_intent: bool, bot_user_id: int, application_id: int, token: str
+        self,
+        world: DiscordWorld,
+        gateway: Gateway,
+        application: Application,
+        *,
+        diagnostics: Callable[[], str],
     ) -> None:
+        self.world = world
+        self.gateway = gateway
+        self.application = application
+        self.diagnostics = diagnostics
         self.interactions: dict[int, FakeInteraction] = {}
-        self._by_token: dict[str, FakeInteraction] = {}
+        self.by_token: dict[str, FakeInteraction] = {}
         self.interaction_deadline = 3.0
         self.token_lifetime = 900.0
-        super().__init__(
-            message_content_intent=message_content_intent,
-            bot_user_id=bot_user_id,
-            application_id=application_id,
-            token=token,
-        )
-
-    def _diagnostics(self) -> str:
-        return ""
 
     def _new_interaction(
         self,
@@ -185,32 +187,34 @@ class InteractionsMixin(MessagesMixin):
         locale: str = "en-US",
         message: JSON | None = None,
     ) -> FakeInteraction:
-        if self.session is None:
+        if self.gateway.session is None:
             raise AssertionError("the bot has not connected to the fake gateway yet")
-        channel = self.channel(channel_id)
+        channel = self.world.channel(channel_id)
         if channel.guild_id != guild_id:
             raise AssertionError(f"channel {channel_id} is not in guild {guild_id}")
-        iid = self.snowflakes.next()
+        iid = self.world.snowflakes.next()
         token = f"aW50ZXJhY3Rpb24.{iid}.{secrets.token_urlsafe(32)}"
         payload: JSON = {
             "id": str(iid),
-            "application_id": str(self.application_id),
+            "application_id": str(self.world.application_id),
             "type": itype,
             "token": token,
             "version": 1,
             "data": data,
             "channel_id": str(channel_id),
-            "app_permissions": str(self.bot_permissions_in(channel_id)),
+            "app_permissions": str(self.world.bot_permissions_in(channel_id)),
             "locale": locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
-            "attachment_size_limit": self.upload_limit,
+            "attachment_size_limit": self.world.upload_limit,
         }
         if guild_id is not None:
-            perms = permissions if permissions is not None else self.member_permissions(guild_id, user_id)
-            member = self.member_payload(guild_id, user_id)
+            perms = (
+                permissions if permissions is not None else self.world.member_permissions(guild_id, user_id)
+            )
+            member = self.world.member_payload(guild_id, user_id)
             member["permissions"] = str(perms)
-            guild = self.guild(guild_id)
+            guild = self.world.guild(guild_id)
             payload.update(
                 guild_id=str(guild_id),
                 guild_locale=guild.locale,
@@ -218,14 +222,14 @@ class InteractionsMixin(MessagesMixin):
                 member=member,
                 authorizing_integration_owners={"0": str(guild_id)},
                 context=0,
-                channel={**self.channel_payload(channel_id), "permissions": str(perms)},
+                channel={**self.world.channel_payload(channel_id), "permissions": str(perms)},
             )
         else:
             payload.update(
-                user=self.user_payload(user_id),
+                user=self.world.user_payload(user_id),
                 authorizing_integration_owners={"0": str(user_id)},
                 context=1,
-                channel=self.channel_payload(channel_id),
+                channel=self.world.channel_payload(channel_id),
             )
         if message is not None:
             payload["message"] = message
@@ -239,24 +243,28 @@ class InteractionsMixin(MessagesMixin):
             user_id=user_id,
             payload=payload,
             created=time.monotonic(),
-            diagnostics=self._diagnostics,
+            diagnostics=self.diagnostics,
         )
         if message is not None:
             fi.source_message_id = int(message["id"])
         self.interactions[iid] = fi
-        self._by_token[token] = fi
+        self.by_token[token] = fi
         return fi
 
     def _find_command(self, name: str, guild_id: int | None, ctype: int) -> tuple[JSON, bool]:
-        local = self.synced_commands["guilds"].get(guild_id, []) if guild_id is not None else []
+        local = self.application.synced_commands["guilds"].get(guild_id, []) if guild_id is not None else []
         for cmd in local:
             if cmd["name"] == name and int(cmd.get("type", 1)) == ctype:
                 return cmd, True
-        for cmd in self.synced_commands["global"]:
+        for cmd in self.application.synced_commands["global"]:
             if cmd["name"] == name and int(cmd.get("type", 1)) == ctype:
                 return cmd, False
         known = sorted(
-            {c["name"] for c in [*local, *self.synced_commands["global"]] if int(c.get("type", 1)) == ctype}
+            {
+                c["name"]
+                for c in [*local, *self.application.synced_commands["global"]]
+                if int(c.get("type", 1)) == ctype
+            }
         )
         raise AssertionError(
             f"no synced command {name!r} of type {ctype} (synced: {known}); did the bot sync its tree?"
@@ -308,24 +316,26 @@ class InteractionsMixin(MessagesMixin):
     def _resolve_id(
         self, otype: int, value: int, where: str, guild_id: int | None, resolved: JSON, opt: JSON
     ) -> None:
-        guild = self.guilds.get(guild_id) if guild_id is not None else None
-        if otype in (6, 9) and value in self.users:
-            resolved.setdefault("users", {})[str(value)] = self.user_payload(value)
+        guild = self.world.guilds.get(guild_id) if guild_id is not None else None
+        if otype in (6, 9) and value in self.world.users:
+            resolved.setdefault("users", {})[str(value)] = self.world.user_payload(value)
             if guild is not None and value in guild.members:
-                member = self.member_payload(guild.id, value, with_user=False)
-                member["permissions"] = str(self.member_permissions(guild.id, value))
+                member = self.world.member_payload(guild.id, value, with_user=False)
+                member["permissions"] = str(self.world.member_permissions(guild.id, value))
                 resolved.setdefault("members", {})[str(value)] = member
             return
         if otype in (8, 9) and guild is not None and value in guild.roles:
             resolved.setdefault("roles", {})[str(value)] = dict(guild.roles[value])
             return
-        if otype == 7 and value in self.channels:
-            channel = self.channels[value]
+        if otype == 7 and value in self.world.channels:
+            channel = self.world.channels[value]
             types = opt.get("channel_types")
             if types and channel.type not in types:
                 raise AssertionError(f"{where}: channel type {channel.type} not in channel_types {types}")
-            payload = self.channel_payload(value)
-            perms = self.member_permissions(guild.id, self.bot_user_id) if guild is not None else 0
+            payload = self.world.channel_payload(value)
+            perms = (
+                self.world.member_permissions(guild.id, self.world.bot_user_id) if guild is not None else 0
+            )
             payload["permissions"] = str(perms)
             if channel.type not in THREAD_TYPES:
                 payload.pop("thread_metadata", None)
@@ -400,7 +410,7 @@ class InteractionsMixin(MessagesMixin):
         return data, path
 
     async def _send(self, fi: FakeInteraction) -> FakeInteraction:
-        await self.dispatch("INTERACTION_CREATE", fi.payload)
+        await self.gateway.dispatch("INTERACTION_CREATE", fi.payload)
         return fi
 
     async def invoke(
@@ -460,11 +470,11 @@ class InteractionsMixin(MessagesMixin):
         permissions: int | None = None,
     ) -> FakeInteraction:
         """A message context-menu command (type 3) on a stored message (full content, as Discord does)."""
-        target = self.message_index.get(target_message_id)
+        target = self.world.message_index.get(target_message_id)
         if target is None:
             raise AssertionError(f"unknown target message {target_message_id}")
         channel_id = channel_id if channel_id is not None else int(target["channel_id"])
-        guild_id = guild_id if guild_id is not None else self.channel(channel_id).guild_id
+        guild_id = guild_id if guild_id is not None else self.world.channel(channel_id).guild_id
         cmd, is_guild = self._find_command(name, guild_id, 3)
         data: JSON = {
             "id": cmd["id"],
@@ -513,7 +523,7 @@ class InteractionsMixin(MessagesMixin):
         values: list[str] | None = None,
     ) -> FakeInteraction:
         """A component interaction (type 3); ``custom_id`` may be an int index among interactive components."""
-        msg = self.message_index.get(message_id)
+        msg = self.world.message_index.get(message_id)
         if msg is None:
             raise AssertionError(f"unknown message {message_id}")
         interactive = [
@@ -535,7 +545,7 @@ class InteractionsMixin(MessagesMixin):
         if comp.get("disabled"):
             raise AssertionError(f"component {comp['custom_id']!r} is disabled")
         channel_id = channel_id if channel_id is not None else int(msg["channel_id"])
-        guild_id = guild_id if guild_id is not None else self.channel(channel_id).guild_id
+        guild_id = guild_id if guild_id is not None else self.world.channel(channel_id).guild_id
         data: JSON = {"custom_id": comp["custom_id"], "component_type": comp["type"]}
         if comp["type"] in SELECT_TYPES:
             data["values"] = self._select_values(comp, values or [], guild_id, data)
@@ -612,7 +622,7 @@ class InteractionsMixin(MessagesMixin):
         unknown = set(values) - used
         if unknown:
             raise AssertionError(f"modal {modal.get('custom_id')!r} has no inputs {sorted(unknown)}")
-        source = self.message_index.get(interaction.source_message_id or 0)
+        source = self.world.message_index.get(interaction.source_message_id or 0)
         fi = self._new_interaction(
             5,
             str(modal.get("custom_id")),

@@ -8,20 +8,29 @@ from typing import Any
 
 from aiohttp import web
 
-from .discord_interactions import ALLOWED_CALLBACKS, FakeInteraction, InteractionsMixin
-from .discord_messages import SETTABLE_MESSAGE_FLAGS, validate_message_body
-from .discord_model import FLAG_EPHEMERAL, FLAG_LOADING, JSON, RestError, UploadedFile, form_error
-from .discord_rest import Handler, RecordedRequest, json_response, no_content
+from .gateway import Gateway
+from .interactions import ALLOWED_CALLBACKS, FakeInteraction, InteractionSender
+from .messages import SETTABLE_MESSAGE_FLAGS, Messages, validate_message_body
+from .model import FLAG_EPHEMERAL, FLAG_LOADING, JSON, RestError, UploadedFile, form_error
+from .rest import Handler, RecordedRequest, json_response, no_content
+from .world import DiscordWorld
 
 
-class ResponsesMixin(InteractionsMixin):
+class Responses:
     """POST /interactions/{id}/{token}/callback and /webhooks/{app}/{token}[/messages/...]."""
 
-    def _routes(self) -> list[tuple[str, str, Handler]]:
+    def __init__(
+        self, world: DiscordWorld, gateway: Gateway, sender: InteractionSender, messages: Messages
+    ) -> None:
+        self.world = world
+        self.gateway = gateway
+        self.sender = sender
+        self.messages = messages
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
         hook = r"/webhooks/(?P<app>\d+)/(?P<token>[^/]+)"
         msg = hook + r"/messages/(?P<mid>@original|\d+)"
         return [
-            *super()._routes(),
             ("POST", r"/interactions/(?P<iid>\d+)/(?P<token>[^/]+)/callback", self._callback),
             ("POST", hook, self._followup),
             ("GET", msg, self._get_webhook_message),
@@ -33,7 +42,7 @@ class ResponsesMixin(InteractionsMixin):
         meta: JSON = {
             "id": str(fi.id),
             "type": fi.type,
-            "user": self.user_payload(fi.user_id),
+            "user": self.world.user_payload(fi.user_id),
             "authorizing_integration_owners": fi.payload["authorizing_integration_owners"],
             "name": fi.name,
         }
@@ -62,33 +71,35 @@ class ResponsesMixin(InteractionsMixin):
         mtype = 0
         if fi.type == 2:
             mtype = 20 if int(fi.payload["data"].get("type", 1)) == 1 else 23
-        msg = self.build_message(
+        msg = self.world.build_message(
             fi.channel_id,
-            self.bot_user_id,
+            self.world.bot_user_id,
             "" if loading else str(data.get("content") or ""),
             embeds=None if loading else data.get("embeds"),
-            attachments=None if loading else self.build_attachments(data, files, fi.channel_id, None),
+            attachments=None
+            if loading
+            else self.messages.build_attachments(data, files, fi.channel_id, None),
             components=None if loading else data.get("components"),
             flags=flags,
             type_=mtype,
             allowed_mentions=data.get("allowed_mentions"),
-            webhook_id=self.application_id,
+            webhook_id=self.world.application_id,
             extra={
-                "application_id": str(self.application_id),
+                "application_id": str(self.world.application_id),
                 "interaction_metadata": self._metadata(fi, original_id),
                 "interaction": {
                     "id": str(fi.id),
                     "type": fi.type,
                     "name": fi.name,
-                    "user": self.user_payload(fi.user_id),
+                    "user": self.world.user_payload(fi.user_id),
                 },
             },
         )
         if ephemeral:
-            self.message_index[int(msg["id"])] = msg
+            self.world.message_index[int(msg["id"])] = msg
         else:
-            self.store_message(msg)
-            await self.dispatch_message("MESSAGE_CREATE", msg)
+            self.world.store_message(msg)
+            await self.gateway.dispatch_message("MESSAGE_CREATE", msg)
         return msg
 
     def _check_type(self, fi: FakeInteraction, cb_type: Any) -> int:
@@ -101,34 +112,34 @@ class ResponsesMixin(InteractionsMixin):
         return cb_type
 
     async def _callback(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        fi = self.interactions.get(int(m["iid"]))
+        fi = self.sender.interactions.get(int(m["iid"]))
         if fi is None or fi.token != m["token"]:
             raise RestError(404, 10062, "Unknown interaction")
         if fi.callback_type is not None:
             raise RestError(400, 40060, "Interaction has already been acknowledged.")
-        if time.monotonic() - fi.created > self.interaction_deadline:
+        if time.monotonic() - fi.created > self.sender.interaction_deadline:
             raise RestError(404, 10062, "Unknown interaction")
         body: JSON = rec.json or {}
         cb_type = self._check_type(fi, body.get("type"))
         data: JSON = body.get("data") or {}
         msg: JSON | None = None
         if cb_type == 4:
-            validate_message_body(data, rec.files, upload_limit=self.upload_limit, require_content=True)
+            validate_message_body(data, rec.files, upload_limit=self.world.upload_limit, require_content=True)
             msg = await self._interaction_message(fi, data, rec.files, loading=False)
-            self.record_sent(msg, "interaction", data, rec.files, fi.id)
+            self.messages.record_sent(msg, "interaction", data, rec.files, fi.id)
             fi.original = msg
         elif cb_type == 5:
             msg = await self._interaction_message(fi, data, [], loading=True)
-            self.record_sent(msg, "interaction", data, [], fi.id)
+            self.messages.record_sent(msg, "interaction", data, [], fi.id)
             fi.original = msg
         elif cb_type in (6, 7):
-            msg = self.message_index.get(fi.source_message_id or 0)
+            msg = self.world.message_index.get(fi.source_message_id or 0)
             if msg is None:
                 raise RestError(400, 10008, "Unknown Message")
             if cb_type == 7:
-                self.apply_edit(msg, data, rec.files)
+                self.messages.apply_edit(msg, data, rec.files)
                 if not int(msg.get("flags", 0)) & FLAG_EPHEMERAL:
-                    await self.dispatch_message("MESSAGE_UPDATE", msg)
+                    await self.gateway.dispatch_message("MESSAGE_UPDATE", msg)
             fi.original = msg
         elif cb_type == 8:
             fi.autocomplete_choices = list(data.get("choices") or [])
@@ -159,10 +170,10 @@ class ResponsesMixin(InteractionsMixin):
         )
 
     def _webhook_interaction(self, m: re.Match[str]) -> FakeInteraction:
-        fi = self._by_token.get(m["token"])
-        if int(m["app"]) != self.application_id or fi is None:
+        fi = self.sender.by_token.get(m["token"])
+        if int(m["app"]) != self.world.application_id or fi is None:
             raise RestError(404, 10015, "Unknown Webhook")
-        if time.monotonic() - fi.created > self.token_lifetime:
+        if time.monotonic() - fi.created > self.sender.token_lifetime:
             raise RestError(401, 50027, "Invalid Webhook Token")
         if fi.callback_type is None:
             raise RestError(404, 10015, "Unknown Webhook")
@@ -176,25 +187,25 @@ class ResponsesMixin(InteractionsMixin):
         wanted = int(mid)
         candidates = [fi.original, *fi.followups]
         for msg in candidates:
-            if msg is not None and int(msg["id"]) == wanted and wanted in self.message_index:
+            if msg is not None and int(msg["id"]) == wanted and wanted in self.world.message_index:
                 return msg
         raise RestError(404, 10008, "Unknown Message")
 
     async def _followup(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         fi = self._webhook_interaction(m)
         body: JSON = rec.json or {}
-        validate_message_body(body, rec.files, upload_limit=self.upload_limit, require_content=True)
+        validate_message_body(body, rec.files, upload_limit=self.world.upload_limit, require_content=True)
         if fi.callback_type == 5 and fi.loading and fi.original is not None:
             # Discord: the first followup after a deferred reply replaces the "thinking" message.
-            msg = self.apply_edit(fi.original, {**body, "flags": None}, rec.files)
+            msg = self.messages.apply_edit(fi.original, {**body, "flags": None}, rec.files)
             fi.record("followup", body, rec.files, message_id=int(msg["id"]), edited_original=True)
             if not int(msg.get("flags", 0)) & FLAG_EPHEMERAL:
-                await self.dispatch_message("MESSAGE_UPDATE", msg)
+                await self.gateway.dispatch_message("MESSAGE_UPDATE", msg)
         else:
             original_id = int(fi.original["id"]) if fi.original is not None else None
             msg = await self._interaction_message(fi, body, rec.files, loading=False, original_id=original_id)
             fi.followups.append(msg)
-            self.record_sent(msg, "followup", body, rec.files, fi.id)
+            self.messages.record_sent(msg, "followup", body, rec.files, fi.id)
             fi.record("followup", body, rec.files, message_id=int(msg["id"]))
         if rec.query.get("wait") in ("1", "true", "True"):
             return json_response(msg)
@@ -207,7 +218,7 @@ class ResponsesMixin(InteractionsMixin):
     async def _edit_webhook_message(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         fi = self._webhook_interaction(m)
         msg = self._webhook_target(fi, m["mid"])
-        self.apply_edit(msg, rec.json or {}, rec.files)
+        self.messages.apply_edit(msg, rec.json or {}, rec.files)
         is_original = msg is fi.original
         fi.record(
             "edit_original" if is_original else "edit_followup",
@@ -216,14 +227,14 @@ class ResponsesMixin(InteractionsMixin):
             message_id=int(msg["id"]),
         )
         if not int(msg.get("flags", 0)) & FLAG_EPHEMERAL:
-            await self.dispatch_message("MESSAGE_UPDATE", msg)
+            await self.gateway.dispatch_message("MESSAGE_UPDATE", msg)
         return json_response(msg)
 
     async def _delete_webhook_message(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         fi = self._webhook_interaction(m)
         msg = self._webhook_target(fi, m["mid"])
         is_original = msg is fi.original
-        await self.delete_stored(msg)
+        await self.messages.delete_stored(msg)
         if is_original:
             fi.original = None
         else:

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from .openai_common import (
+from .common import (
     ApiError,
     FakeBase,
     RecordedRequest,

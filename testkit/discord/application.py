@@ -1,90 +1,28 @@
-"""REST plumbing of the fake Discord: recording, failure injection, auth, routing; user, app and command routes."""
+"""Users, the application and its slash commands in the fake Discord (REST routes)."""
 
 from __future__ import annotations
 
-import json
 import re
-import time
-import traceback
-import urllib.parse
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from .discord_gateway import GatewayMixin
-from .discord_model import JSON, RestError, UploadedFile, form_error
+from .model import JSON, RestError, form_error
+from .rest import Handler, RecordedRequest, json_response
+from .world import DiscordWorld
 
 COMMAND_NAME = re.compile(r"[-_\w]{1,32}")
 
 
-@dataclass
-class RecordedRequest:
-    """One REST request the bot made (path is without /api/v10)."""
+class Application:
+    """GET users/@me, the application info, the gateway URL and the application's commands (synced schema)."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    json: Any
-    files: list[UploadedFile]
-    time: float
-    headers: dict[str, str] = field(default_factory=dict)
-    status: int = 0
-
-
-@dataclass
-class FailRule:
-    """An injected failure (see FakeDiscord.fail_next)."""
-
-    method: str
-    pattern: re.Pattern[str]
-    status: int
-    body: JSON
-    headers: dict[str, str]
-    times: int
-
-
-Handler = Callable[[RecordedRequest, "re.Match[str]"], Awaitable[web.StreamResponse]]
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON response whose Content-Type is exactly application/json (discord.py needs that)."""
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, content_type="application/json", headers=headers
-    )
-
-
-def no_content() -> web.Response:
-    """204."""
-    return web.Response(status=204)
-
-
-class RestMixin(GatewayMixin):
-    """Request plumbing plus user, application and command routes."""
-
-    def __init__(
-        self, *, message_content_intent: bool, bot_user_id: int, application_id: int, token: str
-    ) -> None:
-        super().__init__(
-            message_content_intent=message_content_intent,
-            bot_user_id=bot_user_id,
-            application_id=application_id,
-            token=token,
-        )
-        self.requests: list[RecordedRequest] = []
-        self.unknown_routes: list[RecordedRequest] = []
-        self.fake_errors: list[str] = []  # exceptions inside the fake's own handlers (a bug or odd payload)
-        self.cdn_requests: list[str] = []
+    def __init__(self, world: DiscordWorld) -> None:
+        self.world = world
         self.synced_commands: JSON = {"global": [], "guilds": {}}
         self.sync_count = 0
         self._command_ids: dict[tuple[int | None, str, int], int] = {}
-        self._fail_rules: list[FailRule] = []
-        self._route_table: list[tuple[str, re.Pattern[str], Handler]] = []
-        for method, pattern, handler in self._routes():
-            self._route_table.append((method, re.compile(pattern), handler))
 
-    def _routes(self) -> list[tuple[str, str, Handler]]:
+    def routes(self) -> list[tuple[str, str, Handler]]:
         app = r"/applications/(?P<app>\d+)"
         return [
             ("GET", r"/users/@me", self._get_me),
@@ -103,116 +41,28 @@ class RestMixin(GatewayMixin):
             ("POST", app + r"/guilds/(?P<gid>\d+)/commands", self._post_command),
         ]
 
-    @staticmethod
-    def _is_token_route(path: str) -> bool:
-        return path.startswith("/webhooks/") or path.startswith("/interactions/")
-
-    async def _read_body(self, request: web.Request) -> tuple[Any, list[UploadedFile]]:
-        files: list[UploadedFile] = []
-        if request.content_type.startswith("multipart/"):
-            body: Any = {}
-            reader = await request.multipart()
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                if not isinstance(part, BodyPartReader):
-                    continue
-                if part.name == "payload_json":
-                    body = json.loads(await part.text())
-                elif part.filename is not None:
-                    data = bytes(await part.read(decode=False))
-                    files.append(UploadedFile(part.filename, data, part.headers.get("Content-Type")))
-                elif part.name:
-                    body[part.name] = await part.text()
-            return body, files
-        if not request.body_exists:
-            return None, files
-        text = await request.text()
-        if not text:
-            return None, files
-        try:
-            return json.loads(text), files
-        except ValueError:
-            return text, files
-
-    def _injected(self, method: str, path: str) -> web.Response | None:
-        for rule in self._fail_rules:
-            if rule.times > 0 and rule.method in (method, "*") and rule.pattern.search(path):
-                rule.times -= 1
-                return json_response(rule.body, rule.status, rule.headers)
-        return None
-
-    async def _rest_entry(self, request: web.Request) -> web.StreamResponse:
-        path = "/" + urllib.parse.unquote(request.match_info["tail"])
-        body, files = await self._read_body(request)
-        rec = RecordedRequest(
-            method=request.method,
-            path=path,
-            query=dict(request.query),
-            json=body,
-            files=files,
-            time=time.monotonic(),
-            headers=dict(request.headers),
-        )
-        self.requests.append(rec)
-        response: web.StreamResponse | None = self._injected(rec.method, path)
-        if response is None:
-            try:
-                response = await self._route(request, rec)
-            except RestError as exc:
-                response = json_response(exc.body, exc.status)
-            except Exception as exc:
-                # A bug in the fake (or a payload it cannot handle): fail fast with a 400, never a retried 5xx.
-                self.fake_errors.append(f"{rec.method} {path}: {traceback.format_exc()}")
-                response = json_response({"message": f"fake Discord internal error: {exc!r}", "code": 0}, 400)
-        rec.status = response.status
-        return response
-
-    async def _route(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
-        if not self._is_token_route(rec.path) and request.headers.get("Authorization") != f"Bot {self.token}":
-            raise RestError(401, 0, "401: Unauthorized")
-        for method, pattern, handler in self._route_table:
-            if method != rec.method:
-                continue
-            match = pattern.fullmatch(rec.path)
-            if match is not None:
-                return await handler(rec, match)
-        self.unknown_routes.append(rec)
-        return json_response({"message": "Unknown route (fake)", "code": 0}, 404)
-
-    async def _cdn(self, request: web.Request) -> web.StreamResponse:
-        self.cdn_requests.append(str(request.rel_url))
-        stored = self.files.get(int(request.match_info["att_id"]))
-        if stored is None or stored.filename != request.match_info["filename"]:
-            return web.Response(status=404, text="Not Found")
-        return web.Response(body=stored.data, content_type=stored.content_type or "application/octet-stream")
-
-    async def _no_content_route(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        return no_content()
-
     async def _get_me(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
-        me = self.user_payload(self.bot_user_id)
+        me = self.world.user_payload(self.world.bot_user_id)
         me.update(verified=True, mfa_enabled=False, email=None, locale="en-US", premium_type=0)
         return json_response(me)
 
     async def _get_user(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         uid = int(m["uid"])
-        if uid not in self.users:
+        if uid not in self.world.users:
             raise RestError(404, 10013, "Unknown User")
-        return json_response(self.user_payload(uid))
+        return json_response(self.world.user_payload(uid))
 
     async def _create_dm(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         uid = int((rec.json or {}).get("recipient_id", 0))
-        if uid not in self.users or uid == self.bot_user_id:
+        if uid not in self.world.users or uid == self.world.bot_user_id:
             raise RestError(400, 50033, "Invalid Recipient(s)")
-        return json_response(self.channel_payload(self.dm_channel(uid)))
+        return json_response(self.world.channel_payload(self.world.dm_channel(uid)))
 
     async def _my_guilds(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         out = []
-        for g in self.guilds.values():
+        for g in self.world.guilds.values():
             if g.bot_joined:
-                perms = str(self.member_permissions(g.id, self.bot_user_id))
+                perms = str(self.world.member_permissions(g.id, self.world.bot_user_id))
                 out.append(
                     {"id": str(g.id), "name": g.name, "icon": None, "owner": False, "permissions": perms}
                 )
@@ -221,8 +71,8 @@ class RestMixin(GatewayMixin):
     def app_info_payload(self) -> JSON:
         """GET /oauth2/applications/@me."""
         return {
-            "id": str(self.application_id),
-            "name": self.users[self.bot_user_id]["username"],
+            "id": str(self.world.application_id),
+            "name": self.world.users[self.world.bot_user_id]["username"],
             "icon": None,
             "description": "fake application",
             "summary": "",
@@ -230,13 +80,13 @@ class RestMixin(GatewayMixin):
             "bot_public": True,
             "bot_require_code_grant": False,
             "verify_key": "0" * 64,
-            "owner": self.user_payload(self.app_owner_id),
+            "owner": self.world.user_payload(self.world.app_owner_id),
             "team": None,
-            "flags": self._application_flags(),
-            "bot": self.user_payload(self.bot_user_id),
+            "flags": self.world.application_flags(),
+            "bot": self.world.user_payload(self.world.bot_user_id),
             "interactions_endpoint_url": None,
             "redirect_uris": [],
-            "approximate_guild_count": sum(1 for g in self.guilds.values() if g.bot_joined),
+            "approximate_guild_count": sum(1 for g in self.world.guilds.values() if g.bot_joined),
             "tags": [],
             "integration_types_config": {"0": {}},
         }
@@ -247,14 +97,14 @@ class RestMixin(GatewayMixin):
     async def _get_gateway(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
         return json_response(
-            {"url": f"ws://127.0.0.1:{self.port}/gateway", "shards": 1, "session_start_limit": limit}
+            {"url": f"ws://127.0.0.1:{self.world.port}/gateway", "shards": 1, "session_start_limit": limit}
         )
 
     def _check_app(self, m: re.Match[str]) -> int | None:
-        if int(m["app"]) != self.application_id:
+        if int(m["app"]) != self.world.application_id:
             raise RestError(404, 10002, "Unknown Application")
         gid = m.groupdict().get("gid")
-        if gid is not None and int(gid) not in self.guilds:
+        if gid is not None and int(gid) not in self.world.guilds:
             raise RestError(404, 10004, "Unknown Guild")
         return int(gid) if gid is not None else None
 
@@ -308,11 +158,11 @@ class RestMixin(GatewayMixin):
             raise form_error(f"{index}.name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.")
         key = (guild_id, name, ctype)
         if key not in self._command_ids:
-            self._command_ids[key] = self.snowflakes.next()
+            self._command_ids[key] = self.world.snowflakes.next()
         out: JSON = {
             "id": str(self._command_ids[key]),
-            "application_id": str(self.application_id),
-            "version": str(self.snowflakes.next()),
+            "application_id": str(self.world.application_id),
+            "version": str(self.world.snowflakes.next()),
             "type": ctype,
             "name": name,
             "description": cmd.get("description") or "",

@@ -11,16 +11,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .discord_model import (
-    APP_FLAG_GATEWAY_MESSAGE_CONTENT,
-    APP_FLAG_GATEWAY_MESSAGE_CONTENT_LIMITED,
+from .model import (
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
     INTENT_GUILD_MESSAGES,
     INTENT_MESSAGE_CONTENT,
     JSON,
 )
-from .discord_world import DiscordWorld
+from .world import DiscordWorld
 
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
@@ -43,18 +41,11 @@ class GatewaySession:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class GatewayMixin(DiscordWorld):
+class Gateway:
     """The websocket gateway; one bot connection at a time."""
 
-    def __init__(
-        self, *, message_content_intent: bool, bot_user_id: int, application_id: int, token: str
-    ) -> None:
-        super().__init__(
-            message_content_intent=message_content_intent,
-            bot_user_id=bot_user_id,
-            application_id=application_id,
-            token=token,
-        )
+    def __init__(self, world: DiscordWorld) -> None:
+        self.world = world
         self.heartbeat_interval_ms = 41250
         self.members_intent = True  # privileged intents the application "has been granted"
         self.presences_intent = True
@@ -73,7 +64,15 @@ class GatewayMixin(DiscordWorld):
 
     # ----------------------------------------------------------------- websocket
 
-    async def _gateway_handler(self, request: web.Request) -> web.WebSocketResponse:
+    async def close(self) -> None:
+        """Close the open websockets and cancel pending deliveries."""
+        for ws in list(self._open_sockets):
+            await ws.close(code=1001, message=b"fake Discord shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """A bot connection to /gateway or its resume URL."""
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         self.gateway_connections.append(str(request.rel_url))
@@ -112,13 +111,8 @@ class GatewayMixin(DiscordWorld):
             return False
         return True
 
-    def _application_flags(self) -> int:
-        if self.message_content_intent:
-            return APP_FLAG_GATEWAY_MESSAGE_CONTENT | APP_FLAG_GATEWAY_MESSAGE_CONTENT_LIMITED
-        return 0
-
     async def _on_identify(self, ws: web.WebSocketResponse, d: JSON) -> None:
-        if d.get("token") != self.token:
+        if d.get("token") != self.world.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
         if "intents" not in d:
@@ -126,7 +120,7 @@ class GatewayMixin(DiscordWorld):
             return
         intents = int(d["intents"])
         disallowed = (
-            (intents & INTENT_MESSAGE_CONTENT and not self.message_content_intent)
+            (intents & INTENT_MESSAGE_CONTENT and not self.world.message_content_intent)
             or (intents & INTENT_GUILD_MEMBERS and not self.members_intent)
             or (intents & INTENT_GUILD_PRESENCES and not self.presences_intent)
         )
@@ -139,8 +133,8 @@ class GatewayMixin(DiscordWorld):
         self.session = session
         self.identify_count += 1
         self._pending_events.clear()
-        joined = [g for g in self.guilds.values() if g.bot_joined]
-        me = self.user_payload(self.bot_user_id)
+        joined = [g for g in self.world.guilds.values() if g.bot_joined]
+        me = self.world.user_payload(self.world.bot_user_id)
         me.update(verified=True, mfa_enabled=False, email=None, locale="en-US", premium_type=0)
         ready: JSON = {
             "v": 10,
@@ -154,8 +148,8 @@ class GatewayMixin(DiscordWorld):
             "geo_ordered_rtc_regions": ["fake"],
             "session_id": session.session_id,
             "session_type": "normal",
-            "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume-gateway",
-            "application": {"id": str(self.application_id), "flags": self._application_flags()},
+            "resume_gateway_url": f"ws://127.0.0.1:{self.world.port}/resume-gateway",
+            "application": {"id": str(self.world.application_id), "flags": self.world.application_flags()},
         }
         if "shard" in d:
             ready["shard"] = d["shard"]
@@ -164,12 +158,12 @@ class GatewayMixin(DiscordWorld):
             await self._send_dispatch_locked(session, "READY", ready, None)
             for guild in joined:
                 await self._send_dispatch_locked(
-                    session, "GUILD_CREATE", self.guild_create_payload(guild.id), None
+                    session, "GUILD_CREATE", self.world.guild_create_payload(guild.id), None
                 )
         self._ready.set()
 
     async def _on_resume(self, ws: web.WebSocketResponse, d: JSON) -> None:
-        if d.get("token") != self.token:
+        if d.get("token") != self.world.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
         session = self.session
@@ -192,7 +186,7 @@ class GatewayMixin(DiscordWorld):
 
     async def _on_request_members(self, ws: web.WebSocketResponse, d: JSON) -> None:
         session = self.session
-        guild = self.guilds.get(int(d.get("guild_id", 0)))
+        guild = self.world.guilds.get(int(d.get("guild_id", 0)))
         if session is None or guild is None:
             return
         wanted = {int(u) for u in d.get("user_ids") or []}
@@ -202,9 +196,9 @@ class GatewayMixin(DiscordWorld):
         for uid in guild.members:
             if wanted and uid not in wanted:
                 continue
-            if query and not str(self.users[uid]["username"]).lower().startswith(query):
+            if query and not str(self.world.users[uid]["username"]).lower().startswith(query):
                 continue
-            found.append(self.member_payload(guild.id, uid))
+            found.append(self.world.member_payload(guild.id, uid))
         if limit:
             found = found[:limit]
         chunk: JSON = {"guild_id": str(guild.id), "members": found, "chunk_index": 0, "chunk_count": 1}
@@ -223,7 +217,9 @@ class GatewayMixin(DiscordWorld):
         if intent is not None and not session.intents & intent:
             return False
         if event.startswith("MESSAGE_") and "author" in data:
-            data = self.visible_to_bot(data, content_allowed=bool(session.intents & INTENT_MESSAGE_CONTENT))
+            data = self.world.visible_to_bot(
+                data, content_allowed=bool(session.intents & INTENT_MESSAGE_CONTENT)
+            )
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
         session.history.append(frame)
@@ -328,6 +324,6 @@ class GatewayMixin(DiscordWorld):
 __all__ = [
     "INTENT_DIRECT_MESSAGE_REACTIONS",
     "INTENT_GUILD_MESSAGE_REACTIONS",
-    "GatewayMixin",
+    "Gateway",
     "GatewaySession",
 ]
