@@ -15,9 +15,9 @@ import pytest
 from bot.moderation.gate import normalize_for_moderation
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.openai import FakeOpenAI
-from tests.conftest import BotFactory, World
 from tests.reliability.corpus import png_bytes
 from tests.reliability.helpers import moderated_texts
+from tests.support.server import BotFactory, World
 
 INTERACTIONS = 500
 WITH_IMAGES = 50
