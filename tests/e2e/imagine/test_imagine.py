@@ -10,9 +10,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from bot.discord_io.client import OpenAIBot
-from testkit.openai import images as openai_images
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.openai import FakeOpenAI
+from testkit.openai import images as openai_images
 from tests.support.server import BotFactory, World
 
 
