@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import BenchWorld, Figure, Upstream, median, percentile
-from testkit.discord_interactions import FakeInteraction
+from testkit.discord import FakeInteraction
+from testkit.driver import Seat, invoke_ask
 
 CURSOR = "▌"
 DISCORD_DEADLINE = 3.0
@@ -111,12 +112,13 @@ def _sample(world: BenchWorld, ident: str, fi: FakeInteraction, served: dict[int
 
 async def _invoke_ask(world: BenchWorld, ident: str, index: int) -> FakeInteraction:
     """One /ask tagged `ident` (its prompt's first word), by member and in channel number `index`."""
-    return await world.discord.invoke(
-        "ask",
-        {"prompt": f"{ident} what does the benchmark want to know this time, number {index}?"},
-        guild_id=world.guild_id,
-        channel_id=world.channel_ids[index % len(world.channel_ids)],
-        user_id=world.member_ids[index % len(world.member_ids)],
+    seat = Seat(
+        world.guild_id,
+        world.channel_ids[index % len(world.channel_ids)],
+        world.member_ids[index % len(world.member_ids)],
+    )
+    return await invoke_ask(
+        world.discord, seat, f"{ident} what does the benchmark want to know this time, number {index}?"
     )
 
 

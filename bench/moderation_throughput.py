@@ -24,7 +24,7 @@ from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import CallContext, OpenAIGateway
 from bot.settings import Settings
-from testkit.fake_openai import FakeOpenAI
+from testkit.openai import FakeOpenAI
 
 CHANNELS = 50
 Check = Callable[[str, CallContext], Awaitable[Any]]

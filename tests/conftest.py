@@ -4,37 +4,41 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from bot.settings import Settings
-from testkit.fake_discord import FakeDiscord, running_bot
-from testkit.fake_openai import FakeOpenAI
+from testkit.discord import FakeDiscord, running_bot
+from testkit.openai import FakeOpenAI
+from tests.support.server import (
+    ADMINISTRATOR,
+    LOADING,
+    MANAGE_CHANNELS,
+    MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    MODERATE_MEMBERS,
+    VIEW_AND_SEND,
+    BotFactory,
+    ErrorLogWatcher,
+    World,
+    assert_no_mentions_parsed,
+    make_settings,
+)
 
-ADMINISTRATOR = 1 << 3
-MANAGE_MESSAGES = 1 << 13
-MANAGE_CHANNELS = 1 << 4
-MANAGE_GUILD = 1 << 5
-LOADING = 1 << 7
-MODERATE_MEMBERS = 1 << 40
-VIEW_AND_SEND = (1 << 10) | (1 << 11) | (1 << 16)  # view channel, send messages, read history
-
-
-@dataclass
-class World:
-    """A small server: one guild with a text channel, a second channel, a member and a moderator."""
-
-    guild_id: int
-    channel_id: int
-    other_channel_id: int
-    member_id: int
-    moderator_id: int
-    moderator_role_id: int
+# Test modules also import these from the conftest.
+__all__ = [
+    "ADMINISTRATOR",
+    "LOADING",
+    "MANAGE_MESSAGES",
+    "VIEW_AND_SEND",
+    "BotFactory",
+    "World",
+    "assert_no_mentions_parsed",
+    "make_settings",
+]
 
 
 @pytest.fixture
@@ -72,37 +76,6 @@ def world(fake_discord: FakeDiscord) -> World:
     return World(guild_id, channel_id, other_channel_id, member_id, moderator_id, moderator_role_id)
 
 
-def make_settings(tmp_path: Path, fake_openai: FakeOpenAI, **overrides: Any) -> Settings:
-    base = Settings(
-        discord_token=FakeDiscord.DEFAULT_TOKEN,
-        openai_api_key=fake_openai.api_key,
-        openai_base_url=fake_openai.base_url,
-        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
-        stream_edit_interval=0.05,
-        openai_max_retries=2,
-        openai_timeout=5.0,
-        # A test ending with work in flight waits at most this long at close (see bot/drain.py).
-        shutdown_grace=1.0,
-        # The quota breaker's pause: short, so a test that recovers from insufficient_quota sees the probe
-        # succeed on its next request; breaker tests set their own (tests/test_limits.py).
-        quota_cooldown=0.05,
-    )
-    unknown = overrides.keys() - Settings.model_fields.keys()
-    assert not unknown, f"not settings: {sorted(unknown)}"
-    return base.model_copy(update=overrides)
-
-
-class ErrorLogWatcher(logging.Handler):
-    """Collects ERROR records so a test fails when a handler crashed (discord.py only logs those)."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def error_logs(request: pytest.FixtureRequest) -> Iterator[ErrorLogWatcher]:
     watcher = ErrorLogWatcher()
@@ -115,9 +88,6 @@ def error_logs(request: pytest.FixtureRequest) -> Iterator[ErrorLogWatcher]:
     if request.node.get_closest_marker("allow_error_logs") is None and watcher.records:
         details = "\n".join(f"{r.name}: {r.getMessage()}\n{r.exc_text or ''}" for r in watcher.records[:5])
         pytest.fail(f"the bot logged {len(watcher.records)} error(s):\n{details}")
-
-
-BotFactory = Callable[..., Awaitable[OpenAIBot]]
 
 
 @pytest.fixture
@@ -140,20 +110,6 @@ async def start_bot(
     assert_no_mentions_parsed(fake_discord)
 
 
-def assert_no_mentions_parsed(fake: FakeDiscord) -> None:
-    """Every message the bot sent carried allowed_mentions with nothing to parse, so nobody was pinged."""
-    for message in fake.sent_messages():
-        if message.get("flags", 0) & LOADING and not message.get("content"):
-            continue  # a deferral's "thinking…" placeholder carries no text
-        allowed = message.get("allowed_mentions")
-        assert allowed is not None, f"message sent without allowed_mentions: {message.get('kind')}"
-        assert allowed.get("parse") == [], allowed
-        assert not allowed.get("roles") and not allowed.get("users") and not allowed.get("replied_user"), (
-            allowed
-        )
-        assert not message.get("mention_everyone") and not message.get("mention_roles")
-
-
 @pytest.fixture
 async def bot(start_bot: BotFactory, world: World) -> OpenAIBot:
     return await start_bot()
@@ -168,7 +124,7 @@ def modlog_id(fake_discord: FakeDiscord, world: World) -> int:
 @pytest.fixture
 async def mod_bot(start_bot: BotFactory, world: World, modlog_id: int) -> OpenAIBot:
     """The bot started with defaults, its moderation policy reporting to `modlog_id`."""
-    from tests.moderation_support import set_policy
+    from tests.support.moderation import set_policy
 
     bot = await start_bot()
     await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)

@@ -10,31 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
-from tests.conftest import World
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.driver import ask_settled
+from testkit.openai import FakeOpenAI
+from tests.support.server import World
 
 EPHEMERAL = 1 << 6
-
-
-async def ask(
-    fake: FakeDiscord,
-    world: World,
-    prompt: str,
-    *,
-    channel: int | None = None,
-    user: int | None = None,
-    timeout: float = 10,  # noqa: ASYNC109
-    **options: Any,
-) -> FakeInteraction:
-    interaction = await fake.invoke(
-        "ask",
-        {"prompt": prompt, **options},
-        guild_id=world.guild_id,
-        channel_id=channel or world.channel_id,
-        user_id=user or world.member_id,
-    )
-    return await interaction.wait_done(timeout=timeout, settle=0.2)
 
 
 def assert_clear_failure(done: FakeInteraction, *phrases: str) -> None:
@@ -67,7 +48,7 @@ async def assert_next_ask_works(
     fake_openai.clear_injections()
     fake_openai.queue_chat_replies("back to normal")
     before = await turns(bot, channel)
-    done = await ask(fake_discord, world, "are you there?", channel=channel)
+    done = await ask_settled(fake_discord, world, "are you there?", channel=channel)
     assert done.original is not None and done.original["content"] == "back to normal", done.describe()
     after = await turns(bot, channel)
     assert after == [*before, ("user", "are you there?"), ("assistant", "back to normal")], after

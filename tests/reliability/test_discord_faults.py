@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
-from tests.conftest import VIEW_AND_SEND, World
-from tests.reliability.helpers import ask, assert_next_ask_works, turns
+from testkit.discord import FakeDiscord
+from testkit.driver import ask_settled
+from testkit.openai import FakeOpenAI
+from tests.reliability.helpers import assert_next_ask_works, turns
+from tests.support.server import VIEW_AND_SEND, World
 
 VIEW_ONLY = (1 << 10) | (1 << 16)  # view channel, read history: no Send Messages
 SEND = 1 << 11
@@ -44,7 +45,7 @@ async def test_rate_limited_edits_are_retried_after_retry_after(
     fake_openai.queue_chat_replies(answer)
     fake_openai.stream_chunk_delay = 0.005
     fake_discord.fail_next("PATCH", r"/messages/@original$", 429, times=3)
-    done = await ask(fake_discord, world, "stream please")
+    done = await ask_settled(fake_discord, world, "stream please")
     assert done.original is not None and done.original["content"] == answer
     statuses = [r.status for r in fake_discord.requests_to("PATCH", r"/messages/@original$")]
     assert statuses[:3] == [429, 429, 429] and statuses[-1] == 200, statuses
@@ -57,7 +58,7 @@ async def test_a_5xx_on_the_followup_is_retried_and_the_whole_answer_arrives(
     answer = ("A sentence that is long enough to fill a message quickly. " * 60).strip()
     fake_openai.queue_chat_replies(answer)
     fake_discord.fail_next("POST", r"^/webhooks/\d+/[^/]+$", 503, times=1)
-    done = await ask(fake_discord, world, "a long one", timeout=15)
+    done = await ask_settled(fake_discord, world, "a long one", timeout=15)
     await done.wait_for(
         lambda fi: "".join(message_text_of(fi)).replace("\n", " ").count("fill a message") == 60
     )

@@ -13,9 +13,8 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.gate import normalize_for_moderation
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
-from tests.conftest import BotFactory, World
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import (
     HOSTILE_TEXTS,
     MODEL_PINGS,
@@ -26,6 +25,7 @@ from tests.reliability.corpus import (
     png_bytes,
 )
 from tests.reliability.helpers import moderated_texts, turns
+from tests.support.server import BotFactory, World
 
 UNEXPECTED = "Something went wrong on my side"
 TABLES = {"turns", "channel_personas", "moderation_policies", "moderation_queue", "usage_events"}

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from bot.moderation.gate import normalize_for_moderation
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
-from tests.conftest import BotFactory, World
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import png_bytes
 from tests.reliability.helpers import moderated_texts
+from tests.support.server import BotFactory, World
 
 INTERACTIONS = 500
 WITH_IMAGES = 50

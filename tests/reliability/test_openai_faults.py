@@ -8,10 +8,11 @@ from collections.abc import Callable
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord
-from testkit.fake_openai import FakeOpenAI
-from tests.conftest import BotFactory, World
-from tests.reliability.helpers import ask, assert_clear_failure, assert_next_ask_works, refused_port, turns
+from testkit.discord import FakeDiscord
+from testkit.driver import ask_settled
+from testkit.openai import FakeOpenAI
+from tests.reliability.helpers import assert_clear_failure, assert_next_ask_works, refused_port, turns
+from tests.support.server import BotFactory, World
 
 Inject = Callable[[FakeOpenAI], None]
 
@@ -70,7 +71,7 @@ async def test_failure_is_explained_nothing_is_stored_and_the_channel_recovers(
     phrases: tuple[str, ...],
 ) -> None:
     inject(fake_openai)
-    done = await ask(fake_discord, world, "tell me something")
+    done = await ask_settled(fake_discord, world, "tell me something")
     assert_clear_failure(done, *phrases)
     assert await turns(bot, world.channel_id) == []
     await assert_next_ask_works(bot, fake_discord, fake_openai, world)
@@ -80,7 +81,7 @@ async def test_quota_is_not_retried(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     fake_openai.inject_insufficient_quota("/chat/completions")
-    await ask(fake_discord, world, "hello")
+    await ask_settled(fake_discord, world, "hello")
     assert len(fake_openai.calls("/chat/completions")) == 1
 
 
@@ -89,7 +90,7 @@ async def test_429_with_retry_after_is_waited_out_and_answered(
 ) -> None:
     fake_openai.inject_rate_limit("/chat/completions", retry_after=0.15, times=2)
     fake_openai.queue_chat_replies("answered after two waits")
-    done = await ask(fake_discord, world, "hello")
+    done = await ask_settled(fake_discord, world, "hello")
     assert done.original is not None and done.original["content"] == "answered after two waits"
     first, second, third = fake_openai.calls("/chat/completions")
     assert second.time - first.time >= 0.14 and third.time - second.time >= 0.14
@@ -106,7 +107,7 @@ async def test_short_5xx_burst_is_retried_invisibly(
     fake_openai.inject("/chat/completions", status, times=2)
     fake_openai.inject("/moderations", status, times=1)
     fake_openai.queue_chat_replies("fine in the end")
-    done = await ask(fake_discord, world, "hello")
+    done = await ask_settled(fake_discord, world, "hello")
     assert done.original is not None and done.original["content"] == "fine in the end"
     assert len(fake_openai.calls("/chat/completions")) == 3
     assert len(await turns(bot, world.channel_id)) == 2
@@ -117,7 +118,7 @@ async def test_connection_refused_then_service_returns(
 ) -> None:
     with refused_port() as port:
         bot = await start_bot(openai_base_url=f"http://127.0.0.1:{port}/v1")
-        done = await ask(fake_discord, world, "hello")
+        done = await ask_settled(fake_discord, world, "hello")
     # Moderation runs first and fails closed: the user is told, no chat is attempted, nothing stored.
     assert_clear_failure(done, "unavailable", "try again")
     assert fake_openai.requests == []
@@ -135,7 +136,7 @@ async def test_chat_connection_refused_after_moderation_passed(
     with refused_port() as port:
         refused = real.with_options(base_url=f"http://127.0.0.1:{port}/v1")
         real.chat.completions.create = refused.chat.completions.create  # type: ignore[method-assign]
-        done = await ask(fake_discord, world, "hello")
+        done = await ask_settled(fake_discord, world, "hello")
     assert_clear_failure(done, "server error", "try again")
     assert await turns(bot, world.channel_id) == []
     real.chat.completions.create = original_create  # type: ignore[method-assign]
@@ -147,7 +148,7 @@ async def test_read_timeout(
 ) -> None:
     bot = await start_bot(openai_timeout=0.3, openai_max_retries=1)
     fake_openai.inject_hang("/chat/completions", 1.5, times=2)
-    done = await ask(fake_discord, world, "hello")
+    done = await ask_settled(fake_discord, world, "hello")
     assert_clear_failure(done, "took too long")
     assert len(fake_openai.calls("/chat/completions")) == 2
     assert await turns(bot, world.channel_id) == []
@@ -160,7 +161,7 @@ async def test_stream_stalling_mid_answer_times_out(
     bot = await start_bot(openai_timeout=0.3)
     fake_openai.queue_chat_replies("slow words " * 10)
     fake_openai.stream_chunk_delay = 1.0  # each chunk arrives after the read timeout
-    done = await ask(fake_discord, world, "hello")
+    done = await ask_settled(fake_discord, world, "hello")
     assert_clear_failure(done, "cut off")
     assert await turns(bot, world.channel_id) == []
     fake_openai.stream_chunk_delay = 0.0

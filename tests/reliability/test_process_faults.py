@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from testkit.fake_discord import FakeDiscord, FakeInteraction
-from testkit.fake_openai import FakeOpenAI
-from tests.conftest import BotFactory, World
+from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.driver import ask_settled, invoke_ask
+from testkit.openai import FakeOpenAI
 from tests.reliability.helpers import (
     EPHEMERAL,
-    ask,
     assert_next_ask_works,
     integrity_check,
     moderation_inputs,
     turns,
 )
+from tests.support.server import BotFactory, World
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,16 +123,6 @@ async def child(
 def db_turns(path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as conn:
         return [(r, c) for r, c in conn.execute("SELECT role, content FROM turns ORDER BY id")]
-
-
-async def invoke_ask(fake: FakeDiscord, world: World, prompt: str, **options: Any) -> FakeInteraction:
-    return await fake.invoke(
-        "ask",
-        {"prompt": prompt, **options},
-        guild_id=world.guild_id,
-        channel_id=world.channel_id,
-        user_id=world.member_id,
-    )
 
 
 def final_answer(fi: FakeInteraction) -> str | None:
@@ -308,7 +298,7 @@ async def test_unwritable_database_gives_a_clear_error_and_the_bot_keeps_answeri
 ) -> None:
     # The bot has been running a while (lazily created state such as the usage pseudonym key exists).
     fake_openai.queue_chat_replies("warm-up")
-    await ask(fake_discord, world, "warm-up", channel=world.other_channel_id)
+    await ask_settled(fake_discord, world, "warm-up", channel=world.other_channel_id)
     writer = bot.services.store._writer  # noqa: SLF001
     if fault == "disk full":
         await fill_the_disk(bot)
@@ -316,7 +306,7 @@ async def test_unwritable_database_gives_a_clear_error_and_the_bot_keeps_answeri
         await writer.execute("PRAGMA query_only = ON")
     long_prompt = "a question long enough to need new pages " * 100
     fake_openai.queue_chat_replies("the answer still arrives")
-    done = await ask(fake_discord, world, long_prompt)
+    done = await ask_settled(fake_discord, world, long_prompt)
     assert done.original is not None
     assert done.original["content"].startswith("the answer still arrives")
     assert "could not save this exchange" in done.original["content"]

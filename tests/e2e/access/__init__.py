@@ -1,0 +1,1 @@
+"""Access control end to end."""

@@ -1,0 +1,1 @@
+"""/ask end to end."""

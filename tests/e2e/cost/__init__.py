@@ -1,0 +1,1 @@
+"""Budgets, limits and usage end to end."""

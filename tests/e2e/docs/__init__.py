@@ -1,0 +1,1 @@
+"""The README checked against the running bot."""

@@ -1,0 +1,1 @@
+"""/imagine end to end."""

@@ -1,0 +1,1 @@
+"""The memory commands end to end."""

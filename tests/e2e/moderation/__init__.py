@@ -1,0 +1,1 @@
+"""Moderation end to end."""

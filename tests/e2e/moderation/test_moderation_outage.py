@@ -1,0 +1,119 @@
+"""Outages lose nothing: the durable queue, its drain after recovery and restarts, quota reports, fail-closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.discord_io.client import OpenAIBot
+from testkit.discord import FakeDiscord
+from testkit.driver import ask_settled
+from testkit.openai import FakeOpenAI
+from tests.support.moderation import actions, bot_posts, moderator, set_policy
+from tests.support.server import BotFactory, World
+
+FAST = {"moderation_retry_interval": 0.1, "openai_max_retries": 0}
+MESSAGES = ["FLAGME first", "a calm remark", "I will kill you", "another calm one", "FLAGME last"]
+FLAGGED = {0, 2, 4}
+
+
+async def post_all(fake: FakeDiscord, world: World) -> list[int]:
+    ids = []
+    for n, text in enumerate(MESSAGES):
+        channel = world.channel_id if n % 2 == 0 else world.other_channel_id
+        ids.append(int((await fake.post_message(channel, world.member_id, text))["id"]))
+    return ids
+
+
+async def queued(bot: OpenAIBot) -> int:
+    return await moderator(bot).queue.count()
+
+
+async def wait_queued(fake: FakeDiscord, bot: OpenAIBot, n: int) -> None:
+    for _ in range(500):
+        if await queued(bot) == n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{await queued(bot)} queued, expected {n}")
+
+
+async def assert_all_moderated(fake: FakeDiscord, fake_openai: FakeOpenAI, ids: list[int]) -> None:
+    flagged = {ids[i] for i in FLAGGED}
+    await fake.wait_until(lambda: flagged <= fake.deleted_message_ids, timeout=5, what="flagged deleted")
+    assert not (set(ids) - flagged) & fake.deleted_message_ids
+    answered: list[str] = []
+    for request in fake_openai.calls("/moderations"):
+        if request.status == 200 and isinstance(request.json["input"], list):
+            answered += request.json["input"]
+    for text in MESSAGES:
+        assert text in answered, text  # every message was judged by a successful request
+
+
+async def test_outage_queue_drains_after_recovery(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, modlog_id: int
+) -> None:
+    bot = await start_bot(**FAST)
+    await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)
+    fake_openai.down = True
+    ids = await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    assert not fake_discord.deleted_message_ids
+    outage_reports = [p for p in bot_posts(fake_discord, modlog_id) if "queue" in p["content"]]
+    assert len(outage_reports) == 1  # once per outage, not per message
+    fake_openai.down = False
+    await assert_all_moderated(fake_discord, fake_openai, ids)
+    await fake_discord.wait_until(
+        lambda: len([p for p in bot_posts(fake_discord, modlog_id) if p["embeds"]]) == 3
+    )
+    assert await queued(bot) == 0
+    records = await actions(bot)
+    assert sorted(r["message_id"] for r in records) == sorted(ids[i] for i in FLAGGED)
+    assert {r["source"] for r in records} == {"queue"}
+    assert moderator(bot).outage is None
+
+
+async def test_queue_survives_a_restart_during_an_outage(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    bot = await start_bot(**FAST)
+    fake_openai.down = True
+    ids = await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    await bot.close()
+    fake_openai.down = False
+    restarted = await start_bot(**FAST)
+    await assert_all_moderated(fake_discord, fake_openai, ids)
+    assert await queued(restarted) == 0
+    assert len(await actions(restarted)) == len(FLAGGED)
+
+
+async def test_insufficient_quota_is_reported_once(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, modlog_id: int
+) -> None:
+    bot = await start_bot(**FAST, quota_cooldown=0.1)
+    await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)
+    fake_openai.inject_insufficient_quota("/moderations")
+    ids = await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    await fake_discord.wait_until(lambda: len(fake_openai.calls("/moderations")) >= 3, what="drainer probes")
+    await fake_discord.wait_until(lambda: bool(bot_posts(fake_discord, modlog_id)), what="a quota report")
+    reports = [p for p in bot_posts(fake_discord, modlog_id) if "insufficient_quota" in p["content"]]
+    assert len(reports) == 1
+    assert moderator(bot).outage == "quota"
+    fake_openai.clear_injections()
+    await assert_all_moderated(fake_discord, fake_openai, ids)
+    reports = [p for p in bot_posts(fake_discord, modlog_id) if "insufficient_quota" in p["content"]]
+    assert len(reports) == 1
+
+
+async def test_command_input_fails_closed_unless_the_server_fails_open(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    bot = await start_bot(**FAST)
+    fake_openai.inject("/moderations", 503, times=-1)
+    refused = await ask_settled(fake_discord, world, "is this safe?")
+    assert "Moderation is unavailable" in refused.all_text()
+    assert fake_openai.calls("/chat/completions") == []
+    await set_policy(bot, world.guild_id, fail_open=True)
+    fake_openai.queue_chat_replies("Yes, it is.")
+    answered = await ask_settled(fake_discord, world, "is this safe now?")
+    assert answered.original is not None and answered.original["content"] == "Yes, it is."

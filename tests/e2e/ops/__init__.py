@@ -1,0 +1,1 @@
+"""Start-up, the check command, and failures outside commands."""

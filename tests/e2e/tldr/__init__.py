@@ -1,0 +1,1 @@
+"""/tldr end to end."""

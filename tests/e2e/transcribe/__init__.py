@@ -1,0 +1,1 @@
+"""/transcribe end to end."""

@@ -1,0 +1,1 @@
+"""Self-tests of the fake Discord and fake OpenAI."""
