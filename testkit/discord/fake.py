@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import re
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -174,9 +175,13 @@ class FakeDiscord:
         bot_user_id: int = 1000,
         application_id: int = 1000,
         token: str = DEFAULT_TOKEN,
-        interaction_deadline: float = 3.0,
+        interaction_deadline: float | None = None,
         token_lifetime: float = 900.0,
     ) -> None:
+        if interaction_deadline is None:
+            # Discord's 3 s. A developer machine saturated by other work may stretch it for a local run
+            # (TESTKIT_INTERACTION_DEADLINE=30); CI never sets it, so the suite is judged at Discord's value.
+            interaction_deadline = float(os.environ.get("TESTKIT_INTERACTION_DEADLINE", "3.0"))
         self.world = DiscordWorld(
             message_content_intent=message_content_intent,
             bot_user_id=bot_user_id,
