@@ -43,12 +43,6 @@ _LINE_PREFIX = re.compile(r"(?m)^[ \t]*(?:#{1,3}[ \t]+|-#[ \t]+|>>>[ \t]?|>[ \t]
 _WORD = re.compile(r"\w+")
 
 
-def _ranges_class(ranges: list[tuple[int, int]]) -> str:
-    return "".join(
-        f"{re.escape(chr(a))}-{re.escape(chr(b))}" if a != b else re.escape(chr(a)) for a, b in ranges
-    )
-
-
 def _category_runs(wanted: tuple[str, ...]) -> list[tuple[int, int]]:
     """Ranges of code points whose general category starts with one of `wanted`, as this Python knows them.
     Format characters and marks exist only in planes 0, 1 and 14: ~20 ms once, not a scan of all 17."""
@@ -68,16 +62,39 @@ def _category_runs(wanted: tuple[str, ...]) -> list[tuple[int, int]]:
 
 
 @cache
-def _invisible() -> re.Pattern[str]:
-    """Default-ignorable code points and format characters (Cf)."""
-    ranges = sorted([*DEFAULT_IGNORABLE_RANGES, *_category_runs(("Cf",))])
-    return re.compile(f"[{_ranges_class(ranges)}]+")
+def _invisible() -> dict[int, None]:
+    """Default-ignorable code points and format characters (Cf), as a str.translate table deleting them."""
+    ranges = [*DEFAULT_IGNORABLE_RANGES, *_category_runs(("Cf",))]
+    return dict.fromkeys(p for start, end in ranges for p in range(start, end + 1))
 
 
 @cache
-def _marks() -> re.Pattern[str]:
-    """Combining marks (Mn, Mc, Me): most messages have none, and then need no walk letter by letter."""
-    return re.compile(f"[{_ranges_class(_category_runs(('M',)))}]")
+def _invisible_chars() -> frozenset[str]:
+    return frozenset(chr(p) for p in _invisible())
+
+
+# Sets, not regex classes: a class reaching past U+FFFF is matched range by range, ~100x slower.
+@cache
+def _marks() -> frozenset[str]:
+    """Combining marks (Mn, Mc, Me)."""
+    return frozenset(chr(p) for start, end in _category_runs(("M",)) for p in range(start, end + 1))
+
+
+@cache
+def _carries_marks() -> frozenset[str]:
+    """Marks and the precomposed letters that hold one ('é'): a text with none needs no walk letter by
+    letter (Korean syllables decompose into jamo, which are letters)."""
+    marks = _marks()
+    return frozenset(
+        chr(point)
+        for start, end in ((0, 0x20000), (0xE0000, 0xE1000))
+        for point in range(start, end)
+        if chr(point) in marks
+        or (
+            unicodedata.decomposition(chr(point))[:1] not in ("", "<")  # a canonical decomposition
+            and not marks.isdisjoint(unicodedata.normalize("NFD", chr(point)))
+        )
+    )
 
 
 @cache
@@ -155,14 +172,14 @@ def _marks_go_after(char: str) -> bool:
 
 def _strip_marks(text: str) -> str:
     """Drop combining marks over Latin, Greek and Cyrillic letters and over non-letters; keep the rest."""
+    if _carries_marks().isdisjoint(text):
+        return text
     decomposed = unicodedata.normalize("NFD", text)
     marks = _marks()
-    if not marks.search(decomposed):
-        return text
     out: list[str] = []
     strip = False
     for char in decomposed:
-        if marks.match(char):
+        if char in marks:
             if strip:
                 continue
         else:
@@ -188,9 +205,13 @@ def normalize(text: str) -> str:
     if text.isascii():
         return render_markdown(text)
     text = unicodedata.normalize("NFKC", text)
-    text = _strip_marks(_invisible().sub("", text))
+    if not _invisible_chars().isdisjoint(text):
+        text = text.translate(_invisible())
+    text = _strip_marks(text)
     # After the marks: a mark between two '~' or '|' would otherwise keep them from reading as markup.
     text = render_markdown(text)
+    if _latin_lookalikes().keys().isdisjoint(text):
+        return text
     return _WORD.sub(_fold_word, text)
 
 
