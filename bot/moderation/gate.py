@@ -9,7 +9,7 @@ from typing import Any
 
 from bot import errors
 from bot.moderation.batcher import ModerationBatcher
-from bot.moderation.normalize import moderation_inputs
+from bot.moderation.normalize import moderation_inputs, warm_up
 from bot.moderation.policy import PolicyRepo
 from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
 
@@ -73,6 +73,7 @@ class ModerationGate:
         self.gateway = gateway
         self.batcher = batcher
         self.policies = policies
+        warm_up()
 
     async def check_text(self, text: str, *, context: CallContext, urgent: bool = False) -> Verdict:
         """`urgent`: a user is waiting on this one check (a command's input or output), so it goes
