@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot import errors
 from bot.moderation.batcher import ModerationBatcher
+from bot.moderation.normalize import moderation_inputs, warm_up
 from bot.moderation.policy import PolicyRepo
 from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
 
@@ -28,28 +27,6 @@ class Verdict:
     flagged: bool
     categories: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
-
-
-_ZALGO = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{3,}")
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-
-
-def normalize_for_moderation(text: str) -> str:
-    """Undo cheap evasions: zero-width characters split words, and zalgo stacks of combining marks
-    bury them. Marks on non-ASCII letters stay (Devanagari, Vietnamese and others need them)."""
-    text = _INVISIBLE.sub("", text)
-    if not _ZALGO.search(text):
-        return text
-    out: list[str] = []
-    base_is_ascii = False
-    for char in text:
-        if unicodedata.combining(char):
-            if base_is_ascii:
-                continue
-        else:
-            base_is_ascii = char.isascii()
-        out.append(char)
-    return "".join(out)
 
 
 def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
@@ -96,14 +73,15 @@ class ModerationGate:
         self.gateway = gateway
         self.batcher = batcher
         self.policies = policies
+        warm_up()
 
     async def check_text(self, text: str, *, context: CallContext, urgent: bool = False) -> Verdict:
         """`urgent`: a user is waiting on this one check (a command's input or output), so it goes
         as soon as a request slot is free instead of waiting out the batching window."""
-        text = normalize_for_moderation(text)
         if not text.strip():
             return Verdict(False)
-        chunks = chunk_text(text)
+        # The text as written and as a hidden word reads (normalize.py), in one request: flagged if either is.
+        chunks = [chunk for variant in moderation_inputs(text) for chunk in chunk_text(variant)]
         if self.batcher is not None:
             return merge_results(await self.batcher.texts(chunks, context=context, urgent=urgent))
         return merge_results(await self.gateway.moderate(chunks, context=context))

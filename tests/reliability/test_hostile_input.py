@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from bot.moderation.gate import normalize_for_moderation
+from bot.moderation.normalize import normalize
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import (
@@ -253,7 +253,7 @@ async def test_channel_moderation_survives_the_corpus(
     for message in posted[: len(HOSTILE_TEXTS)]:
         content = message["content"]
         if content.strip():
-            seen = normalize_for_moderation(content)  # the gate undoes zalgo and zero-width tricks
+            seen = normalize(content)  # the gate undoes zalgo and zero-width tricks
             assert any(seen in text for text in moderated), f"not moderated: {content[:40]!r}"
     assert_database_intact(roomy_bot)
     png = fake_discord.add_attachment("ok.png", png_bytes(), "image/png")

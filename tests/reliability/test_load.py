@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.moderation.gate import normalize_for_moderation
+from bot.moderation.normalize import normalize
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import png_bytes
@@ -128,7 +128,7 @@ async def test_500_interactions_2000_messages_50_attachments(
     await fake_discord.wait_until(lambda: len(bot.in_flight) == 0, timeout=60, what="message handlers")
 
     moderated = set(moderated_texts(fake_openai))
-    missing = [m["content"] for m in posted if normalize_for_moderation(m["content"]) not in moderated]
+    missing = [m["content"] for m in posted if normalize(m["content"]) not in moderated]
     assert not missing, f"{len(missing)} messages were never moderated, e.g. {missing[:3]}"
     acted = await bot.services.store.fetchall("SELECT message_id FROM moderation_actions")
     assert {int(r[0]) for r in acted} == {int(m["id"]) for m in posted if "FLAGME" in m["content"]}

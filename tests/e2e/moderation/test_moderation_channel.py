@@ -207,6 +207,15 @@ async def test_bad_input_is_handled_without_an_exception(
         message = await post(channel, author, "F\u200bL\u200cA\u200dG\ufeffME")
     if kind in ("long", "zalgo", "zero-width"):
         await wait_deleted(fake_discord, int(message["id"]))  # whole text judged, evasions undone
+    elif kind in ("attachment", "embed"):
+        # A file name and an embed's text are shown to members, so they are judged like content
+        # ("Close the moderation holes", item 3); clean ones are left alone.
+        expected = "notes.txt" if kind == "attachment" else "t\nd"
+        await fake_discord.wait_until(
+            lambda: expected in moderated_texts(fake_openai), timeout=5, what="the text moderated"
+        )
+        await settle(0.3)
+        assert int(message["id"]) not in fake_discord.deleted_message_ids
     else:
         await settle(0.3)
         assert int(message["id"]) not in fake_discord.deleted_message_ids
