@@ -12,6 +12,7 @@ from typing import Any
 from bot import errors
 from bot.chat.history import Exchange, History, Turn
 from bot.moderation.gate import ModerationGate
+from bot.moderation.normalize import is_blank
 from bot.openai_api.gateway import CallContext, ChatResult, OpenAIGateway
 from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
@@ -129,7 +130,7 @@ class Conversations:
         return Context(messages, len(kept), used, estimate_tokens=estimate)
 
     async def check_input(self, request: AskRequest, context: CallContext) -> None:
-        if not request.prompt.strip():
+        if is_blank(request.prompt):
             raise errors.InvalidInput("Your prompt is empty. Write a question after `/ask`.")
         if len(request.prompt) > MAX_PROMPT_CHARS:
             raise errors.InvalidInput(
@@ -194,7 +195,7 @@ class Conversations:
         answer off Discord and also stops the stream before its end, where the gateway meters usage,
         so a cancelled answer is never shown, stored or billed to the user's budget.
         """
-        if not request.prompt.strip() or len(request.prompt) > MAX_PROMPT_CHARS:
+        if is_blank(request.prompt) or len(request.prompt) > MAX_PROMPT_CHARS:
             await self.check_input(request, call_context)  # raises InvalidInput before any request
         cleared = asyncio.Event()
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from bot import errors
 from bot.moderation.gate import ModerationGate
+from bot.moderation.normalize import is_blank
 from bot.openai_api.gateway import CallContext, OpenAIGateway
 from bot.util.images import check_pixels
 
@@ -119,7 +120,7 @@ def moderation_url(data: bytes, extension: str) -> str:
 
 def check_prompt(prompt: str) -> str:
     prompt = prompt.strip()
-    if not prompt:
+    if is_blank(prompt):
         raise errors.InvalidInput("The prompt is empty. Describe the image you want.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise errors.InvalidInput(f"The prompt is too long: at most {MAX_PROMPT_CHARS} characters.")

@@ -73,6 +73,19 @@ def _invisible_chars() -> frozenset[str]:
     return frozenset(chr(p) for p in _invisible())
 
 
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing in `text` would show: only spaces, controls, invisible or format characters, or
+    marks with no letter to sit on. Such a prompt is empty, however long it is."""
+    invisible = _invisible_chars()
+    return all(
+        char in invisible or char.isspace() or unicodedata.category(char) in _BLANK_CATEGORIES
+        for char in text
+    )
+
+
 # Sets, not regex classes: a class reaching past U+FFFF is matched range by range, ~100x slower.
 @cache
 def _marks() -> frozenset[str]:
