@@ -16,13 +16,13 @@ from bot.chat.conversation import Answer, AskRequest, Conversations
 from bot.chat.vision import check_image_size, image_data_url
 from bot.discord_io.admission import check_rule, guild_allowed
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.failures import describe_failure
 from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
     OriginalResponse,
     SentMessage,
     StreamingReply,
-    describe_failure,
     send_followup,
 )
 from bot.settings import Settings

@@ -15,10 +15,10 @@ from discord.ext import commands
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
-from bot.discord_io.replies import is_expected, send_failure
+from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.text import neutralize_mentions, preview
 from bot.media.imaging import ImageMaker, ImageResult
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.util.durations import format_seconds
 

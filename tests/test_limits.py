@@ -14,7 +14,7 @@ import pytest
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from testkit.fake_discord import FakeDiscord, FakeInteraction
 from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World

@@ -12,7 +12,8 @@ from typing import Any
 from bot import errors
 from bot.chat.history import Exchange, History, Turn
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext, ChatResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ChatResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
 from bot.storage.store import StoreError

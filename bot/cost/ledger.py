@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.cost.pricing import PriceTable
-from bot.openai_api.gateway import UsageEvent
+from bot.openai_api.calls import UsageEvent
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger, next_day_start, next_month_start
 from bot.cost.pricing import PriceTable
 from bot.cost.rules import Budgets, LimitsStore
-from bot.openai_api.gateway import PlannedCall
+from bot.openai_api.calls import PlannedCall
 from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
 
@@ -274,7 +274,7 @@ def plan_for_command(
     command: str, options: Mapping[str, object], settings: Settings, context_guild: int, user_id: int
 ) -> PlannedCall | None:
     """What a metered slash command will ask OpenAI for, estimated from its options before it runs."""
-    from bot.openai_api.gateway import CallContext
+    from bot.openai_api.calls import CallContext
 
     text = " ".join(str(v) for v in options.values() if isinstance(v, str))
     context = CallContext(context_guild, None, user_id, command)

@@ -20,8 +20,8 @@ from bot.chat.history import History
 from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits
 from bot.discord_io.admission import check_interaction, install_cost_control
+from bot.discord_io.failures import describe_failure, is_expected, send_failure
 from bot.discord_io.inflight import InFlight
-from bot.discord_io.replies import describe_failure, is_expected, send_failure
 from bot.media.imaging import ImageMaker
 from bot.media.transcription import AutoTranscribeChannels, Transcriber
 from bot.moderation.channel import ChannelModerator, build_moderation

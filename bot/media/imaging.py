@@ -12,7 +12,8 @@ from PIL import Image
 
 from bot import errors
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from bot import errors
 from bot.media.audio import API_LIMIT_BYTES, MAX_PART_SECONDS, AudioPart, CorruptAudio, prepare_upload
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.storage.store import Store
 
 # The API reads a prompt as the text before the audio: the previous part's tail keeps a split file

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import errors
-from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ModerationResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

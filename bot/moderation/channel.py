@@ -13,7 +13,8 @@ from bot.moderation.policy import Decision, Policy, PolicyRepo, decide
 from bot.moderation.queue import MessageSubject, OutageQueue
 from bot.moderation.records import ActionLog
 from bot.moderation.strikes import Strikes
-from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ModerationResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 from bot.storage.store import Store
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.discord_io.replies import is_expected, send_failure
+from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.text import neutralize_mentions
 from bot.moderation.channel import Outcome
 from bot.moderation.policy import ACTION_LABELS
