@@ -246,6 +246,3 @@ class Conversations:
             log.warning("could not store an exchange in channel %s", request.channel_id, exc_info=True)
             return False
         return True
-
-    async def forget_channel(self, channel_id: int) -> int:
-        return await self.history.forget_channel(channel_id)

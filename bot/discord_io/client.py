@@ -20,7 +20,7 @@ from bot.chat.history import History
 from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits
 from bot.discord_io.admission import check_interaction, install_cost_control
-from bot.discord_io.failures import describe_failure, is_expected, send_failure
+from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.inflight import InFlight
 from bot.media.imaging import ImageMaker
 from bot.media.transcription import AutoTranscribeChannels, Transcriber
@@ -234,4 +234,4 @@ def extension_names() -> list[str]:
     )
 
 
-__all__ = ["GuardedTree", "OpenAIBot", "Services", "describe_failure", "extension_names", "intents_for"]
+__all__ = ["GuardedTree", "OpenAIBot", "Services", "extension_names", "intents_for"]

@@ -150,10 +150,6 @@ class ModerationBatcher:
         self._remember(key, results[0])
         return results[0]
 
-    def forget(self) -> None:
-        """Drop cached verdicts (policy tests, or after the endpoint's model changed)."""
-        self._cache.clear()
-
     async def close(self) -> None:
         self._closed = True
         if self._dispatcher is not None:

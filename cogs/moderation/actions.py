@@ -12,7 +12,7 @@ import discord
 from bot.moderation.channel import ChannelModerator, Outcome
 from bot.moderation.policy import Policy
 from bot.moderation.queue import MessageSubject
-from cogs.moderation.modlog import Effects, action_embed, action_view, duration
+from cogs.moderation.modlog import Effects, action_embed, action_view
 
 log = logging.getLogger(__name__)
 NOTICE_SECONDS = 20.0
@@ -200,4 +200,4 @@ class ModerationActions:
         await asyncio.gather(*self._notice_tasks, return_exceptions=True)
 
 
-__all__ = ["ModerationActions", "duration"]
+__all__ = ["ModerationActions"]

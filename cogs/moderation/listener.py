@@ -16,7 +16,7 @@ from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject
 from bot.storage.store import StoreError
 from cogs.moderation.actions import ModerationActions
-from cogs.moderation.modlog import COG_NAME, action_embed, duration
+from cogs.moderation.modlog import COG_NAME, duration
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -209,4 +209,4 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
                 await interaction.message.edit(embed=embed)
 
 
-__all__ = ["ModerationEvents", "action_embed", "image_urls", "subject_from_message"]
+__all__ = ["ModerationEvents", "image_urls", "subject_from_message"]
