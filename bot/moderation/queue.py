@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from bot.storage.store import Store
+
+# Stored in moderation_actions.source: a live message, its edit, or one moderated late from the queue.
+Source = Literal["message", "edit", "queue"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class MessageSubject:
     role_ids: tuple[int, ...] = ()
     parent_channel_id: int | None = None  # a thread's or forum post's channel, for exemptions
     author_is_bot: bool = False
-    source: str = "message"  # message | edit
+    source: Source = "message"
     jump_url: str = ""
     created_at: float = field(default_factory=time.time)
 

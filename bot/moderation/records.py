@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import cast
 
-from bot.moderation.policy import Decision
+from bot.moderation.policy import Action, Decision
+from bot.moderation.queue import Source
 from bot.storage.store import Store
 
 
@@ -17,10 +19,10 @@ class ActionRecord:
     channel_id: int
     message_id: int
     author_id: int
-    source: str
+    source: Source
     categories: list[str]
     scores: dict[str, float]
-    action: str
+    action: Action
     deleted: bool
     warned: str
     timed_out: float
@@ -32,7 +34,13 @@ class ActionLog:
         self.store = store
 
     async def record(
-        self, guild_id: int, channel_id: int, message_id: int, author_id: int, source: str, decision: Decision
+        self,
+        guild_id: int,
+        channel_id: int,
+        message_id: int,
+        author_id: int,
+        source: Source,
+        decision: Decision,
     ) -> tuple[int, bool]:
         """The new action's id, and whether the message already had a non-log action (its edit, judged
         alongside it): checked in the same write transaction, so two concurrent verdicts cannot both miss."""
@@ -89,10 +97,10 @@ class ActionLog:
             channel_id=int(row["channel_id"]),
             message_id=int(row["message_id"]),
             author_id=int(row["author_id"]),
-            source=str(row["source"]),
+            source=cast(Source, str(row["source"])),
             categories=list(json.loads(row["categories"])),
             scores=dict(json.loads(row["scores"])),
-            action=str(row["action"]),
+            action=cast(Action, str(row["action"])),
             deleted=bool(row["deleted"]),
             warned=str(row["warned"]),
             timed_out=float(row["timed_out"]),

@@ -135,7 +135,7 @@ class ModerationCommands(commands.Cog):
         if category == "default":
             await self._updated(interaction, summary, default_action=action)
             return
-        actions = dict((await self._policy(interaction)).actions)
+        actions: dict[str, str] = dict((await self._policy(interaction)).actions)
         actions[category] = action
         await self._updated(interaction, summary, actions=actions)
 

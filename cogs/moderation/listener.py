@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot import errors
 from bot.moderation.channel import ChannelModerator
-from bot.moderation.queue import MessageSubject
+from bot.moderation.queue import MessageSubject, Source
 from bot.storage.store import StoreError
 from cogs.moderation.actions import ModerationActions
 from cogs.moderation.modlog import COG_NAME, duration
@@ -39,7 +39,7 @@ def image_urls(message: discord.Message) -> tuple[str, ...]:
     return tuple(dict.fromkeys(urls))
 
 
-def subject_from_message(message: discord.Message, bot_user_id: int, source: str) -> MessageSubject | None:
+def subject_from_message(message: discord.Message, bot_user_id: int, source: Source) -> MessageSubject | None:
     if message.guild is None or message.author.id == bot_user_id or message.is_system():
         return None
     roles = tuple(role.id for role in getattr(message.author, "roles", []) or [])
