@@ -91,7 +91,8 @@ class Reservation:
     amount: float
 
 
-def _month_name(ts: float) -> str:
+def _utc_moment(ts: float) -> str:
+    """'01 Feb 2025 00:00 UTC': when a monthly budget resets."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d %b %Y %H:%M UTC")
 
 
@@ -193,7 +194,7 @@ class Limits:
             if spent >= budgets.server_monthly_cap or spent + estimate > budgets.server_monthly_cap:
                 end = next_month_start(now)
                 raise errors.BudgetExceeded(
-                    "monthly", spent, budgets.server_monthly_cap, estimate, _month_name(end), end - now
+                    "monthly", spent, budgets.server_monthly_cap, estimate, _utc_moment(end), end - now
                 )
 
     async def admit_request(self, guild_id: int, user_id: int, call: PlannedCall | None) -> None:

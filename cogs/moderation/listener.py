@@ -15,8 +15,9 @@ from bot import errors
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject, Source
 from bot.storage.store import StoreError
+from bot.util.durations import format_seconds
 from cogs.moderation.actions import ModerationActions
-from cogs.moderation.modlog import COG_NAME, duration
+from cogs.moderation.modlog import COG_NAME
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -184,7 +185,8 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
             )
         await self.moderator.actions.add_timeout(action_id, policy.timeout_seconds)
         await interaction.followup.send(
-            f"<@{record.author_id}> is timed out for {duration(policy.timeout_seconds)}.", ephemeral=True
+            f"<@{record.author_id}> is timed out for {format_seconds(policy.timeout_seconds, measured=False)}.",
+            ephemeral=True,
         )
 
     async def false_positive(self, interaction: discord.Interaction[Any], action_id: int) -> None:
