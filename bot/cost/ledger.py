@@ -130,8 +130,8 @@ class UsageLedger:
             if key in self._window_sums:
                 self._window_sums[key] += cost or 0.0
         if event.kind == "moderation" or not event.wait_for_commit:
-            # A moderation is free (and each /ask has two), an /ask's chat is committed by the history
-            # insert it awaits next: the user does not wait for these commits (README, "Performance").
+            # A moderation is free and an /ask's chat is committed by the history insert it awaits next:
+            # waiting for these commits would only add to the user's latency.
             # Inserts commit in the order they are queued, so each still commits before any later write.
             committed.add_done_callback(_warn_if_lost)
             return

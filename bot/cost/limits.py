@@ -251,9 +251,9 @@ class Limits:
         user_id = call.context.user_id
         await load_encoding(call.model)
         estimate = self.estimate(call)
-        # The database is read first, outside the lock: reads serialised under one lock per server made
-        # 200 concurrent /asks queue for seconds (README, "Performance"). Checking the in-flight
-        # reservations and taking ours stays atomic, so concurrent requests cannot all fit under a cap.
+        # The database is read first, outside the lock, so a busy server's requests do not queue behind
+        # each other's reads. Checking the in-flight reservations and taking ours stays atomic, so
+        # concurrent requests cannot all fit under a cap.
         reading = await self._spent(guild_id, user_id)
         async with self._budget_locks[guild_id]:
             self._judge_budgets(reading, guild_id, user_id, estimate)
