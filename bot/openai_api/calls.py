@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 # Stored in usage_events.kind: the values must not change.
-CallKind = Literal["chat", "moderation", "image", "transcription", "speech", "embedding"]
+CallKind = Literal["chat", "moderation", "image", "transcription"]
 
 
 @dataclass(frozen=True)

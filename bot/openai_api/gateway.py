@@ -274,7 +274,7 @@ class OpenAIGateway:
         await self._meter(UsageEvent(context, "moderation", model))
         return results
 
-    # -- images, audio, embeddings, models ------------------------------------------------------
+    # -- images, audio, models ------------------------------------------------------------------
 
     async def generate_image(
         self,
@@ -355,18 +355,6 @@ class OpenAIGateway:
                 seconds = float(usage.seconds)
             await self._meter(UsageEvent(context, "transcription", model, audio_seconds=seconds or 0.0))
             return Transcript(str(getattr(response, "text", response)), seconds)
-
-    async def embed(
-        self, texts: list[str], *, context: CallContext, model: str = "text-embedding-3-small"
-    ) -> list[list[float]]:
-        async with self._admit(PlannedCall(context, "embedding", model, text="\n".join(texts))):
-            response = await self.call(
-                lambda: self.client.embeddings.create(model=model, input=texts), model=model, deadline=60.0
-            )
-            await self._meter(
-                UsageEvent(context, "embedding", model, prompt_tokens=response.usage.prompt_tokens)
-            )
-            return [list(item.embedding) for item in response.data]
 
     async def list_models(self) -> set[str]:
         async def fetch() -> set[str]:
