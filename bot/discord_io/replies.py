@@ -1,4 +1,4 @@
-"""Throttled streaming replies: a growing answer across messages, moving to the channel or a DM on token expiry."""
+"""Throttled streaming replies across messages, moving to the channel or a DM once the token expires."""
 
 from __future__ import annotations
 

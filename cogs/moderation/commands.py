@@ -38,7 +38,8 @@ def policy_embed(policy: Policy, *, queued: int, outage: str | None) -> discord.
         inline=False,
     )
     escalation = (
-        f"timeout {format_seconds(policy.timeout_seconds, measured=False)} after {policy.strikes_to_timeout} strikes "
+        f"timeout {format_seconds(policy.timeout_seconds, measured=False)} "
+        f"after {policy.strikes_to_timeout} strikes "
         f"within {format_seconds(policy.strike_window, measured=False)}"
         if policy.strikes_to_timeout
         else "none"
@@ -154,8 +155,8 @@ class ModerationCommands(commands.Cog):
         timeout_minutes: app_commands.Range[int, 1, 40320] = 10,
     ) -> None:
         summary = (
-            f"Timeout of {format_seconds(timeout_minutes * 60, measured=False)} after {strikes} strikes within "
-            f"{format_seconds(window_minutes * 60, measured=False)}."
+            f"Timeout of {format_seconds(timeout_minutes * 60, measured=False)} after {strikes} strikes "
+            f"within {format_seconds(window_minutes * 60, measured=False)}."
             if strikes
             else "Escalation is off."
         )

@@ -185,7 +185,8 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
             )
         await self.moderator.actions.add_timeout(action_id, policy.timeout_seconds)
         await interaction.followup.send(
-            f"<@{record.author_id}> is timed out for {format_seconds(policy.timeout_seconds, measured=False)}.",
+            f"<@{record.author_id}> is timed out for "
+            f"{format_seconds(policy.timeout_seconds, measured=False)}.",
             ephemeral=True,
         )
 
