@@ -22,7 +22,8 @@ from typing import Any
 
 from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 from testkit.openai import FakeOpenAI
 

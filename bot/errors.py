@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from bot.spans import format_seconds
+
 
 class BotError(Exception):
     """A failure a user can meet. `user_message` says what happened and what to do."""
@@ -141,14 +143,8 @@ class StorageUnavailable(BotError):
 
 
 def _wait_text(seconds: float) -> str:
-    """'in 42 s', 'in 5 min', 'in 3 h 10 min': how long until something resets."""
-    seconds = max(1, math.ceil(seconds))
-    if seconds < 120:
-        return f"in {seconds} s"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 120:
-        return f"in {minutes} min"
-    return f"in {minutes // 60} h {minutes % 60} min"
+    """'in 42 s', 'in 5 min', 'in 3 h 10 min': how long until something resets, never shorter than it is."""
+    return "in " + format_seconds(max(1.0, seconds), measured=False, round_up=True)
 
 
 class BudgetExceeded(BotError):

@@ -17,13 +17,13 @@ from bot.chat.vision import MAX_VISION_BYTES, check_image_size, image_data_url
 from bot.cost.admission import Admission
 from bot.discord_io.admission import requester
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.failures import describe_failure
 from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
     OriginalResponse,
     SentMessage,
     StreamingReply,
-    describe_failure,
     send_followup,
 )
 from bot.settings import Settings

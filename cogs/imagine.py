@@ -17,12 +17,12 @@ from bot import errors
 from bot.cost.admission import Admission
 from bot.discord_io.admission import admit_interaction
 from bot.discord_io.client import OpenAIBot
-from bot.discord_io.replies import is_expected, send_failure
+from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.text import neutralize_mentions, preview
 from bot.media.imaging import ImageMaker, ImageResult
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from bot.settings import Settings
-from bot.util.durations import format_seconds
+from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from bot import errors
 from bot.chat.history import History
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from bot.privacy.owner import Fate
 from bot.privacy.registry import Privacy, PrivacyReport
 

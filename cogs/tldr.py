@@ -12,7 +12,7 @@ from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.text import neutralize_mentions, split_message
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.summary.summarizer import SourceMessage, Summarizer, Summary
 from bot.util.durations import format_duration, parse_duration

@@ -13,13 +13,13 @@ from discord.ext import commands
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
-from bot.discord_io.replies import describe_failure
+from bot.discord_io.failures import describe_failure
 from bot.discord_io.text import neutralize_mentions, split_message
 from bot.media.audio import looks_like_media
 from bot.media.transcription import AutoTranscribeChannels, Transcriber, TranscriptResult
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from bot.settings import Settings
-from bot.util.durations import format_seconds
+from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
 

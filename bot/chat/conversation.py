@@ -13,7 +13,8 @@ from bot import errors
 from bot.chat.history import Exchange, History, Turn
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
-from bot.openai_api.gateway import CallContext, ChatResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ChatResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
 from bot.storage.store import StoreError
@@ -249,6 +250,3 @@ class Conversations:
             log.warning("could not store an exchange in channel %s", request.channel_id, exc_info=True)
             return False
         return True
-
-    async def forget_channel(self, channel_id: int) -> int:
-        return await self.history.forget_channel(channel_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.cost.pricing import PriceTable
-from bot.openai_api.gateway import UsageEvent
+from bot.openai_api.calls import UsageEvent
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy
 from bot.storage.store import Store
 
@@ -146,8 +146,8 @@ class UsageLedger(DataOwner):
             if key in self._window_sums:
                 self._window_sums[key] += cost or 0.0
         if event.kind == "moderation" or not event.wait_for_commit:
-            # A moderation is free (and each /ask has two), an /ask's chat is committed by the history
-            # insert it awaits next: the user does not wait for these commits (README, "Performance").
+            # A moderation is free and an /ask's chat is committed by the history insert it awaits next:
+            # waiting for these commits would only add to the user's latency.
             # Inserts commit in the order they are queued, so each still commits before any later write.
             committed.add_done_callback(_warn_if_lost)
             return

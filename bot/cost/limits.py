@@ -16,7 +16,7 @@ from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger, next_day_start, next_month_start
 from bot.cost.pricing import PriceTable
 from bot.cost.rules import Budgets, LimitsStore
-from bot.openai_api.gateway import PlannedCall
+from bot.openai_api.calls import PlannedCall
 from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
 
@@ -88,7 +88,8 @@ class Reservation:
     amount: float
 
 
-def _month_name(ts: float) -> str:
+def _utc_moment(ts: float) -> str:
+    """'01 Feb 2025 00:00 UTC': when a monthly budget resets."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d %b %Y %H:%M UTC")
 
 
@@ -190,7 +191,7 @@ class Limits:
             if spent >= budgets.server_monthly_cap or spent + estimate > budgets.server_monthly_cap:
                 end = next_month_start(now)
                 raise errors.BudgetExceeded(
-                    "monthly", spent, budgets.server_monthly_cap, estimate, _month_name(end), end - now
+                    "monthly", spent, budgets.server_monthly_cap, estimate, _utc_moment(end), end - now
                 )
 
     async def admit_request(self, guild_id: int, user_id: int, call: PlannedCall | None) -> None:
@@ -246,9 +247,9 @@ class Limits:
         user_id = call.context.user_id
         await load_encoding(call.model)
         estimate = self.estimate(call)
-        # The database is read first, outside the lock: reads serialised under one lock per server made
-        # 200 concurrent /asks queue for seconds (README, "Performance"). Checking the in-flight
-        # reservations and taking ours stays atomic, so concurrent requests cannot all fit under a cap.
+        # The database is read first, outside the lock, so a busy server's requests do not queue behind
+        # each other's reads. Checking the in-flight reservations and taking ours stays atomic, so
+        # concurrent requests cannot all fit under a cap.
         reading = await self._spent(guild_id, user_id)
         async with self._budget_locks[guild_id]:
             self._judge_budgets(reading, guild_id, user_id, estimate)
@@ -270,7 +271,7 @@ def plan_for_command(
     command: str, options: Mapping[str, object], settings: Settings, context_guild: int, user_id: int
 ) -> PlannedCall | None:
     """What a metered slash command will ask OpenAI for, estimated from its options before it runs."""
-    from bot.openai_api.gateway import CallContext
+    from bot.openai_api.calls import CallContext
 
     text = " ".join(str(v) for v in options.values() if isinstance(v, str))
     context = CallContext(context_guild, None, user_id, command)

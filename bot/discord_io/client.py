@@ -16,9 +16,9 @@ from discord.ext import commands
 from bot import errors
 from bot.discord_io.admission import check_interaction
 from bot.discord_io.attachments import AttachmentReader
+from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.inflight import InFlight
 from bot.discord_io.modlog import DiscordModlog
-from bot.discord_io.replies import is_expected, send_failure
 from bot.services import Services, build_services
 from bot.settings import Settings
 

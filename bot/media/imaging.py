@@ -13,7 +13,8 @@ from PIL import Image
 from bot import errors
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.util.images import check_pixels
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from bot import errors
 from bot.media.audio import API_LIMIT_BYTES, MAX_PART_SECONDS, AudioPart, CorruptAudio, prepare_upload
 from bot.moderation.gate import ModerationGate
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import errors
-from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ModerationResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,8 @@ class ModerationBatcher:
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
-        # Twice the channel lane. Every request costs the event loop about 0.4 ms: with more slots, 200 /asks
-        # in flight sent 1.5 moderation requests per /ask and saturated the loop; with as many as the
-        # channel lane, prompts waited for a slot (README, "Performance").
+        # Twice the channel lane: every request costs the event loop time, so more slots saturate it under
+        # load (fewer, larger batches are cheaper), while as many as the channel lane leave prompts waiting.
         self.urgent_concurrency = urgent_concurrency or 2 * concurrency
         self._urgent_in_flight = 0
         self._urgent: deque[_Pending] = deque()
@@ -114,8 +114,8 @@ class ModerationBatcher:
     ) -> list[ModerationResult]:
         """One result per text, in order. Raises the upstream's domain error when its request failed.
 
-        `urgent` texts go through the urgent lane (see the class): a lone /ask waited 20 ms of window
-        beside a request in flight, and under load up to a whole request's latency for a channel slot.
+        `urgent` texts go through the urgent lane (see the class), so a prompt waits neither for the
+        batching window nor for a slot behind channel messages.
         """
         futures = [self._submit(text, context, urgent) for text in texts]
         if urgent:
@@ -148,10 +148,6 @@ class ModerationBatcher:
             raise errors.ModerationUnavailable()
         self._remember(key, results[0])
         return results[0]
-
-    def forget(self) -> None:
-        """Drop cached verdicts (policy tests, or after the endpoint's model changed)."""
-        self._cache.clear()
 
     async def close(self) -> None:
         self._closed = True
@@ -228,7 +224,7 @@ class ModerationBatcher:
                 return  # the next input starts a new dispatcher (_submit): an idle bot keeps no task waiting
             wait = self._pending[0].enqueued + self.window - time.monotonic()
             # With no request in flight nothing is gained by waiting: what arrived in this loop turn goes
-            # at once, so an /ask at low load pays no window (README, "Performance"). Under load, batch.
+            # at once, so an /ask at low load pays no window. Under load, batch.
             if wait > 0 and not self._full.is_set() and self._requests:
                 try:
                     await asyncio.wait_for(self._full.wait(), wait)
@@ -248,8 +244,8 @@ class ModerationBatcher:
         """Send the urgent lane's inputs while it has free slots.
 
         When the caller's own inputs are all that is queued, its request goes from the caller's task: a
-        request task waited for a turn of the event loop, several milliseconds with hundreds of /asks in
-        flight (README, "Performance"), and only the caller's own cancellation can cut it short then.
+        request task would first wait for a turn of a busy event loop, and only the caller's own
+        cancellation can cut it short then.
         """
         own = {id(f) for f in futures}
         if (

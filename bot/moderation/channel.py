@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from bot import errors
 from bot.moderation.batcher import ModerationBatcher
@@ -13,7 +14,8 @@ from bot.moderation.policy import Decision, Policy, PolicyRepo, decide
 from bot.moderation.queue import MessageSubject, OutageQueue
 from bot.moderation.records import ActionLog
 from bot.moderation.strikes import Strikes
-from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ModerationResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 from bot.storage.store import Store
 
@@ -32,13 +34,18 @@ OUTAGE_ERRORS = (
 MAX_IMAGES_PER_MESSAGE = 10
 
 
+OutcomeStatus = Literal["skipped", "clean", "queued", "acted"]
+# Why the endpoint cannot judge: out of credit (insufficient_quota), or failing for any other reason.
+OutageReason = Literal["outage", "quota"]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one message. `status`: skipped | clean | queued | acted."""
+    """What happened to one message."""
 
-    status: str
+    status: OutcomeStatus
     policy: Policy
-    reason: str = ""
+    reason: str = ""  # skipped: why; queued: the OutageReason
     decision: Decision | None = None
     action_id: int = 0
     strikes: int = 0
@@ -46,7 +53,7 @@ class Outcome:
     notify: bool = False  # first outage of this kind for this server: tell its mod-log once
 
 
-def outage_reason(error: BaseException) -> str:
+def outage_reason(error: BaseException) -> OutageReason:
     return "quota" if isinstance(error, errors.QuotaExhausted) else "outage"
 
 
@@ -69,7 +76,7 @@ class ChannelModerator:
         self.actions = actions
         self.strikes = strikes
         self.moderate_bots = moderate_bots
-        self.outage: str | None = None  # "outage" | "quota" while the endpoint fails
+        self.outage: OutageReason | None = None  # while the endpoint fails
         self._notified: set[tuple[int, str]] = set()
 
     @property
@@ -139,7 +146,7 @@ class ChannelModerator:
                 failed.append(item.id)
                 failure = verdict
                 continue
-            subject = MessageSubject(**{**item.subject.__dict__, "source": "queue"})
+            subject = replace(item.subject, source="queue")
             policy, skip = await self.screen(subject)
             outcome = Outcome("skipped", policy, skip) if skip else await self.judge(subject, policy, verdict)
             done.append((subject, outcome))

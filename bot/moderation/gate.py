@@ -11,7 +11,8 @@ from bot import errors
 from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.normalize import moderation_inputs, warm_up
 from bot.moderation.policy import PolicyRepo
-from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ModerationResult
+from bot.openai_api.gateway import OpenAIGateway
 
 log = logging.getLogger(__name__)
 

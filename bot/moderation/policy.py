@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, cast
 
 from bot import errors
 from bot.privacy.owner import DataOwner, Fate, Retention, TablePolicy
@@ -27,9 +27,11 @@ CATEGORIES: tuple[str, ...] = (
     "violence",
     "violence/graphic",
 )
+# Stored in moderation_policies and moderation_actions: the values must not change.
+Action = Literal["log", "delete", "warn"]
 # Ordered by severity: the strongest action among the hit categories wins.
-ACTIONS: tuple[str, ...] = ("log", "delete", "warn")
-ACTION_LABELS = {"log": "log only", "delete": "delete", "warn": "delete and warn the author"}
+ACTIONS: tuple[Action, ...] = ("log", "delete", "warn")
+ACTION_LABELS: dict[str, str] = {"log": "log only", "delete": "delete", "warn": "delete and warn the author"}
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,8 @@ class Policy:
     guild_id: int
     enabled: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
-    actions: dict[str, str] = field(default_factory=dict)
-    default_action: str = "warn"
+    actions: dict[str, Action] = field(default_factory=dict)
+    default_action: Action = "warn"
     strikes_to_timeout: int = 0
     strike_window: float = 86400.0
     timeout_seconds: float = 600.0
@@ -49,7 +51,7 @@ class Policy:
     modlog_channel_id: int | None = None
     fail_open: bool = False
 
-    def action_for(self, category: str) -> str:
+    def action_for(self, category: str) -> Action:
         return self.actions.get(category, self.default_action)
 
     def is_exempt(self, channel_ids: Iterable[int], role_ids: Iterable[int]) -> bool:
@@ -64,7 +66,7 @@ class Decision:
 
     categories: list[str]
     scores: dict[str, float]
-    action: str
+    action: Action
 
 
 def hit_categories(policy: Policy, flagged: Iterable[str], scores: dict[str, float]) -> list[str]:
@@ -90,12 +92,13 @@ def decide(policy: Policy, flagged: Iterable[str], scores: dict[str, float]) -> 
 
 
 def _row_to_policy(row: Any) -> Policy:
+    # The actions need no check here: `validate` refused any other value before it was written.
     return Policy(
         guild_id=int(row["guild_id"]),
         enabled=bool(row["enabled"]),
         thresholds={str(k): float(v) for k, v in json.loads(row["thresholds"]).items()},
-        actions={str(k): str(v) for k, v in json.loads(row["actions"]).items()},
-        default_action=str(row["default_action"]),
+        actions={str(k): cast(Action, str(v)) for k, v in json.loads(row["actions"]).items()},
+        default_action=cast(Action, str(row["default_action"])),
         strikes_to_timeout=int(row["strikes_to_timeout"]),
         strike_window=float(row["strike_window"]),
         timeout_seconds=float(row["timeout_seconds"]),

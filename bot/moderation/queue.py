@@ -6,9 +6,14 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
+
+# Stored in moderation_actions.source: a live message, its edit, or one moderated late from the queue.
+SubjectKind = Literal["message", "thread"]
+Source = Literal["message", "edit", "queue"]
 
 
 @dataclass(frozen=True)
@@ -24,10 +29,10 @@ class MessageSubject:
     role_ids: tuple[int, ...] = ()
     parent_channel_id: int | None = None  # a thread's or forum post's channel, for exemptions
     author_is_bot: bool = False
-    source: str = "message"  # message | edit
+    source: Source = "message"
     # What the text belongs to: a message (its content, file names, embeds and poll), or a thread or
     # forum post (its name; message_id and channel_id are then the thread's own id).
-    kind: str = "message"  # message | thread
+    kind: SubjectKind = "message"
     jump_url: str = ""
     created_at: float = field(default_factory=time.time)
 

@@ -6,8 +6,10 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from bot.moderation.policy import Decision
+from bot.moderation.policy import Action, Decision
+from bot.moderation.queue import Source
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 
@@ -24,10 +26,10 @@ class ActionRecord:
     channel_id: int
     message_id: int
     author_id: int
-    source: str
+    source: Source
     categories: list[str]
     scores: dict[str, float]
-    action: str
+    action: Action
     deleted: bool
     warned: str
     timed_out: float
@@ -49,7 +51,13 @@ class ActionLog(DataOwner):
         self.store = store
 
     async def record(
-        self, guild_id: int, channel_id: int, message_id: int, author_id: int, source: str, decision: Decision
+        self,
+        guild_id: int,
+        channel_id: int,
+        message_id: int,
+        author_id: int,
+        source: Source,
+        decision: Decision,
     ) -> tuple[int, bool]:
         """The new action's id, and whether the message already had a non-log action (its edit, judged
         alongside it): checked in the same write transaction, so two concurrent verdicts cannot both miss."""
@@ -106,10 +114,10 @@ class ActionLog(DataOwner):
             channel_id=int(row["channel_id"]),
             message_id=int(row["message_id"]),
             author_id=int(row["author_id"]),
-            source=str(row["source"]),
+            source=cast(Source, str(row["source"])),
             categories=list(json.loads(row["categories"])),
             scores=dict(json.loads(row["scores"])),
-            action=str(row["action"]),
+            action=cast(Action, str(row["action"])),
             deleted=bool(row["deleted"]),
             warned=str(row["warned"]),
             timed_out=float(row["timed_out"]),

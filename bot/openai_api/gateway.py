@@ -1,158 +1,41 @@
-"""The one AsyncOpenAI client: every call, our own retry policy, SDK errors mapped to domain errors, metering."""
+"""The one AsyncOpenAI client: every call through the retry policy, plain data out, metering."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import aiohttp
 import httpx2
 import openai
 from openai import AsyncOpenAI
 
 from bot import errors
+from bot.openai_api.calls import (
+    CallContext,
+    CallGuard,
+    ChatResult,
+    GeneratedImage,
+    ModerationResult,
+    PlannedCall,
+    Transcript,
+    UsageEvent,
+    UsageSink,
+)
 from bot.openai_api.chat_stream import chat_events
+from bot.openai_api.retry import RetryPolicy, translate_error
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_POLICY_CODES = {"moderation_blocked", "content_policy_violation"}
-
-
-@dataclass(frozen=True)
-class CallContext:
-    """Who asked for a call: used for the usage ledger and budgets, never for logging content."""
-
-    guild_id: int | None = None
-    channel_id: int | None = None
-    user_id: int | None = None
-    command: str = "unknown"
-    # True when admission already took this request's rate token (a command, a button, a mention): its
-    # calls are then not rate-limited a second time. Background work (auto-transcription) leaves it False.
-    admitted: bool = False
-
-
-@dataclass(frozen=True)
-class UsageEvent:
-    """One metered OpenAI call, as plain data."""
-
-    context: CallContext
-    kind: str  # chat | moderation | image | transcription | speech | embedding
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    images: int = 0
-    image_size: str | None = None
-    image_quality: str | None = None
-    audio_seconds: float = 0.0
-    # False: the caller does not wait for the row's commit, because a write it awaits next (the /ask's
-    # history) is queued after it and so commits it first.
-    wait_for_commit: bool = True
-
-
-UsageSink = Callable[[UsageEvent], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class PlannedCall:
-    """A call about to be made, as plain data, so a guard can admit or refuse it before anything is sent."""
-
-    context: CallContext
-    kind: str  # as UsageEvent.kind
-    model: str
-    max_output_tokens: int = 0
-    messages: Sequence[dict[str, Any]] = ()
-    text: str = ""
-    images: int = 0
-    image_size: str | None = None
-    image_quality: str | None = None
-    audio_seconds: float = 0.0
-    audio_bytes: int = 0
-    # The messages' token count when the caller already knows it (stored turns carry theirs), so the
-    # guard's estimate need not re-tokenise a whole history on every call.
-    prompt_tokens: int | None = None
-
-
-class CallGuard(Protocol):
-    """Admission for every call (budgets, rate limits, quota breaker); held for the call's whole duration."""
-
-    def admit(self, call: PlannedCall) -> AbstractAsyncContextManager[None]: ...
-
-
-@dataclass
-class ChatResult:
-    text: str
-    finish_reason: str
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def truncated(self) -> bool:
-        return self.finish_reason == "length"
-
-
-@dataclass(frozen=True)
-class ModerationResult:
-    flagged: bool
-    categories: dict[str, bool]
-    scores: dict[str, float]
-
-    @property
-    def flagged_categories(self) -> list[str]:
-        return sorted(name for name, hit in self.categories.items() if hit)
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    data: bytes
-    output_format: str
-    revised_prompt: str | None
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    seconds: float | None = None
-
-
-@dataclass
-class RetryPolicy:
-    """How calls are retried: rate limits honour Retry-After, 5xx and timeouts back off; never quota."""
-
-    max_retries: int = 2
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2**attempt) * (0.75 + random.random() / 2)  # noqa: S311
-
 
 def is_reasoning_model(model: str) -> bool:
     """OpenAI's o-series and gpt-5 family (not the non-reasoning chat-latest aliases)."""
     return model.startswith(("o1", "o3", "o4", "gpt-5")) and "chat-latest" not in model
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw:
-            try:
-                return max(0.0, float(raw) / divisor)
-            except ValueError:
-                continue
-    return None
 
 
 def parse_moderation(payload: Any) -> list[ModerationResult]:
@@ -174,25 +57,6 @@ def parse_moderation(payload: Any) -> list[ModerationResult]:
             )
         )
     return parsed
-
-
-def _connection_failure(exc: BaseException) -> bool:
-    """Whether a "timeout" is really a refused or dropped connection.
-
-    The SDK's aiohttp transport maps every aiohttp.ClientConnectionError (refused, reset, server
-    disconnected) to ConnectTimeout; the cause chain tells which it was, so users hear "unavailable"
-    rather than "took too long".
-    """
-    cause = exc.__cause__ or exc.__context__
-    for _ in range(8):
-        if cause is None:
-            return False
-        if isinstance(cause, TimeoutError):  # aiohttp's timeouts subclass it too
-            return False
-        if isinstance(cause, aiohttp.ClientConnectionError | ConnectionError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 class OpenAIGateway:
@@ -230,70 +94,16 @@ class OpenAIGateway:
     async def close(self) -> None:
         await self.client.close()
 
-    # -- error handling -------------------------------------------------------------------------
-
-    def translate(self, exc: Exception, model: str) -> errors.BotError:
-        """Map an SDK or transport exception to the domain error a user is shown."""
-        request_id = getattr(exc, "request_id", None)
-        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException) and not _connection_failure(exc):
-            return errors.UpstreamTimeout()
-        if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-            return errors.UpstreamUnavailable()
-        if isinstance(exc, openai.RateLimitError):
-            if exc.code == "insufficient_quota" or exc.type == "insufficient_quota":
-                return errors.QuotaExhausted()
-            return errors.RateLimited(_retry_after(exc) or 1.0)
-        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-            return errors.InvalidApiKey()
-        if isinstance(exc, openai.NotFoundError) and (
-            exc.code == "model_not_found" or "model" in exc.message
-        ):
-            return errors.UnknownModel(model, self.settings.setting_for_model(model))
-        if isinstance(exc, openai.BadRequestError):
-            if exc.code == "context_length_exceeded":
-                return errors.ContextTooLong()
-            if exc.code in _POLICY_CODES:
-                return errors.ContentRefused()
-            return errors.BadRequest(exc.message.split("\n")[0][:300])
-        if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
-            return errors.UpstreamUnavailable()
-        if isinstance(exc, openai.APIResponseValidationError | ValueError):
-            return errors.UpstreamUnavailable()
-        log.warning("unexpected OpenAI error %s (request %s)", type(exc).__name__, request_id)
-        return errors.UpstreamUnavailable()
-
     async def call(
         self, make_call: Callable[[], Awaitable[T]], *, model: str, deadline: float | None = None
     ) -> T:
         """Run `make_call` with the retry policy, within `deadline` seconds from now when given."""
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                return await make_call()
-            except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
-                error = self.translate(exc, model)
-                log.info(
-                    "OpenAI call failed: %s (model %s, request %s)",
-                    type(error).__name__,
-                    model,
-                    getattr(exc, "request_id", None),
-                )
-                if not isinstance(
-                    error, errors.RateLimited | errors.UpstreamUnavailable | errors.UpstreamTimeout
-                ):
-                    raise error from exc
-                if attempt >= self.retry.max_retries:
-                    raise error from exc
-                wait = (
-                    error.retry_after
-                    if isinstance(error, errors.RateLimited)
-                    else self.retry.backoff(attempt)
-                )
-                if deadline is not None and time.monotonic() - started + wait > deadline:
-                    raise error from exc
-                attempt += 1
-                await self.retry.sleep(wait)
+        return await self.retry.run(
+            make_call,
+            lambda exc: translate_error(exc, model, self.settings.setting_for_model),
+            model=model,
+            deadline=deadline,
+        )
 
     def _admit(self, call: PlannedCall) -> AbstractAsyncContextManager[Any]:
         # The guard may refuse (a domain error) before anything is sent; moderation is only observed.
@@ -351,9 +161,8 @@ class OpenAIGateway:
         async with self._admit(planned):
             stream = await self.call(
                 lambda: self.client.chat.completions.create(
-                    # The SDK walks every message through its typed transform, which took half the CPU
-                    # of a busy bot with long histories; plain dicts need none, so they go as extra_body
-                    # (which replaces the body's `messages`) untouched (README, "Performance").
+                    # As extra_body (which replaces the body's `messages`): plain dicts skip the SDK's
+                    # per-message typed transform, the costliest CPU step with long histories.
                     messages=[],
                     extra_body={"messages": list(messages)},
                     stream=True,
@@ -367,7 +176,7 @@ class OpenAIGateway:
             finish_reason: str | None = None
             prompt_tokens = completion_tokens = 0
             try:
-                # Plain dicts, not the SDK's typed chunks: see bot/chat_stream.py.
+                # Plain dicts, not the SDK's typed chunks: see bot/openai_api/chat_stream.py.
                 async for chunk in chat_events(stream):
                     if usage := chunk.get("usage"):
                         prompt_tokens = int(usage.get("prompt_tokens") or 0)
@@ -451,9 +260,8 @@ class OpenAIGateway:
         async with self._admit(PlannedCall(context, "moderation", model)):
 
             async def fetch() -> list[ModerationResult]:
-                # Plain JSON in and out, not the SDK's typed path: its input transform and pydantic
-                # results cost ~1 ms per input on the event loop, ~70 ms for a batch of 64 messages.
-                # Errors still come out of the SDK's request machinery as its usual exceptions.
+                # Plain JSON in and out: the SDK's typed input transform and pydantic results would block
+                # the event loop for every input of a batch. Errors still come out as the SDK's exceptions.
                 response = await self.client.post(
                     "/moderations", body={"model": model, "input": inputs}, cast_to=httpx2.Response
                 )
@@ -466,7 +274,7 @@ class OpenAIGateway:
         await self._meter(UsageEvent(context, "moderation", model))
         return results
 
-    # -- images, audio, embeddings, models ------------------------------------------------------
+    # -- images, audio, models ------------------------------------------------------------------
 
     async def generate_image(
         self,
@@ -547,18 +355,6 @@ class OpenAIGateway:
                 seconds = float(usage.seconds)
             await self._meter(UsageEvent(context, "transcription", model, audio_seconds=seconds or 0.0))
             return Transcript(str(getattr(response, "text", response)), seconds)
-
-    async def embed(
-        self, texts: list[str], *, context: CallContext, model: str = "text-embedding-3-small"
-    ) -> list[list[float]]:
-        async with self._admit(PlannedCall(context, "embedding", model, text="\n".join(texts))):
-            response = await self.call(
-                lambda: self.client.embeddings.create(model=model, input=texts), model=model, deadline=60.0
-            )
-            await self._meter(
-                UsageEvent(context, "embedding", model, prompt_tokens=response.usage.prompt_tokens)
-            )
-            return [list(item.embedding) for item in response.data]
 
     async def list_models(self) -> set[str]:
         async def fetch() -> set[str]:

@@ -10,7 +10,9 @@ import discord
 
 from bot import errors
 from bot.cost.pricing import PricesError, PriceTable
-from bot.openai_api.gateway import CallContext, OpenAIGateway, RetryPolicy
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
+from bot.openai_api.retry import RetryPolicy
 from bot.settings import Settings
 from bot.storage.store import Store, StoreError
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot import errors
-from bot.openai_api.gateway import CallContext, ChatResult, OpenAIGateway
+from bot.openai_api.calls import CallContext, ChatResult
+from bot.openai_api.gateway import OpenAIGateway
 from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
 

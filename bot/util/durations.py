@@ -105,9 +105,3 @@ def format_duration(duration: dt.timedelta) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return "".join(parts) or "0s"
-
-
-def format_seconds(seconds: float) -> str:
-    """'42 s' or '3 min 05 s': an elapsed time or a recording's length, for people."""
-    whole = int(seconds)
-    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"

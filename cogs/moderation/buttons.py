@@ -12,9 +12,9 @@ from discord import app_commands
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
-from bot.discord_io.replies import is_expected, send_failure
+from bot.discord_io.failures import is_expected, send_failure
+from bot.spans import format_seconds
 from cogs.moderation.effects import timeout_member
-from cogs.moderation.modlog import duration
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class ModlogButton(
             )
         await bot.services.review.timed_out(plan)
         await interaction.followup.send(
-            f"<@{plan.record.author_id}> is timed out for {duration(plan.seconds)}.", ephemeral=True
+            f"<@{plan.record.author_id}> is timed out for {format_seconds(plan.seconds, measured=False)}.",
+            ephemeral=True,
         )
 
     async def false_positive(self, interaction: discord.Interaction[Any]) -> None:

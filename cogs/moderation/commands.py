@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot import errors
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.policy import ACTION_LABELS, ACTIONS, CATEGORIES, Policy
-from cogs.moderation.modlog import duration
+from bot.spans import format_seconds
 
 CATEGORY_CHOICES = [Choice(name=c, value=c) for c in CATEGORIES]
 ACTION_CHOICES = [Choice(name=ACTION_LABELS[a], value=a) for a in ACTIONS]
@@ -38,8 +38,9 @@ def policy_embed(policy: Policy, *, queued: int, outage: str | None) -> discord.
         inline=False,
     )
     escalation = (
-        f"timeout {duration(policy.timeout_seconds)} after {policy.strikes_to_timeout} strikes "
-        f"within {duration(policy.strike_window)}"
+        f"timeout {format_seconds(policy.timeout_seconds, measured=False)} "
+        f"after {policy.strikes_to_timeout} strikes "
+        f"within {format_seconds(policy.strike_window, measured=False)}"
         if policy.strikes_to_timeout
         else "none"
     )
@@ -135,7 +136,7 @@ class ModerationCommands(commands.Cog):
         if category == "default":
             await self._updated(interaction, summary, default_action=action)
             return
-        actions = dict((await self._policy(interaction)).actions)
+        actions: dict[str, str] = dict((await self._policy(interaction)).actions)
         actions[category] = action
         await self._updated(interaction, summary, actions=actions)
 
@@ -154,8 +155,8 @@ class ModerationCommands(commands.Cog):
         timeout_minutes: app_commands.Range[int, 1, 40320] = 10,
     ) -> None:
         summary = (
-            f"Timeout of {duration(timeout_minutes * 60)} after {strikes} strikes within "
-            f"{duration(window_minutes * 60)}."
+            f"Timeout of {format_seconds(timeout_minutes * 60, measured=False)} after {strikes} strikes "
+            f"within {format_seconds(window_minutes * 60, measured=False)}."
             if strikes
             else "Escalation is off."
         )

@@ -12,10 +12,9 @@ from discord.ext import commands
 
 from bot import errors
 from bot.moderation.channel import ChannelModerator
-from bot.moderation.queue import MessageSubject
+from bot.moderation.queue import MessageSubject, Source
 from bot.storage.store import StoreError
 from cogs.moderation.actions import ModerationActions
-from cogs.moderation.modlog import action_embed
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -56,7 +55,7 @@ def message_text(message: discord.Message) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: str) -> MessageSubject | None:
+def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: Source) -> MessageSubject | None:
     """A thread's or forum post's name, as moderation judges it (the owner answers for it)."""
     if thread.owner_id is None or thread.owner_id == bot_user_id:
         return None
@@ -76,7 +75,7 @@ def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: str) -
     )
 
 
-def subject_from_message(message: discord.Message, bot_user_id: int, source: str) -> MessageSubject | None:
+def subject_from_message(message: discord.Message, bot_user_id: int, source: Source) -> MessageSubject | None:
     if message.guild is None or message.author.id == bot_user_id or message.is_system():
         return None
     roles = tuple(role.id for role in getattr(message.author, "roles", []) or [])
@@ -219,4 +218,4 @@ class ModerationEvents(commands.Cog):
                 delay = 0.0 if done else self.retry_interval
 
 
-__all__ = ["ModerationEvents", "action_embed", "image_urls", "subject_from_message"]
+__all__ = ["ModerationEvents", "image_urls", "subject_from_message"]

@@ -11,6 +11,7 @@ from bot.discord_io.text import neutralize_mentions
 from bot.moderation.channel import Outcome
 from bot.moderation.policy import ACTION_LABELS
 from bot.moderation.queue import MessageSubject
+from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 900
@@ -25,16 +26,6 @@ class Effects:
     warned: str = ""  # dm | channel | failed | ""
     timed_out: float = 0.0
     problems: list[str] = field(default_factory=list)
-
-
-def duration(seconds: float) -> str:
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{int(seconds // 86400)} d"
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds >= 60:
-        return f"{round(seconds / 60)} min"
-    return f"{int(seconds)} s"
 
 
 def excerpt(text: str) -> str:
@@ -63,7 +54,7 @@ def describe_effects(subject: MessageSubject, outcome: Outcome, effects: Effects
         limit = outcome.policy.strikes_to_timeout
         parts.append(f"strike {outcome.strikes}" + (f" of {limit}" if limit else ""))
     if effects.timed_out:
-        parts.append(f"timed out for {duration(effects.timed_out)}")
+        parts.append(f"timed out for {format_seconds(effects.timed_out, measured=False)}")
     parts += effects.problems
     return " · ".join(parts)
 

@@ -14,7 +14,8 @@ from bot.cost.rules import LimitsStore
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.replies import StreamingReply
 from bot.moderation.batcher import ModerationBatcher
-from bot.openai_api.gateway import CallContext, OpenAIGateway, PlannedCall
+from bot.openai_api.calls import CallContext, PlannedCall
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 from bot.storage.store import Store, StoreError
 from testkit.discord import FakeDiscord

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.discord_io.client import OpenAIBot
-from bot.openai_api.gateway import UsageEvent
+from bot.openai_api.calls import UsageEvent
 from bot.settings import load_settings
 from testkit.discord import FakeDiscord
 from testkit.driver import ask, chat_bodies

@@ -13,7 +13,7 @@ import pytest
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from testkit.discord import FakeDiscord
 from testkit.driver import ask, run
 from testkit.openai import FakeOpenAI

@@ -10,7 +10,7 @@ import pytest
 
 from bot.cost.pricing import PriceTable
 from bot.discord_io.client import OpenAIBot
-from bot.openai_api.gateway import CallContext
+from bot.openai_api.calls import CallContext
 from bot.ops.doctor import check_prices
 from testkit.discord import FakeDiscord
 from testkit.driver import ask

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.discord_io.client import OpenAIBot
-from bot.openai_api.gateway import CallContext, UsageEvent
+from bot.openai_api.calls import CallContext, UsageEvent
 from testkit import FakeDiscord, FakeInteraction, FakeOpenAI
 from testkit.driver import run
 from tests.e2e.imagine.test_imagine import finished, has_image, imagine

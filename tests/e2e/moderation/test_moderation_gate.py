@@ -11,7 +11,8 @@ from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.gate import CHUNK_CHARS, ModerationGate
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 from testkit.discord import FakeDiscord
 from testkit.driver import ask_settled

@@ -17,7 +17,8 @@ from bot.moderation.normalize import (
     render_markdown,
     skeleton,
 )
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
 from testkit import FakeDiscord, FakeOpenAI
 from testkit.driver import ask_settled as ask

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from bot import errors
-from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.openai_api.calls import CallContext
+from bot.openai_api.gateway import OpenAIGateway
 from bot.summary.summarizer import (
     CHUNK_INSTRUCTIONS,
     SourceMessage,

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import BotError, InvalidInput
-from bot.util.durations import MAX_DURATION, format_duration, format_seconds, parse_duration
+from bot.spans import format_seconds
+from bot.util.durations import MAX_DURATION, format_duration, parse_duration
 
 UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -111,3 +112,27 @@ def test_spacing_and_case_do_not_matter(units: list[str], data: st.DataObject) -
 )
 def test_format_seconds_reads_as_people_write_it(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (45, "45 s"), (90, "1 min 30 s"), (600, "10 min"), (5400, "1 h 30 min"), (86400, "1 d")],
+)
+def test_spans_show_their_two_largest_units_without_zero_parts(seconds: float, text: str) -> None:
+    assert format_seconds(seconds, measured=False) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.2, "1 s"), (119.5, "2 min"), (3659, "1 h 1 min"), (86399, "1 d"), (50000, "13 h 54 min")],
+)
+def test_a_wait_rounded_up_never_reads_shorter_than_it_is(seconds: float, text: str) -> None:
+    assert format_seconds(seconds, measured=False, round_up=True) == text
+
+
+@given(st.floats(0, 40 * 86400))
+def test_a_rounded_up_wait_is_at_least_the_real_one(seconds: float) -> None:
+    shown = format_seconds(seconds, measured=False, round_up=True)
+    sizes = {"d": 86400, "h": 3600, "min": 60, "s": 1}
+    words = shown.split()
+    assert sum(int(n) * sizes[unit] for n, unit in zip(words[::2], words[1::2], strict=True)) >= seconds
