@@ -60,6 +60,8 @@ class Settings:
     moderation_concurrency: int = _env_field("MODERATION_CONCURRENCY", 8)
     moderation_cache_seconds: float = _env_field("MODERATION_CACHE_SECONDS", 60.0)
     moderation_retry_interval: float = _env_field("MODERATION_RETRY_INTERVAL", 15.0)
+    moderation_catchup_hours: float = _env_field("MODERATION_CATCHUP_HOURS", 24.0)
+    moderation_catchup_messages: int = _env_field("MODERATION_CATCHUP_MESSAGES", 1000)
     image_model: str = _env_field("IMAGE_MODEL", "gpt-image-1.5")
     transcription_model: str = _env_field("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
     # /imagine and /transcribe (see README, "Images and transcription").
@@ -186,6 +188,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "moderation_concurrency": _parse_positive_int,
     "moderation_cache_seconds": _parse_non_negative_float,
     "moderation_retry_interval": _parse_positive_float,
+    "moderation_catchup_hours": _parse_non_negative_float,
+    "moderation_catchup_messages": _parse_non_negative_int,
     "user_daily_budget": _parse_non_negative_float,
     "server_monthly_budget": _parse_non_negative_float,
     "user_requests_per_minute": _parse_positive_float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot import errors
@@ -13,6 +14,7 @@ from bot.moderation.policy import Decision, Policy, PolicyRepo, decide
 from bot.moderation.queue import MessageSubject, OutageQueue
 from bot.moderation.records import ActionLog
 from bot.moderation.strikes import Strikes
+from bot.moderation.watermarks import Watermarks
 from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
 from bot.settings import Settings
 from bot.storage.store import Store
@@ -61,6 +63,7 @@ class ChannelModerator:
         actions: ActionLog,
         strikes: Strikes,
         *,
+        watermarks: Watermarks | None = None,
         moderate_bots: bool = False,
     ) -> None:
         self.gate = gate
@@ -68,6 +71,7 @@ class ChannelModerator:
         self.queue = queue
         self.actions = actions
         self.strikes = strikes
+        self.watermarks = watermarks if watermarks is not None else Watermarks(queue.store)
         self.moderate_bots = moderate_bots
         self.outage: str | None = None  # "outage" | "quota" while the endpoint fails
         self._notified: set[tuple[int, str]] = set()
@@ -147,6 +151,33 @@ class ChannelModerator:
         self._recovered()
         return done, False
 
+    async def unseen(self, subjects: Sequence[MessageSubject]) -> list[MessageSubject]:
+        """Of messages read back from history, claim and return those never handled: not at or below their
+        channel's watermark, not being moderated now, with no action on record and not waiting in the
+        outage queue. The caller moderates them and `finish`es each on its watermarks."""
+        fresh = [s for s in subjects if not self.watermarks.handled(s.channel_id, s.message_id)]
+        ids = [s.message_id for s in fresh]
+        known = set(await self.actions.recorded(ids)) | await self.queue.holding(ids) if ids else set()
+        claimed: list[MessageSubject] = []
+        for subject in fresh:
+            if not self.watermarks.claim(subject.guild_id, subject.channel_id, subject.message_id):
+                continue
+            if subject.message_id in known:
+                # Acted on (or queued) before a crash that came ahead of the watermark's flush.
+                self.watermarks.finish(subject.channel_id, subject.message_id)
+                continue
+            claimed.append(subject)
+        return claimed
+
+    async def stored_verdicts(self, channel_id: int, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Verdicts already paid for, by message id (True: flagged): messages this bot moderated live,
+        i.e. handled per the channel's watermark; flagged exactly when an action is on record."""
+        handled = [m for m in message_ids if self.watermarks.handled(channel_id, m)]
+        if not handled:
+            return {}
+        flagged = await self.actions.recorded(handled)
+        return {m: flagged.get(m, False) for m in handled}
+
     async def evaluate(self, subject: MessageSubject) -> Verdict:
         """The text whole (chunked) and each image in its own request, merged into one verdict."""
         context = CallContext(subject.guild_id, subject.channel_id, subject.author_id, "channel-moderation")
@@ -218,6 +249,7 @@ def build_moderation(
         OutageQueue(store),
         ActionLog(store),
         Strikes(store),
+        watermarks=Watermarks(store),
         moderate_bots=settings.moderate_bot_messages,
     )
     return gate, channel

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from bot.storage.store import Store
@@ -22,7 +23,7 @@ class MessageSubject:
     role_ids: tuple[int, ...] = ()
     parent_channel_id: int | None = None  # a thread's or forum post's channel, for exemptions
     author_is_bot: bool = False
-    source: str = "message"  # message | edit
+    source: str = "message"  # message | edit | queue | catch-up
     jump_url: str = ""
     created_at: float = field(default_factory=time.time)
 
@@ -89,6 +90,19 @@ class OutageQueue:
             await db.executemany(
                 "UPDATE moderation_queue SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
             )
+
+    async def holding(self, message_ids: Sequence[int]) -> set[int]:
+        """Of `message_ids`, those waiting in the queue (the drainer will moderate them)."""
+        found: set[int] = set()
+        for start in range(0, len(message_ids), 500):
+            chunk = list(message_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self.store.fetchall(
+                f"SELECT message_id FROM moderation_queue WHERE message_id IN ({marks})",  # noqa: S608
+                tuple(chunk),
+            )
+            found.update(int(r["message_id"]) for r in rows)
+        return found
 
     async def count(self, guild_id: int | None = None) -> int:
         if guild_id is None:

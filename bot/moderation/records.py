@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.moderation.policy import Decision
@@ -58,6 +59,21 @@ class ActionLog:
                 ),
             )
             return int(cursor.lastrowid or 0), repeat
+
+    async def recorded(self, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Of `message_ids`, those with an action on record: {message_id: still counts as flagged}
+        (False once every one of its records was marked a false positive)."""
+        found: dict[int, bool] = {}
+        for start in range(0, len(message_ids), 500):
+            chunk = list(message_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self.store.fetchall(
+                f"SELECT message_id, MIN(false_positive) AS cleared FROM moderation_actions "  # noqa: S608
+                f"WHERE message_id IN ({marks}) GROUP BY message_id",
+                tuple(chunk),
+            )
+            found.update({int(r["message_id"]): not bool(r["cleared"]) for r in rows})
+        return found
 
     async def set_effects(self, action_id: int, *, deleted: bool, warned: str, timed_out: float) -> None:
         await self.store.execute(

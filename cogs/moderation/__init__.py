@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.discord_io.client import OpenAIBot
 from cogs.moderation.actions import ModerationActions
 from cogs.moderation.commands import ModerationCommands
-from cogs.moderation.listener import ModerationEvents
+from cogs.moderation.listener import CatchUpLimits, ModerationEvents
 from cogs.moderation.modlog import ModlogButton
 
 
@@ -14,7 +14,10 @@ async def setup(bot: OpenAIBot) -> None:
     if moderator is None:
         raise RuntimeError("build_services did not build the channel moderator")
     actions = ModerationActions(bot, moderator)
-    await bot.add_cog(ModerationEvents(bot, moderator, actions, bot.settings.moderation_retry_interval))
+    catch_up = CatchUpLimits(bot.settings.moderation_catchup_hours, bot.settings.moderation_catchup_messages)
+    await bot.add_cog(
+        ModerationEvents(bot, moderator, actions, bot.settings.moderation_retry_interval, catch_up)
+    )
     await bot.add_cog(ModerationCommands(moderator))
     bot.add_dynamic_items(ModlogButton)
 
