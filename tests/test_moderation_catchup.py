@@ -21,7 +21,7 @@ async def test_a_flagged_message_posted_while_the_bot_was_down_is_deleted_after_
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     bot = await start_bot()
-    seen = await fake_discord.post_message(world.channel_id, world.member_id, "hello before the restart")
+    await fake_discord.post_message(world.channel_id, world.member_id, "hello before the restart")
     await fake_discord.wait_until(lambda: "hello before the restart" in moderated_texts(fake_openai))
     await settle()
     await bot.close()  # flushes the watermarks
