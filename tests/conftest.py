@@ -86,6 +86,10 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI, **overrides: Any) -> 
         # The quota breaker's pause: short, so a test that recovers from insufficient_quota sees the probe
         # succeed on its next request; breaker tests set their own (tests/test_limits.py).
         quota_cooldown=0.05,
+        # Start-up catch-up reads every channel's history in the background, racing each test's own history
+        # reads and moderation requests; tests/test_moderation_catchup.py and the child-process tests
+        # run with it on.
+        moderation_catchup_messages=0,
     )
     return replace(base, **overrides)
 

@@ -11,6 +11,8 @@ from testkit.fake_openai import FakeOpenAI
 from tests.conftest import BotFactory, World
 from tests.moderation_support import actions, moderated_texts, rows, settle
 
+CATCH_UP_ON = {"moderation_catchup_messages": 1000}
+
 
 async def watermark(bot: OpenAIBot, channel_id: int) -> int:
     found = await rows(bot, "SELECT message_id FROM moderation_watermarks WHERE channel_id = ?", channel_id)
@@ -20,7 +22,7 @@ async def watermark(bot: OpenAIBot, channel_id: int) -> int:
 async def test_a_flagged_message_posted_while_the_bot_was_down_is_deleted_after_start_up(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    bot = await start_bot()
+    bot = await start_bot(**CATCH_UP_ON)
     await fake_discord.post_message(world.channel_id, world.member_id, "hello before the restart")
     await fake_discord.wait_until(lambda: "hello before the restart" in moderated_texts(fake_openai))
     await settle()
@@ -28,7 +30,7 @@ async def test_a_flagged_message_posted_while_the_bot_was_down_is_deleted_after_
 
     missed = await fake_discord.post_message(world.channel_id, world.member_id, "posted while down FLAGME")
     clean = await fake_discord.post_message(world.other_channel_id, world.member_id, "a quiet hello")
-    bot = await start_bot()
+    bot = await start_bot(**CATCH_UP_ON)
     await fake_discord.wait_until(
         lambda: int(missed["id"]) in fake_discord.deleted_message_ids, what="the missed message deleted"
     )
@@ -53,7 +55,7 @@ async def wait_for_watermark(bot: OpenAIBot, channel_id: int, message_id: int) -
 async def test_c_a_resume_catches_up_on_messages_the_gateway_lost(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    bot = await start_bot()
+    bot = await start_bot(**CATCH_UP_ON)
     before = await fake_discord.post_message(world.channel_id, world.member_id, "said before the drop")
     await fake_discord.wait_until(lambda: "said before the drop" in moderated_texts(fake_openai))
     await settle()
