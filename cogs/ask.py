@@ -16,6 +16,7 @@ from bot.chat.conversation import Answer, AskRequest, Conversations
 from bot.chat.vision import check_image_size, image_data_url
 from bot.discord_io.admission import check_rule, guild_allowed
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.interrupted import InflightAnswers
 from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
@@ -61,6 +62,7 @@ class Ask(commands.Cog):
         self.bot = bot
         self.conversations = conversations
         self.settings = settings
+        self.inflight = InflightAnswers(bot.services.store)
 
     @app_commands.command(name="ask", description="Ask the AI; it remembers this channel's conversation.")
     @app_commands.describe(
@@ -128,12 +130,17 @@ class Ask(commands.Cog):
             create_followup,
             interval=self.settings.stream_edit_interval,
         )
+        # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
+        started = self.inflight.started(interaction.application_id, interaction.token)
         try:
-            answer = await self.conversations.ask(request, on_text=reply.update)
-        except BaseException:
-            await reply.discard()
-            raise
-        await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+            try:
+                answer = await self.conversations.ask(request, on_text=reply.update)
+            except BaseException:
+                await reply.discard()
+                raise
+            await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+        finally:
+            await self.inflight.ended(interaction.token, started)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -416,3 +416,30 @@ async def test_kill_9_mid_moderation_then_restart_acts_on_the_lost_messages_and_
     assert len(warnings) == 4, "one warning per flagged message, none repeated"
     await restarted.signal(signal.SIGTERM)
     assert await restarted.wait() == 0
+
+
+async def test_kill_9_mid_stream_then_restart_tells_the_asker_the_answer_was_interrupted(
+    child: ChildBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    await child.start()
+    fake_openai.stream_chunk_chars = 3
+    fake_openai.stream_chunk_delay = 0.05
+    cut = await invoke_ask(fake_discord, world, "a long one " + "word " * 100)
+    await cut.wait_for(lambda fi: len(fi.edits()) >= 1 and "▌" in (fi.original or {}).get("content", ""))
+    await child.signal(signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL
+    assert cut.original is not None and "▌" in cut.original["content"]
+
+    restarted = child.make()  # type: ignore[attr-defined]
+    await restarted.start()
+    await cut.wait_for(lambda fi: "interrupted" in (fi.original or {}).get("content", ""), timeout=5)
+    assert "ask again" in cut.original["content"] and "▌" not in cut.original["content"]
+    assert db_rows(child.db_path, "SELECT id FROM inflight_answers") == []
+
+    fake_openai.stream_chunk_delay = 0.0
+    done = await invoke_ask(fake_discord, world, "after the restart")
+    await done.wait_done(timeout=10, settle=0.2)
+    assert final_answer(done) == "Echo: after the restart"
+    await restarted.signal(signal.SIGTERM)
+    assert await restarted.wait() == 0
+    assert db_rows(child.db_path, "SELECT id FROM inflight_answers") == [], "a finished answer leaves no row"
