@@ -54,8 +54,8 @@ class Watermarks:
         self._loaded = False
         self._generation = 0
 
-    async def load(self) -> None:
-        """Read the stored marks (once); they are held until a catch-up ran."""
+    async def load(self, *, hold: bool = True) -> None:
+        """Read the stored marks (once); with `hold`, they stay held until a catch-up ran."""
         if self._loaded:
             return
         self._loaded = True
@@ -64,8 +64,9 @@ class Watermarks:
             channel = self._channels.setdefault(int(row["channel_id"]), _Channel(int(row["guild_id"])))
             channel.mark = max(channel.mark, int(row["message_id"]))
             channel.flushed = channel.mark
-        # Until the start-up catch-up ran, nothing above the stored marks is known to be handled.
-        self.hold()
+        if hold:
+            # Until the start-up catch-up ran, nothing above the stored marks is known to be handled.
+            self.hold()
 
     def channels(self) -> dict[int, int]:
         """Every channel with a mark or a hold: {channel_id: guild_id}."""

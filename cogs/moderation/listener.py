@@ -97,7 +97,7 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
 
     async def cog_load(self) -> None:
         # Before the gateway connects: marks stay held until the start-up catch-up has read past them.
-        await self.watermarks.load()
+        await self.watermarks.load(hold=self.catch_up_limits.enabled)
         self._drainer = asyncio.create_task(self._drain_forever(), name="moderation-queue-drainer")
 
     async def cog_unload(self) -> None:
@@ -198,7 +198,8 @@ class ModerationEvents(commands.Cog, name=COG_NAME):
     @commands.Cog.listener()
     async def on_disconnect(self) -> None:
         # Events may be lost until the next RESUME or READY: marks must not move past them meanwhile.
-        self.watermarks.hold()
+        if self.catch_up_limits.enabled:
+            self.watermarks.hold()
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
