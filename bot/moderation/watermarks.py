@@ -138,12 +138,15 @@ class Watermarks:
                 )
 
     async def _flush_forever(self) -> None:
+        """Flush while marks keep moving; end once a round found nothing to write (the next move that
+        finds no flusher starts one), so an idle bot keeps no task for it."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
             self._wake.clear()
             try:
-                await self.flush()
+                if not await self.flush():
+                    return
             except StoreError:
                 log.warning("moderation watermarks could not be saved; retrying", exc_info=True)
 
