@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.chat.conversation import Conversations
 from bot.chat.history import History
+from bot.chat.inflight import InflightAnswers
 from bot.cost.admission import Admission
 from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger
@@ -24,6 +25,7 @@ from bot.moderation.queue import OutageQueue
 from bot.moderation.records import ActionLog
 from bot.moderation.review import ModerationReview
 from bot.moderation.strikes import Strikes
+from bot.moderation.watermarks import Watermarks
 from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.registry import Privacy, RetentionDays
 from bot.settings import Settings
@@ -48,6 +50,7 @@ class Services:
     review: ModerationReview
     history: History
     conversations: Conversations
+    inflight_answers: InflightAnswers
     images: ImageMaker
     transcriber: Transcriber
     auto_transcribe: AutoTranscribeChannels
@@ -89,15 +92,17 @@ async def build_services(
         OutageQueue(store),
         actions,
         strikes,
+        Watermarks(store),
         moderate_bots=settings.moderate_bot_messages,
     )
     history = History(store, window_tokens=settings.history_token_budget)
     limits_rules = limits.store
     auto_transcribe = AutoTranscribeChannels(store)
+    inflight_answers = InflightAnswers(store)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
     privacy = Privacy(
         store,
-        [history, ledger, limits_rules, *channel_moderation.data_owners, auto_transcribe],
+        [history, ledger, limits_rules, *channel_moderation.data_owners, auto_transcribe, inflight_answers],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
     return Services(
@@ -114,6 +119,7 @@ async def build_services(
         review=ModerationReview(actions, strikes, policies),
         history=history,
         conversations=Conversations(history, gateway, moderation, settings, bot_user_id=bot_user_id),
+        inflight_answers=inflight_answers,
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(
             gateway,

@@ -65,6 +65,7 @@ class Ask(commands.Cog):
         self.conversations = conversations
         self.admission = admission
         self.settings = settings
+        self.inflight = bot.services.inflight_answers
 
     @app_commands.command(name="ask", description="Ask the AI; it remembers this channel's conversation.")
     @app_commands.describe(
@@ -134,12 +135,17 @@ class Ask(commands.Cog):
             create_followup,
             interval=self.settings.stream_edit_interval,
         )
+        # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
+        started = self.inflight.started(interaction.application_id, interaction.token)
         try:
-            answer = await self.conversations.ask(request, on_text=reply.update)
-        except BaseException:
-            await reply.discard()
-            raise
-        await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+            try:
+                answer = await self.conversations.ask(request, on_text=reply.update)
+            except BaseException:
+                await reply.discard()
+                raise
+            await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+        finally:
+            await self.inflight.ended(interaction.token, started)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -11,11 +11,12 @@ from discord.ext import commands
 from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.text import neutralize_mentions, split_message
-from bot.moderation.gate import ModerationGate
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
-from bot.summary.summarizer import SourceMessage, Summarizer, Summary
+from bot.summary.digest import ChannelDigest
+from bot.summary.summarizer import SourceMessage, Summary
 from bot.util.durations import format_duration, parse_duration
+from cogs.moderation.listener import ModerationEvents
 
 DEFAULT_COUNT = 100
 MAX_NAMED_PARTICIPANTS = 20
@@ -26,7 +27,7 @@ def _timestamp(when: dt.datetime, style: str) -> str:
     return f"<t:{int(when.timestamp())}:{style}>"
 
 
-def render_summary(summary: Summary, *, skipped: int, capped_at: int | None) -> str:
+def render_summary(summary: Summary, *, skipped: int, capped_at: int | None, left_out: int = 0) -> str:
     """The posted text: a header with the span and the participants, the summary, then small notes."""
     plural = "s" if summary.message_count != 1 else ""
     names = [
@@ -48,6 +49,8 @@ def render_summary(summary: Summary, *, skipped: int, capped_at: int | None) -> 
         notes.append(f"read in {summary.chunk_count} parts summarised in parallel")
     if skipped:
         notes.append(f"{skipped} bot or empty message{'s' if skipped != 1 else ''} skipped")
+    if left_out:
+        notes.append(f"{left_out} message{'s' if left_out != 1 else ''} held back by moderation")
     if capped_at is not None:
         notes.append(f"count capped at {capped_at}")
     if summary.truncated:
@@ -89,12 +92,9 @@ def to_record(message: discord.Message) -> SourceMessage:
 
 
 class Tldr(commands.Cog):
-    def __init__(
-        self, bot: OpenAIBot, summarizer: Summarizer, moderation: ModerationGate, settings: Settings
-    ) -> None:
+    def __init__(self, bot: OpenAIBot, digest: ChannelDigest, settings: Settings) -> None:
         self.bot = bot
-        self.summarizer = summarizer
-        self.moderation = moderation
+        self.digest = digest
         self.settings = settings
 
     @app_commands.command(name="tldr", description="Summarise this channel's recent conversation.")
@@ -124,6 +124,7 @@ class Tldr(commands.Cog):
         limit = min(wanted, cap)
         cutoff = discord.utils.utcnow() - window if window is not None else None
         records: list[SourceMessage] = []
+        originals: dict[int, discord.Message] = {}
         read = skipped = 0
         # Only messages from before the command: the reply's own placeholder must not take a slot.
         before = discord.Object(id=interaction.id)
@@ -131,6 +132,7 @@ class Tldr(commands.Cog):
             read += 1
             if is_conversation(message, self.bot.bot_user_id):
                 records.append(to_record(message))
+                originals[message.id] = message
             elif message.author.id != self.bot.bot_user_id:
                 # The bot's own earlier replies are expected here; only other skips are worth a note.
                 skipped += 1
@@ -139,13 +141,22 @@ class Tldr(commands.Cog):
         context = CallContext(
             interaction.guild_id, interaction.channel_id, interaction.user.id, "tldr", admitted=True
         )
-        summary = await self.summarizer.summarise(records, context=context)
-        text = render_summary(summary, skipped=skipped, capped_at=cap if wanted > cap else None)
-        await self.moderation.require_clean_output(text, context=context)
-        for piece in split_message(neutralize_mentions(text)):
+
+        def render(summary: Summary, left_out: int) -> str:
+            capped_at = cap if wanted > cap else None
+            return render_summary(summary, skipped=skipped, capped_at=capped_at, left_out=left_out)
+
+        async def hand_off(flagged: list[SourceMessage]) -> None:
+            moderation = self.bot.get_cog(ModerationEvents.__cog_name__)
+            if isinstance(moderation, ModerationEvents):
+                await moderation.moderate_unseen(originals[record.id] for record in flagged)
+
+        digest = await self.digest.summarise(records, context=context, render=render, hand_off=hand_off)
+        for piece in split_message(neutralize_mentions(digest.text)):
             await interaction.followup.send(piece, ephemeral=private)
 
 
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
-    await bot.add_cog(Tldr(bot, services.summarizer, services.moderation, services.settings))
+    digest = ChannelDigest(services.summarizer, services.moderation, services.channel_moderation)
+    await bot.add_cog(Tldr(bot, digest, services.settings))

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from bot import errors
-from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.gate import ModerationGate, Verdict, merge_results
 from bot.moderation.policy import Decision, Policy, PolicyRepo, decide
 from bot.moderation.queue import MessageSubject, OutageQueue
 from bot.moderation.records import ActionLog
 from bot.moderation.strikes import Strikes
+from bot.moderation.watermarks import Watermarks
 from bot.openai_api.calls import CallContext, ModerationResult
-from bot.openai_api.gateway import OpenAIGateway
-from bot.settings import Settings
-from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,7 @@ class ChannelModerator:
         queue: OutageQueue,
         actions: ActionLog,
         strikes: Strikes,
+        watermarks: Watermarks,
         *,
         moderate_bots: bool = False,
     ) -> None:
@@ -75,14 +74,15 @@ class ChannelModerator:
         self.queue = queue
         self.actions = actions
         self.strikes = strikes
+        self.watermarks = watermarks
         self.moderate_bots = moderate_bots
         self.outage: OutageReason | None = None  # while the endpoint fails
         self._notified: set[tuple[int, str]] = set()
 
     @property
-    def data_owners(self) -> tuple[PolicyRepo, OutageQueue, ActionLog, Strikes]:
+    def data_owners(self) -> tuple[PolicyRepo, OutageQueue, ActionLog, Strikes, Watermarks]:
         """The repositories that answer to the privacy service for moderation's tables."""
-        return self.policies, self.queue, self.actions, self.strikes
+        return self.policies, self.queue, self.actions, self.strikes, self.watermarks
 
     async def screen(self, subject: MessageSubject) -> tuple[Policy, str]:
         """The server's policy and why the message is skipped ("" when it is to be moderated)."""
@@ -159,6 +159,33 @@ class ChannelModerator:
         self._recovered()
         return done, False
 
+    async def unseen(self, subjects: Sequence[MessageSubject]) -> list[MessageSubject]:
+        """Of messages read back from history, claim and return those never handled: not at or below their
+        channel's watermark, not being moderated now, with no action on record and not waiting in the
+        outage queue. The caller moderates them and `finish`es each on its watermarks."""
+        fresh = [s for s in subjects if not self.watermarks.handled(s.channel_id, s.message_id)]
+        ids = [s.message_id for s in fresh]
+        known = set(await self.actions.recorded(ids)) | await self.queue.holding(ids) if ids else set()
+        claimed: list[MessageSubject] = []
+        for subject in fresh:
+            if not self.watermarks.claim(subject.guild_id, subject.channel_id, subject.message_id):
+                continue
+            if subject.message_id in known:
+                # Acted on (or queued) before a crash that came ahead of the watermark's flush.
+                self.watermarks.finish(subject.channel_id, subject.message_id)
+                continue
+            claimed.append(subject)
+        return claimed
+
+    async def stored_verdicts(self, channel_id: int, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Verdicts already paid for, by message id (True: flagged): messages this bot moderated live,
+        i.e. handled per the channel's watermark; flagged exactly when an action is on record."""
+        handled = [m for m in message_ids if self.watermarks.handled(channel_id, m)]
+        if not handled:
+            return {}
+        flagged = await self.actions.recorded(handled)
+        return {m: flagged.get(m, False) for m in handled}
+
     async def evaluate(self, subject: MessageSubject) -> Verdict:
         """The text whole (chunked) and each image in its own request, merged into one verdict."""
         context = CallContext(subject.guild_id, subject.channel_id, subject.author_id, "channel-moderation")
@@ -215,21 +242,3 @@ class ChannelModerator:
             log.info("moderation endpoint recovered")
         self.outage = None
         self._notified.clear()
-
-
-def build_moderation(
-    settings: Settings, gateway: OpenAIGateway, store: Store
-) -> tuple[ModerationGate, ChannelModerator]:
-    """The one gate (with its batcher) and the channel moderator, as OpenAIBot.build_services wires them."""
-    policies = PolicyRepo(store)
-    batcher = ModerationBatcher.from_settings(gateway, settings)
-    gate = ModerationGate(gateway, batcher=batcher, policies=policies)
-    channel = ChannelModerator(
-        gate,
-        policies,
-        OutageQueue(store),
-        ActionLog(store),
-        Strikes(store),
-        moderate_bots=settings.moderate_bot_messages,
-    )
-    return gate, channel

@@ -13,7 +13,7 @@ from bot.storage.store import Store
 
 # Stored in moderation_actions.source: a live message, its edit, or one moderated late from the queue.
 SubjectKind = Literal["message", "thread"]
-Source = Literal["message", "edit", "queue"]
+Source = Literal["message", "edit", "queue", "catch-up"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,19 @@ class OutageQueue(DataOwner):
             await db.executemany(
                 "UPDATE moderation_queue SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
             )
+
+    async def holding(self, message_ids: Sequence[int]) -> set[int]:
+        """Of `message_ids`, those waiting in the queue (the drainer will moderate them)."""
+        found: set[int] = set()
+        for start in range(0, len(message_ids), 500):
+            chunk = list(message_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self.store.fetchall(
+                f"SELECT message_id FROM moderation_queue WHERE message_id IN ({marks})",  # noqa: S608
+                tuple(chunk),
+            )
+            found.update(int(r["message_id"]) for r in rows)
+        return found
 
     async def count(self, guild_id: int | None = None) -> int:
         if guild_id is None:

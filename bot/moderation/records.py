@@ -84,6 +84,21 @@ class ActionLog(DataOwner):
             )
             return int(cursor.lastrowid or 0), repeat
 
+    async def recorded(self, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Of `message_ids`, those with an action on record: {message_id: still counts as flagged}
+        (False once every one of its records was marked a false positive)."""
+        found: dict[int, bool] = {}
+        for start in range(0, len(message_ids), 500):
+            chunk = list(message_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self.store.fetchall(
+                f"SELECT message_id, MIN(false_positive) AS cleared FROM moderation_actions "  # noqa: S608
+                f"WHERE message_id IN ({marks}) GROUP BY message_id",
+                tuple(chunk),
+            )
+            found.update({int(r["message_id"]): not bool(r["cleared"]) for r in rows})
+        return found
+
     async def set_effects(self, action_id: int, *, deleted: bool, warned: str, timed_out: float) -> None:
         await self.store.execute(
             "UPDATE moderation_actions SET deleted = ?, warned = ?, timed_out = ? WHERE id = ?",

@@ -279,6 +279,20 @@ class ModerationSettings(Section):
         "Seconds between attempts to drain the outage queue while the endpoint fails.",
         details="The interval backs off to 4x while failures continue.",
     )
+    moderation_catchup_hours: NonNegativeFloat = setting(
+        "MODERATION_CATCHUP_HOURS",
+        24.0,
+        "Hours of history read back at start-up and after a reconnect (`0`: no catch-up).",
+        details=(
+            "Messages posted while the bot was down, crashing or disconnected are read from Discord and "
+            "moderated, from the newest message already acted on (docs/moderation.md)."
+        ),
+    )
+    moderation_catchup_messages: NonNegativeInt = setting(
+        "MODERATION_CATCHUP_MESSAGES",
+        1000,
+        "Most messages read back per channel in one catch-up (`0`: no catch-up).",
+    )
 
 
 class CostSettings(Section):

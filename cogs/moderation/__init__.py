@@ -6,13 +6,16 @@ from bot.discord_io.client import OpenAIBot
 from cogs.moderation.actions import ModerationActions
 from cogs.moderation.buttons import ModlogButton
 from cogs.moderation.commands import ModerationCommands
-from cogs.moderation.listener import ModerationEvents
+from cogs.moderation.listener import CatchUpLimits, ModerationEvents
 
 
 async def setup(bot: OpenAIBot) -> None:
     moderator = bot.services.channel_moderation
     actions = ModerationActions(bot, moderator)
-    await bot.add_cog(ModerationEvents(bot, moderator, actions, bot.settings.moderation_retry_interval))
+    catch_up = CatchUpLimits(bot.settings.moderation_catchup_hours, bot.settings.moderation_catchup_messages)
+    await bot.add_cog(
+        ModerationEvents(bot, moderator, actions, bot.settings.moderation_retry_interval, catch_up)
+    )
     await bot.add_cog(ModerationCommands(moderator))
     bot.add_dynamic_items(ModlogButton)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import discord
 from discord.ext import commands
@@ -35,6 +38,18 @@ def image_urls(message: discord.Message) -> tuple[str, ...]:
         if embed.type in ("image", "gifv") and embed.thumbnail and embed.thumbnail.url:
             urls.append(embed.thumbnail.url)
     return tuple(dict.fromkeys(urls))
+
+
+@dataclass(frozen=True)
+class CatchUpLimits:
+    """How far back a catch-up reads each channel's history (MODERATION_CATCHUP_* settings)."""
+
+    hours: float = 24.0
+    messages: int = 1000
+
+    @property
+    def enabled(self) -> bool:
+        return self.hours > 0 and self.messages > 0
 
 
 def message_text(message: discord.Message) -> str:
@@ -103,15 +118,22 @@ class ModerationEvents(commands.Cog):
         moderator: ChannelModerator,
         actions: ModerationActions,
         retry_interval: float,
+        catch_up: CatchUpLimits | None = None,
     ) -> None:
         self.bot = bot
         self.moderator = moderator
         self.actions = actions
         self.retry_interval = retry_interval
+        self.catch_up_limits = catch_up or CatchUpLimits()
+        self.watermarks = moderator.watermarks
         self._drainer: asyncio.Task[None] | None = None
+        self._catch_ups: set[asyncio.Task[None]] = set()
+        self._catch_up_lock = asyncio.Lock()
         self._closing = False
 
     async def cog_load(self) -> None:
+        # Before the gateway connects: marks stay held until the start-up catch-up has read past them.
+        await self.watermarks.load(hold=self.catch_up_limits.enabled)
         self._drainer = asyncio.create_task(self._drain_forever(), name="moderation-queue-drainer")
 
     async def cog_unload(self) -> None:
@@ -121,7 +143,14 @@ class ModerationEvents(commands.Cog):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
             self._drainer = None
+        for task in list(self._catch_ups):
+            task.cancel()
+        await asyncio.gather(*self._catch_ups, return_exceptions=True)
         await self.actions.close()
+        try:
+            await self.watermarks.close()
+        except (StoreError, sqlite3.Error):
+            log.warning("moderation watermarks could not be saved at shutdown", exc_info=True)
 
     @property
     def bot_user_id(self) -> int:
@@ -161,24 +190,151 @@ class ModerationEvents(commands.Cog):
         if subject is not None:
             await self.process(subject)
 
-    async def process(self, subject: MessageSubject) -> None:
+    async def process(self, subject: MessageSubject, *, claimed: bool = False) -> None:
+        """Moderate one message and act on the verdict. New messages move their channel's watermark once
+        acted on; one already handled (replayed by a RESUME and read back by catch-up) is skipped."""
+        # Watermarks follow messages; a thread's name is judged on its own event and is not in any history.
+        live_message = subject.source == "message" and subject.kind == "message"
+        tracked = claimed or live_message
+        if (
+            live_message
+            and not claimed
+            and not self.watermarks.claim(subject.guild_id, subject.channel_id, subject.message_id)
+        ):
+            return
+        handled = False
+        try:
+            handled = await self._moderate_and_act(subject)
+        finally:
+            if tracked and not self._closing:
+                # Stopping mid-verdict: the mark must stay below this message, so the restart sees it.
+                self.watermarks.finish(subject.channel_id, subject.message_id, handled=handled)
+
+    async def _moderate_and_act(self, subject: MessageSubject) -> bool:
         try:
             outcome = await self.moderator.moderate(subject)
         except errors.BotError as exc:
             log.warning(
                 "a message could not be moderated in server %s: %s", subject.guild_id, type(exc).__name__
             )
-            return
+            return False
         except Exception:
             if self._closing:
                 # Shutting down mid-verdict: the database or client is already closing.
                 log.info("a message in server %s was not moderated: the bot is stopping", subject.guild_id)
-                return
+                return False
             raise
         if outcome.status == "acted":
             await self.actions.apply(subject, outcome)
         elif outcome.status == "queued" and outcome.notify and not self._breaker_reports(outcome.reason):
             await self.actions.report_outage(outcome.policy, outcome.reason)
+        return True
+
+    async def moderate_unseen(self, messages: Iterable[discord.Message]) -> int:
+        """Hand messages read back from history to channel moderation, except those already handled
+        (live, before a crash, or waiting in the outage queue). Returns how many were moderated."""
+        return await self._process_claimed(await self.claim_unseen(messages))
+
+    async def claim_unseen(self, messages: Iterable[discord.Message]) -> list[MessageSubject]:
+        subjects = [
+            s for m in messages if (s := subject_from_message(m, self.bot_user_id, "catch-up")) is not None
+        ]
+        return await self.moderator.unseen(subjects)
+
+    async def _process_claimed(self, subjects: list[MessageSubject]) -> int:
+        await asyncio.gather(*(self.process(subject, claimed=True) for subject in subjects))
+        return len(subjects)
+
+    # -- catch-up after a restart or a reconnect ---------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_disconnect(self) -> None:
+        # Events may be lost until the next RESUME or READY: marks must not move past them meanwhile.
+        if self.catch_up_limits.enabled:
+            self.watermarks.hold()
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        self._start_catch_up("start-up")
+
+    @commands.Cog.listener()
+    async def on_resumed(self) -> None:
+        self._start_catch_up("resume")
+
+    def _start_catch_up(self, why: str) -> None:
+        if not self.catch_up_limits.enabled or self._closing:
+            return
+        # The hold is taken before anything else runs, ahead of the live messages that follow the event.
+        targets = self._catch_up_targets()
+        generation = self.watermarks.hold({cid: gid for cid, (gid, _) in targets.items()})
+        task = asyncio.create_task(self._catch_up(targets, generation, why), name="moderation-catch-up")
+        self._catch_ups.add(task)
+        task.add_done_callback(self._catch_ups.discard)
+
+    def _catch_up_targets(self) -> dict[int, tuple[int, discord.abc.Messageable]]:
+        """Readable text channels and threads of every server, plus every channel with a watermark."""
+        targets: dict[int, tuple[int, discord.abc.Messageable]] = {}
+        for guild in self.bot.guilds:
+            me = guild.me
+            channels: list[discord.TextChannel | discord.Thread] = [*guild.text_channels, *guild.threads]
+            for channel in channels:
+                permissions = channel.permissions_for(me)
+                if permissions.view_channel and permissions.read_message_history:
+                    targets[channel.id] = (guild.id, channel)
+        for channel_id, guild_id in self.watermarks.channels().items():
+            if channel_id not in targets and self.bot.get_guild(guild_id) is not None:
+                targets[channel_id] = (
+                    guild_id,
+                    self.bot.get_partial_messageable(channel_id, guild_id=guild_id),
+                )
+        return targets
+
+    async def _catch_up(
+        self, targets: dict[int, tuple[int, discord.abc.Messageable]], generation: int, why: str
+    ) -> None:
+        limits = self.catch_up_limits
+        moderated = read = 0
+        work: list[asyncio.Task[int]] = []
+        async with self._catch_up_lock:
+            cutoff = discord.utils.time_snowflake(discord.utils.utcnow() - dt.timedelta(hours=limits.hours))
+            for channel_id in set(self.watermarks.channels()) - set(targets):
+                self.watermarks.release(channel_id, generation)  # a server the bot left
+            for channel_id, (_guild_id, channel) in targets.items():
+                try:
+                    after = discord.Object(id=max(cutoff, self.watermarks.mark(channel_id)))
+                    messages = [
+                        m
+                        async for m in channel.history(limit=limits.messages, after=after, oldest_first=True)
+                    ]
+                    read += len(messages)
+                    if len(messages) >= limits.messages:
+                        log.warning(
+                            "moderation catch-up read only the oldest %d missed messages of channel %s",
+                            limits.messages,
+                            channel_id,
+                        )
+                    # Claimed now, moderated beside the other channels' (the batcher coalesces them).
+                    fresh = await self.claim_unseen(messages)
+                    work.append(asyncio.create_task(self._process_claimed(fresh)))
+                except discord.HTTPException as exc:
+                    log.info("moderation catch-up could not read channel %s: HTTP %s", channel_id, exc.status)
+                except Exception:
+                    log.exception("moderation catch-up failed in channel %s", channel_id)
+                finally:
+                    self.watermarks.release(channel_id, generation)
+        for result in await asyncio.gather(*work, return_exceptions=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, asyncio.CancelledError):
+                    log.error("moderation catch-up failed", exc_info=result)
+            else:
+                moderated += result
+        log.info(
+            "moderation catch-up (%s): %d channels, %d messages read, %d moderated",
+            why,
+            len(targets),
+            read,
+            moderated,
+        )
 
     def _breaker_reports(self, reason: str) -> bool:
         """The quota breaker (cost control) already tells each server's mod-log about insufficient_quota

@@ -165,6 +165,8 @@ class FakeDiscord:
     typing = Forwarded[list[int]]("messages")
     # sender
     interaction_deadline = Forwarded[float]("sender")
+    replay_missed_events = Forwarded[bool]("gateway")
+    lost_events = Forwarded[list[JSON]]("gateway")
     interactions = Forwarded[dict[int, FakeInteraction]]("sender")
     token_lifetime = Forwarded[float]("sender")
 

@@ -61,6 +61,11 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         # When set to an Event, RESUMEs wait for it: lets a test produce events "during the gap".
         self.resume_gate: asyncio.Event | None = None
+        # Discord replays a resumed session's missed events from a bounded buffer; with this False, events
+        # produced while the bot is disconnected are lost (as when that buffer overflowed), yet the RESUME
+        # still succeeds. Bots must then catch up from REST history.
+        self.replay_missed_events = True
+        self.lost_events: list[JSON] = []
 
     # ----------------------------------------------------------------- websocket
 
@@ -220,6 +225,9 @@ class Gateway:
             data = self.world.visible_to_bot(
                 data, content_allowed=bool(session.intents & INTENT_MESSAGE_CONTENT)
             )
+        if session.ws is None and not self.replay_missed_events:
+            self.lost_events.append({"t": event, "d": data})
+            return False
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
         session.history.append(frame)

@@ -346,3 +346,90 @@ async def test_unwritable_database_gives_a_clear_error_and_the_bot_keeps_answeri
         await writer.execute("PRAGMA query_only = OFF")
     assert await bot.services.store.integrity_ok()
     await assert_next_ask_works(bot, fake_discord, fake_openai, world)
+
+
+# -- catch-up from Discord after a crash ----------------------------------------------------------
+
+
+def texts_moderated(fake_openai: FakeOpenAI) -> list[str]:
+    return [text for r in fake_openai.calls("/moderations") for text in moderation_inputs(r.json)]
+
+
+async def test_kill_9_mid_moderation_then_restart_acts_on_the_lost_messages_and_nothing_twice(
+    child: ChildBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    await child.start()
+    # Acted on before the crash: a clean verdict (the watermark passes it) and a flagged one.
+    clean = await fake_discord.post_message(world.channel_id, world.member_id, "a clean hello")
+    early = await fake_discord.post_message(world.channel_id, world.member_id, "early FLAGME")
+    await fake_discord.wait_until(lambda: int(early["id"]) in fake_discord.deleted_message_ids, timeout=10)
+    await fake_discord.wait_until(
+        lambda: (
+            db_rows(child.db_path, "SELECT message_id FROM moderation_watermarks") == [(int(early["id"]),)]
+        ),
+        timeout=5,
+        what="the watermark's group commit",
+    )
+
+    # The Moderation endpoint hangs; the bot dies with these messages' verdicts in flight.
+    fake_openai.inject_hang("/moderations", seconds=3, times=-1)
+    lost = [
+        await fake_discord.post_message(world.channel_id, world.member_id, f"lost {i} FLAGME")
+        for i in range(3)
+    ]
+    await fake_discord.wait_until(
+        lambda: {f"lost {i} FLAGME" for i in range(3)} <= set(texts_moderated(fake_openai)), timeout=5
+    )
+    await child.signal(signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL
+    fake_openai.clear_injections()
+    assert not {int(m["id"]) for m in lost} & fake_discord.deleted_message_ids
+    assert db_rows(child.db_path, "SELECT id FROM moderation_queue") == [], (
+        "nothing reached the durable queue"
+    )
+
+    restarted = child.make()  # type: ignore[attr-defined]
+    await restarted.start()
+    for message in lost:
+        await fake_discord.wait_until(
+            lambda m=message: int(m["id"]) in fake_discord.deleted_message_ids,
+            timeout=10,
+            what="a lost message",
+        )
+    await asyncio.sleep(0.3)  # time for a second action, if there were one
+    acted = sorted(row[0] for row in db_rows(child.db_path, "SELECT message_id FROM moderation_actions"))
+    assert acted == sorted([int(early["id"])] + [int(m["id"]) for m in lost])
+    moderated = texts_moderated(fake_openai)
+    assert moderated.count("a clean hello") == 1 and moderated.count("early FLAGME") == 1
+    assert int(clean["id"]) not in fake_discord.deleted_message_ids
+    warnings = [dm for dm in fake_discord.dms if dm["recipient_id"] == world.member_id]
+    assert len(warnings) == 4, "one warning per flagged message, none repeated"
+    await restarted.signal(signal.SIGTERM)
+    assert await restarted.wait() == 0
+
+
+async def test_kill_9_mid_stream_then_restart_tells_the_asker_the_answer_was_interrupted(
+    child: ChildBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    await child.start()
+    fake_openai.stream_chunk_chars = 3
+    fake_openai.stream_chunk_delay = 0.05
+    cut = await invoke_ask(fake_discord, world, "a long one " + "word " * 100)
+    await cut.wait_for(lambda fi: len(fi.edits()) >= 1 and "▌" in (fi.original or {}).get("content", ""))
+    await child.signal(signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL
+    assert cut.original is not None and "▌" in cut.original["content"]
+
+    restarted = child.make()  # type: ignore[attr-defined]
+    await restarted.start()
+    await cut.wait_for(lambda fi: "interrupted" in (fi.original or {}).get("content", ""), timeout=5)
+    assert "ask again" in cut.original["content"] and "▌" not in cut.original["content"]
+    assert db_rows(child.db_path, "SELECT id FROM inflight_answers") == []
+
+    fake_openai.stream_chunk_delay = 0.0
+    done = await invoke_ask(fake_discord, world, "after the restart")
+    await done.wait_done(timeout=10, settle=0.2)
+    assert final_answer(done) == "Echo: after the restart"
+    await restarted.signal(signal.SIGTERM)
+    assert await restarted.wait() == 0
+    assert db_rows(child.db_path, "SELECT id FROM inflight_answers") == [], "a finished answer leaves no row"

@@ -48,6 +48,9 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI, **overrides: Any) -> 
         # The quota breaker's pause: short, so a test that recovers from insufficient_quota sees the probe
         # succeed on its next request; breaker tests set their own (tests/e2e/cost/test_limits.py).
         quota_cooldown=0.05,
+        # Start-up catch-up reads every channel's history in the background, racing each test's own history
+        # reads and moderation requests; the catch-up tests and the child-process tests run with it on.
+        moderation_catchup_messages=0,
     )
     unknown = overrides.keys() - Settings.model_fields.keys()
     assert not unknown, f"not settings: {sorted(unknown)}"

@@ -290,6 +290,38 @@ async def test_flagged_summary_is_not_posted(
     assert "alice said" not in done.all_text()
 
 
+async def test_history_no_moderation_saw_is_screened_and_flagged_messages_never_reach_the_model(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    # Start-up catch-up is off in tests (conftest): the history below stands for messages it never read.
+    await start_bot()
+    fake_discord.seed_history(
+        world.channel_id,
+        [
+            {"author_id": world.member_id, "content": "we ship on friday"},
+            {"author_id": world.member_id, "content": "posted while offline FLAGME"},
+            {"author_id": world.moderator_id, "content": "friday works"},
+        ],
+    )
+    flagged = next(m for m in fake_discord.messages_in(world.channel_id) if "FLAGME" in m["content"])
+    fake_openai.queue_chat_replies("- they agreed on friday [m1, m2]")
+    done = await tldr(fake_discord, world)
+    assert "they agreed on friday" in done.all_text(), done.describe()
+    assert "1 message held back by moderation" in done.all_text()
+    assert "we ship on friday" in transcripts(fake_openai) and "friday works" in transcripts(fake_openai)
+    for request in fake_openai.calls("/chat/completions"):
+        assert "FLAGME" not in str(request.json), "a flagged message reached the model"
+    # Handed to channel moderation: the server's policy deleted it, on the verdict already paid for.
+    await fake_discord.wait_until(lambda: int(flagged["id"]) in fake_discord.deleted_message_ids)
+    moderated = [t for r in fake_openai.calls("/moderations") for t in moderation_texts(r.json)]
+    assert moderated.count("posted while offline FLAGME") == 1
+
+
+def moderation_texts(body: dict[str, Any]) -> list[str]:
+    value = body.get("input")
+    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
+
+
 async def test_over_1000_messages_chunks_run_in_parallel_and_nothing_is_dropped(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
