@@ -386,8 +386,10 @@ class FakeDiscord:
         reference_message_id: int | None = None,
         flags: int = 0,
         webhook_id: int | None = None,
+        poll: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A user (or webhook) message: stored and sent as MESSAGE_CREATE; returns the full stored payload."""
+        """A user (or webhook) message: stored and sent as MESSAGE_CREATE; returns the full stored payload.
+        `poll` is the request form (`{"question": {"text"}, "answers": [{"poll_media": {"text"}}]}`)."""
         channel = self.world.channel(channel_id)
         if (
             channel.guild_id is not None
@@ -413,9 +415,49 @@ class FakeDiscord:
             reference_message_id=reference_message_id,
             webhook_id=webhook_id,
         )
+        if poll is not None:
+            msg["poll"] = poll_payload(poll)
         self.world.store_message(msg)
         await self.gateway.dispatch_message("MESSAGE_CREATE", msg)
         return msg
+
+    async def add_link_preview(self, channel_id: int, message_id: int, embeds: list[dict[str, Any]]) -> None:
+        """Discord resolves a link in a stored message: the embeds arrive later in a MESSAGE_UPDATE that
+        carries no `edited_timestamp` (the author edited nothing)."""
+        msg = self.world.find_message(channel_id, message_id)
+        msg["embeds"] = [*msg.get("embeds", []), *(dict(e) for e in embeds)]
+        await self.gateway.dispatch_message("MESSAGE_UPDATE", msg)
+
+    async def member_creates_thread(
+        self, parent_id: int, owner_id: int, name: str, *, starter: str | None = None
+    ) -> int:
+        """A member starts a thread (type 11) in `parent_id`, or a post in a forum channel (its first
+        message `starter`): THREAD_CREATE with `newly_created`, then the post's MESSAGE_CREATE."""
+        parent = self.world.channel(parent_id)
+        if parent.guild_id is None or owner_id not in self.world.guild(parent.guild_id).members:
+            raise AssertionError(f"user {owner_id} is not a member of the parent's guild")
+        thread = ChannelRecord(
+            id=self.world.snowflakes.next(),
+            type=11,
+            name=name,
+            guild_id=parent.guild_id,
+            parent_id=parent_id,
+            owner_id=owner_id,
+        )
+        self.world.channels[thread.id] = thread
+        self.world.guild(parent.guild_id).channel_ids.append(thread.id)
+        payload = self.world.channel_payload(thread.id)
+        await self.gateway.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, intent=INTENT_GUILDS)
+        if starter is not None:
+            await self.post_message(thread.id, owner_id, starter)
+        return thread.id
+
+    async def rename_thread(self, thread_id: int, name: str) -> None:
+        """The thread's owner renames it: THREAD_UPDATE."""
+        self.world.channel(thread_id).name = name
+        await self.gateway.dispatch(
+            "THREAD_UPDATE", self.world.channel_payload(thread_id), intent=INTENT_GUILDS
+        )
 
     def seed_history(self, channel_id: int, messages: list[dict[str, Any]]) -> None:
         """Store messages without dispatching. Each: author_id, content, optional timestamp (datetime),
@@ -634,3 +676,18 @@ async def running_bot(
     finally:
         if capture is not None:
             logger.removeHandler(capture)
+
+
+def poll_payload(request: dict[str, Any]) -> dict[str, Any]:
+    """The message object's `poll` from the create-message request's poll."""
+    return {
+        "question": {"text": request["question"]["text"]},
+        "answers": [
+            {"answer_id": index + 1, "poll_media": {"text": answer["poll_media"]["text"]}}
+            for index, answer in enumerate(request["answers"])
+        ],
+        "expiry": iso(utcnow() + dt.timedelta(hours=int(request.get("duration", 24)))),
+        "allow_multiselect": bool(request.get("allow_multiselect", False)),
+        "layout_type": 1,
+        "results": {"is_finalized": False, "answer_counts": []},
+    }

@@ -21,6 +21,7 @@ from .model import (
     INTENT_GUILDS,
     JSON,
     MANAGE_MESSAGES,
+    MANAGE_THREADS,
     MODERATE_MEMBERS,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
@@ -443,7 +444,12 @@ class Messages:
     async def _patch_channel(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         channel = self._known_channel(int(m["cid"]))
         body: JSON = rec.json or {}
+        if channel.type in THREAD_TYPES and channel.owner_id != self.world.bot_user_id:
+            # Renaming, locking or archiving a thread someone else started needs Manage Threads.
+            self.world.require_bot_permission(channel.parent_id or channel.id, MANAGE_THREADS)
         if "name" in body:
+            if not 1 <= len(str(body["name"])) <= 100:
+                raise form_error("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
             channel.name = body["name"]
         if "archived" in body:
             channel.archived = bool(body["archived"])
