@@ -13,6 +13,7 @@ from bot import errors
 from bot.chat.history import Exchange, History, Turn
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
+from bot.moderation.screen import ScreenedText
 from bot.openai_api.calls import CallContext, ChatResult
 from bot.openai_api.gateway import OpenAIGateway
 from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
@@ -147,17 +148,18 @@ class Conversations:
             request.guild_id, request.channel_id, request.user_id, request.command, admitted=request.admitted
         )
         await load_encoding(self.counter.model)
-        if self.settings.speculative_moderation:
-            context, result = await self._ask_speculatively(request, call_context, on_text)
-        else:
-            # The context is read while the prompt is moderated: local work only, nothing is sent.
-            prepared = asyncio.ensure_future(self.build_context(request, self.settings.history_token_budget))
-            try:
-                await self.check_input(request, call_context)
-            except BaseException:
-                await stop_task(prepared)
-                raise
-            context, result = await self._chat(request, call_context, on_text, prepared)
+        screened: ScreenedText | None = None
+        if on_text is not None and self.settings.stream_moderation == "before":
+            # Only text that passed moderation reaches the screen; the finished answer is checked whole after.
+            screened = ScreenedText(
+                self.moderation, call_context, on_text, interval=self.settings.stream_edit_interval
+            )
+            on_text = screened.update
+        try:
+            context, result = await self._answer(request, call_context, on_text)
+        finally:
+            if screened is not None:
+                await screened.finish()
         if not result.text.strip():
             raise errors.IncompleteAnswer()
         await self.moderation.require_clean_output(result.text, context=call_context)
@@ -170,6 +172,20 @@ class Conversations:
             context.history_turns,
             remembered,
         )
+
+    async def _answer(
+        self, request: AskRequest, call_context: CallContext, on_text: TextCallback | None
+    ) -> tuple[Context, ChatResult]:
+        if self.settings.speculative_moderation:
+            return await self._ask_speculatively(request, call_context, on_text)
+        # The context is read while the prompt is moderated: local work only, nothing is sent.
+        prepared = asyncio.ensure_future(self.build_context(request, self.settings.history_token_budget))
+        try:
+            await self.check_input(request, call_context)
+        except BaseException:
+            await stop_task(prepared)
+            raise
+        return await self._chat(request, call_context, on_text, prepared)
 
     async def _chat(
         self,

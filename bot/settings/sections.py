@@ -154,6 +154,17 @@ class ChatSettings(Section):
         "Moderate the prompt while the chat request already runs.",
         details='`/ask` answers sooner, but flagged prompts reach the chat model (README, "Performance").',
     )
+    stream_moderation: Annotated[str, one_of("before", "after")] = setting(
+        "STREAM_MODERATION",
+        "before",
+        "`before`: streamed text is moderated before it is shown; `after`: only the whole answer.",
+        details=(
+            "With `before` (the default) no text a model wrote is on screen before it passed moderation; "
+            "each shown edit waits one moderation round trip. `after` shows text as it streams and moderates "
+            "the finished answer, replacing it when flagged: a trade-off for trusted servers only "
+            "(docs/moderation.md)."
+        ),
+    )
 
 
 class SummarySettings(Section):
