@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import ask_latency, memory_bench, store_bench
+from bench import ask_latency, memory_bench, store_bench, stream_moderation
 from bench.harness import Figure, Upstream
 from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
-SECTIONS = ("ask", "speculative", "moderation", "store", "memory")
+SECTIONS = ("ask", "speculative", "stream", "moderation", "store", "memory")
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -96,6 +96,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
+        ("stream", lambda: stream_moderation.figures(speculative, asks, interval)),
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
         ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
     ]
