@@ -14,6 +14,7 @@ from bot.cost.limits import Limits
 from bot.cost.pricing import PriceTable, load_prices
 from bot.cost.rules import LimitsStore
 from bot.media.imaging import ImageMaker
+from bot.media.speech import Speaker
 from bot.media.transcription import AutoTranscribeChannels, Transcriber
 from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.channel import ChannelModerator
@@ -50,6 +51,7 @@ class Services:
     conversations: Conversations
     images: ImageMaker
     transcriber: Transcriber
+    speaker: Speaker
     auto_transcribe: AutoTranscribeChannels
     summarizer: Summarizer
     privacy: Privacy
@@ -121,6 +123,7 @@ async def build_services(
             limit_bytes=settings.transcription_upload_limit,
             max_seconds=settings.transcription_max_minutes * 60,
         ),
+        speaker=Speaker(gateway, moderation),
         auto_transcribe=auto_transcribe,
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
         privacy=privacy,
