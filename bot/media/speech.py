@@ -15,7 +15,17 @@ from bot.openai_api.gateway import PCM_RATE, CallContext, OpenAIGateway, expecte
 from bot.util.sentences import split_sentences
 
 # The speech endpoint's voices (tts-1 and tts-1-hd know only the first set).
-CLASSIC_VOICES: tuple[str, ...] = ("alloy", "ash", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
+CLASSIC_VOICES: tuple[str, ...] = (
+    "alloy",
+    "ash",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+)
 VOICES: tuple[str, ...] = (*CLASSIC_VOICES, "ballad", "verse", "marin", "cedar")
 DEFAULT_VOICE = "alloy"
 MAX_INPUT_CHARS = 4096  # the API's limit per request

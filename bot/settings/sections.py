@@ -206,7 +206,7 @@ class MediaSettings(Section):
     speech_model: str = setting(
         "SPEECH_MODEL",
         "gpt-4o-mini-tts",
-        "Model for `/speak` and \"Read aloud\".",
+        'Model for `/speak` and "Read aloud".',
         details="`style` (tone, pace) reaches only gpt-4o-mini-tts; tts-1 and tts-1-hd ignore it.",
         model_family=("gpt-4o-mini-tts", "tts-", "gpt-"),
     )
