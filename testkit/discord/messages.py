@@ -126,10 +126,7 @@ def validate_voice_message(body: JSON, files: list[UploadedFile]) -> None:
     if len(files) != 1:
         raise RestError(400, 50160, "Voice messages must have a single audio attachment.")
     upload = files[0]
-    meta = next(
-        (a for a in body.get("attachments") or [] if str(a.get("id", "")) == "0"),
-        {},
-    )
+    meta: JSON = next((a for a in body.get("attachments") or [] if str(a.get("id", "")) == "0"), {})
     name = str(meta.get("filename") or upload.filename)
     audio_type = (upload.content_type or "").startswith("audio/")
     if not audio_type and name.rsplit(".", 1)[-1].lower() not in AUDIO_EXTENSIONS:
