@@ -122,6 +122,7 @@ async def build_services(
             moderation,
             limit_bytes=settings.transcription_upload_limit,
             max_seconds=settings.transcription_max_minutes * 60,
+            translation_model=settings.translation_model,
         ),
         speaker=Speaker(gateway, moderation),
         auto_transcribe=auto_transcribe,
