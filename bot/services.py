@@ -15,6 +15,7 @@ from bot.cost.limits import Limits
 from bot.cost.pricing import PriceTable, load_prices
 from bot.cost.rules import LimitsStore
 from bot.media.imaging import ImageMaker
+from bot.media.speech import Speaker
 from bot.media.transcription import AutoTranscribeChannels, Transcriber
 from bot.moderation.batcher import ModerationBatcher
 from bot.moderation.channel import ChannelModerator
@@ -53,6 +54,7 @@ class Services:
     inflight_answers: InflightAnswers
     images: ImageMaker
     transcriber: Transcriber
+    speaker: Speaker
     auto_transcribe: AutoTranscribeChannels
     summarizer: Summarizer
     privacy: Privacy
@@ -126,7 +128,9 @@ async def build_services(
             moderation,
             limit_bytes=settings.transcription_upload_limit,
             max_seconds=settings.transcription_max_minutes * 60,
+            translation_model=settings.translation_model,
         ),
+        speaker=Speaker(gateway, moderation),
         auto_transcribe=auto_transcribe,
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
         privacy=privacy,

@@ -19,7 +19,7 @@ from bot.discord_io.admission import admit_interaction
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.text import neutralize_mentions, preview
-from bot.media.imaging import ImageMaker, ImageResult
+from bot.media.imaging import MAX_EDIT_IMAGE_BYTES, EditSource, ImageMaker, ImageResult
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.spans import format_seconds
@@ -74,11 +74,15 @@ class Imagine(commands.Cog):
         self.settings = settings
         self.progress_interval = settings.imagine_progress_interval
 
-    @app_commands.command(name="imagine", description="Generate an image from a description.")
+    @app_commands.command(
+        name="imagine", description="Generate an image from a description, or edit a picture."
+    )
     @app_commands.describe(
-        prompt="What the image should show",
+        prompt="What the image should show (with a picture: how to change it)",
         size="Image size (default: auto)",
         quality="Image quality (default: auto); higher is slower and costs more",
+        image="A picture to edit instead of drawing from scratch (PNG, JPEG or WebP)",
+        mask="With image: a PNG, transparent where the picture may change, the same size as the picture",
     )
     @app_commands.choices(size=SIZE_CHOICES, quality=QUALITY_CHOICES)
     async def imagine(
@@ -87,28 +91,59 @@ class Imagine(commands.Cog):
         prompt: app_commands.Range[str, 1, MAX_PROMPT_OPTION],
         size: app_commands.Choice[str] | None = None,
         quality: app_commands.Choice[str] | None = None,
+        image: discord.Attachment | None = None,
+        mask: discord.Attachment | None = None,
     ) -> None:
-        await self.generate(
-            interaction, prompt, size.value if size else "auto", quality.value if quality else "auto"
-        )
-
-    async def generate(self, interaction: discord.Interaction, prompt: str, size: str, quality: str) -> None:
-        """Defer, show elapsed time while the image is made, then replace the progress line with the image."""
+        if mask is not None and image is None:
+            raise errors.InvalidInput("A mask only works with a picture: add the `image` to edit.")
+        for attachment in (image, mask):
+            if attachment is not None and attachment.size > MAX_EDIT_IMAGE_BYTES:
+                raise errors.InvalidInput(
+                    f"`{attachment.filename}` is larger than {MAX_EDIT_IMAGE_BYTES // 1024 // 1024} MiB, "
+                    "the most I edit. Send a smaller picture."
+                )
+        size_value, quality_value = size.value if size else "auto", quality.value if quality else "auto"
+        if image is None:
+            await self.generate(interaction, prompt, size_value, quality_value)
+            return
         await interaction.response.defer(thinking=True)
+        source = EditSource(
+            await self.bot.attachments.read(image, max_bytes=MAX_EDIT_IMAGE_BYTES),
+            image.filename,
+            await self.bot.attachments.read(mask, max_bytes=MAX_EDIT_IMAGE_BYTES) if mask else None,
+            mask.filename if mask else "mask.png",
+        )
+        await self.generate(interaction, prompt, size_value, quality_value, source)
+
+    async def generate(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        size: str,
+        quality: str,
+        source: EditSource | None = None,
+    ) -> None:
+        """Defer, show elapsed time while the image is made, then replace the progress line with the image."""
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
         context = CallContext(
             interaction.guild_id, interaction.channel_id, interaction.user.id, "imagine", admitted=True
         )
         started = time.monotonic()
-        job = asyncio.create_task(
-            self.maker.imagine(
+        if source is None:
+            making = self.maker.imagine(
+                prompt, size=size, quality=quality, upload_limit=interaction.filesize_limit, context=context
+            )
+        else:
+            making = self.maker.edit(
                 prompt,
+                source,
                 size=size,
                 quality=quality,
                 upload_limit=interaction.filesize_limit,
                 context=context,
-            ),
-            name="imagine",
-        )
+            )
+        job = asyncio.create_task(making, name="imagine")
         try:
             while not job.done():
                 await asyncio.wait({job}, timeout=self.progress_interval)
@@ -124,7 +159,7 @@ class Imagine(commands.Cog):
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
         result = job.result()  # a failure goes to the tree's (or the view's) error handler
-        view = AgainView(self, interaction.user.id, prompt, size, quality)
+        view = AgainView(self, interaction.user.id, prompt, size, quality, source)
         view.message = await interaction.edit_original_response(
             content=None,
             embed=result_embed(result, self.settings.image_model),
@@ -134,15 +169,24 @@ class Imagine(commands.Cog):
 
 
 class AgainView(discord.ui.View):
-    """The "Again" button: the same prompt, size and quality, for the user who asked only."""
+    """The "Again" button: the same prompt, size, quality (and picture to edit), for the user who asked only."""
 
-    def __init__(self, cog: Imagine, owner_id: int, prompt: str, size: str, quality: str) -> None:
+    def __init__(
+        self,
+        cog: Imagine,
+        owner_id: int,
+        prompt: str,
+        size: str,
+        quality: str,
+        source: EditSource | None = None,
+    ) -> None:
         super().__init__(timeout=AGAIN_TIMEOUT)
         self.cog = cog
         self.owner_id = owner_id
         self.prompt = prompt
         self.size = size
         self.quality = quality
+        self.source = source
         self.message: discord.InteractionMessage | None = None
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
@@ -164,7 +208,7 @@ class AgainView(discord.ui.View):
         # The same admission as /imagine itself: allowlist, /limits rules and roles, rate and budgets.
         options = {"prompt": self.prompt, "size": self.size, "quality": self.quality}
         await admit_interaction(self.cog.admission, interaction, "imagine", options)
-        await self.cog.generate(interaction, self.prompt, self.size, self.quality)
+        await self.cog.generate(interaction, self.prompt, self.size, self.quality, self.source)
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]

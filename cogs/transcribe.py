@@ -16,12 +16,13 @@ from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import describe_failure
 from bot.discord_io.text import neutralize_mentions, split_message
 from bot.media.audio import looks_like_media
-from bot.media.transcription import AutoTranscribeChannels, Transcriber, TranscriptResult
+from bot.media.transcription import TARGET_LANGUAGES, AutoTranscribeChannels, Transcriber, TranscriptResult
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
+LANGUAGE_CHOICES = [app_commands.Choice(name=name, value=code) for code, name in TARGET_LANGUAGES.items()]
 
 
 def pick_attachment(message: discord.Message) -> discord.Attachment | None:
@@ -42,7 +43,7 @@ def render_transcript(
     result: TranscriptResult, filename: str, max_messages: int
 ) -> tuple[list[str], discord.File | None]:
     """Messages of at most 2000 characters, or past `max_messages` one message with a .txt attachment."""
-    label = "Translation (English)" if result.translated else "Transcript"
+    label = f"Translation ({result.language or 'English'})" if result.translated else "Transcript"
     shown_name = filename.replace("`", "'")
     parts = f" · {result.parts} parts" if result.parts > 1 else ""
     header = f"**{label}** of `{shown_name}`{_duration(result.seconds)}{parts}"
@@ -82,18 +83,19 @@ class Transcribe(commands.Cog):
     @app_commands.describe(
         file="The recording (flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm)",
         language="The spoken language as a code such as en, fr or ja (optional; helps accuracy)",
-        translate="Translate the speech into English instead",
+        translate="Translate into this language (default: keep the spoken language)",
     )
+    @app_commands.choices(translate=LANGUAGE_CHOICES)
     async def transcribe_file(
         self,
         interaction: discord.Interaction,
         file: discord.Attachment,
         language: app_commands.Range[str, 1, 16] | None = None,
-        translate: bool = False,
+        translate: app_commands.Choice[str] | None = None,
     ) -> None:
         self.transcriber.check_size(file.filename, file.size)
         await interaction.response.defer(thinking=True)
-        await self._answer(interaction, file, language, translate)
+        await self._answer(interaction, file, language, translate.value if translate else None)
 
     @transcribe.command(
         name="auto", description="Transcribe voice messages in this channel as they arrive (Manage Channels)"
@@ -119,14 +121,14 @@ class Transcribe(commands.Cog):
             )
         self.transcriber.check_size(attachment.filename, attachment.size)
         await interaction.response.defer(thinking=True)
-        await self._answer(interaction, attachment, None, False)
+        await self._answer(interaction, attachment, None, None)
 
     async def _answer(
         self,
         interaction: discord.Interaction,
         attachment: discord.Attachment,
         language: str | None,
-        translate: bool,
+        translate_to: str | None,
     ) -> None:
         context = CallContext(
             interaction.guild_id, interaction.channel_id, interaction.user.id, "transcribe", admitted=True
@@ -137,7 +139,7 @@ class Transcribe(commands.Cog):
             await self.bot.attachments.read(attachment, max_bytes=self.transcriber.max_file_bytes),
             context=context,
             language=language,
-            translate=translate,
+            translate_to=translate_to,
         )
         pieces, text_file = render_transcript(
             result, attachment.filename, self.settings.transcript_max_messages

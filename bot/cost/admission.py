@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 # Commands no per-server rule can turn off: admins must never lock themselves out of /limits.
 UNRULED_COMMANDS = frozenset({"limits"})
+# Message menus that follow the rule of the slash command they mirror (/limits speak off turns off both).
+RULE_ALIASES = {"Read aloud": "speak"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Admission:
         """The server's /limits rule for `command`: turned off, or reserved to a role."""
         if requester.guild_id is None or command in UNRULED_COMMANDS:
             return
+        command = RULE_ALIASES.get(command, command)
         rule = await self.limits.store.rule(requester.guild_id, command)
         if not rule.enabled:
             raise errors.CommandDisabled(command)

@@ -110,6 +110,7 @@ class UsageLedger(DataOwner):
             image_size=event.image_size,
             image_quality=event.image_quality,
             audio_seconds=event.audio_seconds,
+            characters=event.characters,
         )
         if cost is None and event.model not in self._warned:
             self._warned.add(event.model)

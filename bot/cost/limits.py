@@ -16,7 +16,8 @@ from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger, next_day_start, next_month_start
 from bot.cost.pricing import PriceTable
 from bot.cost.rules import Budgets, LimitsStore
-from bot.openai_api.calls import PlannedCall
+from bot.openai_api.calls import CallContext, PlannedCall
+from bot.openai_api.gateway import expected_speech_seconds
 from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
 from bot.settings import Settings
 
@@ -143,6 +144,7 @@ class Limits:
             image_size=call.image_size,
             image_quality=call.image_quality,
             audio_seconds=seconds,
+            characters=call.characters,
             worst_case=True,
         )
         return cost or 0.0
@@ -271,8 +273,6 @@ def plan_for_command(
     command: str, options: Mapping[str, object], settings: Settings, context_guild: int, user_id: int
 ) -> PlannedCall | None:
     """What a metered slash command will ask OpenAI for, estimated from its options before it runs."""
-    from bot.openai_api.calls import CallContext
-
     text = " ".join(str(v) for v in options.values() if isinstance(v, str))
     context = CallContext(context_guild, None, user_id, command)
     if command == "ask":
@@ -293,6 +293,24 @@ def plan_for_command(
             image_size=str(size) if size else "auto",
             image_quality=str(quality) if quality else "auto",
         )
+    if command == "speak":
+        spoken = str(options.get("text") or "")
+        styled = str(options.get("style") or "")
+        return _speech_plan(context, settings, len(spoken), len(styled))
+    if command == "Read aloud":
+        # A menu's options do not carry the message: assume the longest ordinary message.
+        return _speech_plan(context, settings, 2000, 0)
     if command in {"transcribe", "Transcribe"}:
         return PlannedCall(context, "transcription", settings.transcription_model)
     return None
+
+
+def _speech_plan(context: CallContext, settings: Settings, characters: int, style_chars: int) -> PlannedCall:
+    return PlannedCall(
+        context,
+        "speech",
+        settings.speech_model,
+        characters=characters,
+        audio_seconds=expected_speech_seconds(characters),
+        prompt_tokens=(characters + style_chars) // 2,  # priced only where a model bills text tokens
+    )

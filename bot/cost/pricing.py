@@ -73,6 +73,7 @@ class PriceTable:
         image_size: str | None = None,
         image_quality: str | None = None,
         audio_seconds: float = 0.0,
+        characters: int = 0,
         worst_case: bool = False,
     ) -> float | None:
         entry = self.lookup(model)
@@ -89,6 +90,9 @@ class PriceTable:
             total += completion_tokens * float(entry["output_per_million"]) / 1_000_000
         if "per_minute" in entry:
             total += audio_seconds * float(entry["per_minute"]) / 60
+            priced = True
+        if "per_million_characters" in entry:  # tts-1 and tts-1-hd bill the text they read
+            total += characters * float(entry["per_million_characters"]) / 1_000_000
             priced = True
         if isinstance(entry.get("per_image"), dict):
             per_image = self._image_price(entry["per_image"], image_size, image_quality, worst_case)

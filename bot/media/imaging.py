@@ -13,9 +13,9 @@ from PIL import Image
 from bot import errors
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
-from bot.openai_api.calls import CallContext
+from bot.openai_api.calls import CallContext, GeneratedImage
 from bot.openai_api.gateway import OpenAIGateway
-from bot.util.images import check_pixels
+from bot.util.images import check_pixels, header_size
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ QUALITIES: tuple[str, ...] = ("auto", "low", "medium", "high")
 MAX_PROMPT_CHARS = 32_000
 # Moderation gets a smaller copy of a large image: same picture, a much lighter request.
 MAX_MODERATION_BYTES = 4 * 1024 * 1024
+# The most /imagine reads of a picture to edit (the API takes up to 50 MB; Discord uploads are smaller).
+MAX_EDIT_IMAGE_BYTES = 25 * 1024 * 1024
+_EDIT_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
 _MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 
 
@@ -119,6 +122,57 @@ def moderation_url(data: bytes, extension: str) -> str:
     return f"data:{_MIME[extension]};base64,{base64.b64encode(data).decode()}"
 
 
+@dataclass(frozen=True)
+class EditSource:
+    """A picture (and optional mask) that /imagine edits, kept as given so Again can edit it once more."""
+
+    image: bytes
+    image_name: str
+    mask: bytes | None = None
+    mask_name: str = "mask.png"
+
+
+@dataclass(frozen=True)
+class _Picture:
+    extension: str  # png | jpeg | webp
+    size: tuple[int, int]
+    has_alpha: bool
+
+
+def inspect_picture(name: str, data: bytes) -> _Picture:
+    """Format and size from the header (pixels checked before anything is decoded); InvalidInput otherwise."""
+    check_pixels(name, data)
+    if header_size(data) is not None:
+        with Image.open(io.BytesIO(data)) as opened:  # the header only: decoding is lazy
+            extension = _EDIT_FORMATS.get(opened.format or "")
+            if extension is not None:
+                alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+                return _Picture(extension, opened.size, alpha)
+    raise errors.InvalidInput(f"`{name[:80]}` is not a PNG, JPEG or WebP picture, so I can't edit it.")
+
+
+def check_edit(source: EditSource) -> _Picture:
+    """The picture's format, or InvalidInput when it or its mask cannot be sent for an edit."""
+    if len(source.image) > MAX_EDIT_IMAGE_BYTES:
+        raise errors.InvalidInput(
+            f"`{source.image_name[:80]}` is larger than {MAX_EDIT_IMAGE_BYTES // 1024 // 1024} MiB, "
+            "the most I edit. Send a smaller picture."
+        )
+    picture = inspect_picture(source.image_name, source.image)
+    if source.mask is not None:
+        mask = inspect_picture(source.mask_name, source.mask)
+        if mask.extension != "png" or not mask.has_alpha:
+            raise errors.InvalidInput(
+                "The mask must be a PNG with transparency: transparent where the picture may change."
+            )
+        if mask.size != picture.size:
+            raise errors.InvalidInput(
+                f"The mask is {mask.size[0]}×{mask.size[1]} but the picture is "
+                f"{picture.size[0]}×{picture.size[1]}: they must be the same size."
+            )
+    return picture
+
+
 def check_prompt(prompt: str) -> str:
     prompt = prompt.strip()
     if is_blank(prompt):
@@ -151,6 +205,55 @@ class ImageMaker:
             )
         except errors.ContentRefused as exc:
             raise ImageRefused() from exc
+        return await self._finish(generated, prompt, size, quality, upload_limit, context)
+
+    async def edit(
+        self,
+        prompt: str,
+        source: EditSource,
+        *,
+        size: str,
+        quality: str,
+        upload_limit: int,
+        context: CallContext,
+    ) -> ImageResult:
+        """/imagine with a picture: the prompt, then the picture itself (as an image), are moderated first."""
+        prompt = check_prompt(prompt)
+        if size not in SIZES or quality not in QUALITIES:
+            raise errors.InvalidInput(
+                f"Size must be one of {', '.join(SIZES)} and quality one of {', '.join(QUALITIES)}."
+            )
+        picture = await asyncio.to_thread(check_edit, source)
+        await self.moderation.require_clean_input(prompt, context=context, what="Your prompt")
+        url = await asyncio.to_thread(moderation_url, source.image, picture.extension)
+        await self.moderation.require_clean_image(url, context=context, what="Your picture")
+        mime = _MIME[picture.extension]
+        name = f"image.{'jpg' if picture.extension == 'jpeg' else picture.extension}"
+        mask = (source.mask_name, source.mask, "image/png") if source.mask is not None else None
+        try:
+            generated = await self.gateway.edit_image(
+                prompt,
+                (name, source.image, mime),
+                mask=mask,
+                context=context,
+                size=size,
+                quality=quality,
+                output_format="png",
+            )
+        except errors.ContentRefused as exc:
+            raise ImageRefused() from exc
+        return await self._finish(generated, prompt, size, quality, upload_limit, context)
+
+    async def _finish(
+        self,
+        generated: GeneratedImage,
+        prompt: str,
+        size: str,
+        quality: str,
+        upload_limit: int,
+        context: CallContext,
+    ) -> ImageResult:
+        """Fit the upload limit, then moderate the image that would be posted."""
         fitted = await asyncio.to_thread(fit_upload, generated.data, generated.output_format, upload_limit)
         if fitted.reencoded:
             log.info(

@@ -15,6 +15,7 @@ from bot.openai_api.calls import CallContext
 from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
+from bot.util.sentences import split_sentences
 
 # The API reads a prompt as the text before the audio: the previous part's tail keeps a split file
 # flowing (names, spelling) without paying for the whole transcript again.
@@ -22,6 +23,42 @@ PROMPT_TAIL_CHARS = 600
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 # Reading an attachment holds it in memory: refuse absurd sizes before downloading.
 MAX_FILE_BYTES = 500 * 1024 * 1024
+# The languages /transcribe translates into (Discord shows at most 25 choices). English comes from
+# whisper-1's translation endpoint; the others from a chat model translating the transcript.
+TARGET_LANGUAGES: dict[str, str] = {
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "sv": "Swedish",
+    "cs": "Czech",
+    "ro": "Romanian",
+    "el": "Greek",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "tr": "Turkish",
+    "ar": "Arabic",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "id": "Indonesian",
+    "vi": "Vietnamese",
+    "th": "Thai",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "zh-Hans": "Chinese (Simplified)",
+    "zh-Hant": "Chinese (Traditional)",
+}
+# Characters of transcript per translation request, and the answer room each gets (reasoning included).
+TRANSLATION_CHUNK_CHARS = 3000
+TRANSLATION_MAX_TOKENS = 4096
+TRANSLATION_PROMPT = (
+    "Translate the transcript the user sends into {language}. Keep its meaning, tone and names; do not "
+    "summarise, answer or add anything. Reply with the translation only."
+)
 
 
 class TranscriptFlagged(errors.OutputFlagged):
@@ -43,6 +80,7 @@ class TranscriptResult:
     parts: int
     seconds: float | None
     translated: bool
+    language: str | None = None  # the language it was translated into, by name
 
 
 def normalise_language(language: str | None) -> str | None:
@@ -57,6 +95,19 @@ def normalise_language(language: str | None) -> str | None:
     return code
 
 
+def normalise_target(language: str | None) -> str | None:
+    """The code of a language /transcribe translates into (given as a code or a name), or InvalidInput."""
+    if language is None or not language.strip():
+        return None
+    wanted = language.strip().lower()
+    for code, name in TARGET_LANGUAGES.items():
+        if wanted in (code.lower(), name.lower()):
+            return code
+    raise errors.InvalidInput(
+        f"I can't translate into `{language[:40]}`. Pick one of: {', '.join(TARGET_LANGUAGES.values())}."
+    )
+
+
 class Transcriber:
     """Checks a file, uploads it (in parts when it is too big), joins and moderates the transcript."""
 
@@ -69,8 +120,10 @@ class Transcriber:
         max_part_seconds: float = MAX_PART_SECONDS,
         max_file_bytes: int = MAX_FILE_BYTES,
         max_seconds: float = float("inf"),
+        translation_model: str | None = None,
     ) -> None:
         self.gateway = gateway
+        self.translation_model = translation_model
         self.moderation = moderation
         self.limit_bytes = limit_bytes
         self.max_part_seconds = max_part_seconds
@@ -106,9 +159,11 @@ class Transcriber:
         *,
         context: CallContext,
         language: str | None = None,
-        translate: bool = False,
+        translate_to: str | None = None,
     ) -> TranscriptResult:
         code = normalise_language(language)
+        target = normalise_target(translate_to)
+        translate = target == "en"
         parts = await self.prepare(filename, content_type, data)
         texts: list[str] = []
         for part in parts:  # in order: each part's prompt is the text before it
@@ -138,8 +193,33 @@ class Transcriber:
         verdict = await self.moderation.check_text(text, context=context)
         if verdict.flagged:
             raise TranscriptFlagged(verdict.categories)
+        if target is not None and not translate:
+            # A flagged transcript never reaches the chat model; its translation is checked like any output.
+            text = await self.translate_text(text, TARGET_LANGUAGES[target], context=context)
+            verdict = await self.moderation.check_text(text, context=context)
+            if verdict.flagged:
+                raise TranscriptFlagged(verdict.categories)
         seconds = sum(p.seconds for p in parts if p.seconds) or None
-        return TranscriptResult(text, len(parts), seconds, translate)
+        name = TARGET_LANGUAGES[target] if target else None
+        return TranscriptResult(text, len(parts), seconds, target is not None, name)
+
+    async def translate_text(self, text: str, language: str, *, context: CallContext) -> str:
+        """The transcript in `language`, translated by the chat model in sentence-cut chunks, in order."""
+        translated: list[str] = []
+        for chunk in split_sentences(text, TRANSLATION_CHUNK_CHARS):
+            result = await self.gateway.complete_chat(
+                [
+                    {"role": "system", "content": TRANSLATION_PROMPT.format(language=language)},
+                    {"role": "user", "content": chunk},
+                ],
+                context=context,
+                model=self.translation_model,
+                max_tokens=TRANSLATION_MAX_TOKENS,
+            )
+            if result.truncated or not result.text.strip():
+                raise errors.IncompleteAnswer()
+            translated.append(result.text.strip())
+        return " ".join(translated)
 
 
 class AutoTranscribeChannels(DataOwner):

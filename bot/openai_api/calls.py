@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 # Stored in usage_events.kind: the values must not change.
-CallKind = Literal["chat", "moderation", "image", "transcription"]
+CallKind = Literal["chat", "moderation", "image", "transcription", "speech", "embedding"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class UsageEvent:
     image_size: str | None = None
     image_quality: str | None = None
     audio_seconds: float = 0.0
+    characters: int = 0  # text read aloud, for speech models priced per character
     # False: the caller does not wait for the row's commit, because a write it awaits next (the /ask's
     # history) is queued after it and so commits it first.
     wait_for_commit: bool = True
@@ -60,6 +61,7 @@ class PlannedCall:
     image_quality: str | None = None
     audio_seconds: float = 0.0
     audio_bytes: int = 0
+    characters: int = 0
     # The messages' token count when the caller already knows it (stored turns carry theirs), so the
     # guard's estimate need not re-tokenise a whole history on every call.
     prompt_tokens: int | None = None

@@ -32,6 +32,17 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The speech endpoint's `pcm` format: 24 kHz, signed 16-bit little-endian, mono.
+PCM_RATE = 24_000
+PCM_BYTES_PER_SECOND = PCM_RATE * 2
+# Speech runs at roughly 15 characters a second; a slow style can halve that. Budgets assume the slower.
+SPEECH_CHARS_PER_SECOND_WORST = 8.0
+
+
+def expected_speech_seconds(characters: int) -> float:
+    """The longest the speech of `characters` is likely to last (for budget estimates)."""
+    return characters / SPEECH_CHARS_PER_SECOND_WORST
+
 
 def is_reasoning_model(model: str) -> bool:
     """OpenAI's o-series and gpt-5 family (not the non-reasoning chat-latest aliases)."""
@@ -316,6 +327,99 @@ class OpenAIGateway:
                 raise errors.UpstreamUnavailable()
             item = response.data[0]
             return GeneratedImage(base64.b64decode(item.b64_json or ""), output_format, item.revised_prompt)
+
+    async def edit_image(
+        self,
+        prompt: str,
+        image: tuple[str, bytes, str],
+        *,
+        context: CallContext,
+        mask: tuple[str, bytes, str] | None = None,
+        size: str = "auto",
+        quality: str = "auto",
+        output_format: str = "png",
+        deadline: float | None = 240.0,
+    ) -> GeneratedImage:
+        """An edit of `image` (name, bytes, MIME type), optionally only where `mask` is transparent."""
+        model = self.settings.image_model
+        extra: dict[str, Any] = {}
+        if mask is not None:
+            extra["mask"] = mask
+        async with self._admit(
+            PlannedCall(
+                context, "image", model, text=prompt, images=1, image_size=size, image_quality=quality
+            )
+        ):
+            response = await self.call(
+                lambda: self.client.images.edit(  # type: ignore[call-overload]
+                    model=model,
+                    # A list goes up as `image[]`, the field GPT image models read.
+                    image=[image],
+                    prompt=prompt,
+                    n=1,
+                    size=size,
+                    quality=quality,
+                    output_format=output_format,
+                    **extra,
+                ),
+                model=model,
+                deadline=deadline,
+            )
+            made_size = getattr(response, "size", None) or size
+            made_quality = getattr(response, "quality", None) or quality
+            await self._meter(
+                UsageEvent(
+                    context, "image", model, images=1, image_size=made_size, image_quality=made_quality
+                )
+            )
+            if not response.data or not response.data[0].b64_json:
+                raise errors.UpstreamUnavailable()
+            item = response.data[0]
+            return GeneratedImage(base64.b64decode(item.b64_json or ""), output_format, item.revised_prompt)
+
+    async def speak(
+        self,
+        text: str,
+        *,
+        context: CallContext,
+        voice: str,
+        instructions: str | None = None,
+        response_format: str = "pcm",
+        expected_seconds: float = 0.0,
+        deadline: float | None = 180.0,
+    ) -> bytes:
+        """Text to speech; `instructions` only reach models that take them (gpt-4o-mini-tts)."""
+        model = self.settings.speech_model
+        extra: dict[str, Any] = {}
+        if instructions and model.startswith("gpt-"):
+            extra["instructions"] = instructions
+        planned = PlannedCall(
+            context,
+            "speech",
+            model,
+            text=text,
+            characters=len(text),
+            audio_seconds=expected_seconds,
+        )
+        async with self._admit(planned):
+
+            async def fetch() -> bytes:
+                response = await self.client.audio.speech.create(
+                    model=model,
+                    input=text,
+                    voice=voice,
+                    response_format=response_format,  # type: ignore[arg-type]
+                    **extra,
+                )
+                return response.content
+
+            audio = await self.call(fetch, model=model, deadline=deadline)
+            # The answer is audio alone (no usage): bill what was made, 24 kHz 16-bit mono for pcm.
+            seconds = len(audio) / PCM_BYTES_PER_SECOND if response_format == "pcm" else expected_seconds
+            await self._meter(
+                UsageEvent(context, "speech", model, audio_seconds=seconds, characters=len(text))
+            )
+            return audio
 
     async def transcribe(
         self,

@@ -196,9 +196,9 @@ class SummarySettings(Section):
 
 
 class MediaSettings(Section):
-    """`/imagine` and `/transcribe` (README, "Images and transcription")."""
+    """`/imagine`, `/transcribe` and `/speak` (README, "Images, transcription and speech")."""
 
-    title: ClassVar[str] = "Images and transcription"
+    title: ClassVar[str] = "Images, transcription and speech"
 
     image_model: str = setting(
         "IMAGE_MODEL",
@@ -213,6 +213,21 @@ class MediaSettings(Section):
         "Model for `/transcribe`.",
         details="Translation always uses `whisper-1`, the only model that translates.",
         model_family=("whisper-", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-"),
+    )
+    speech_model: str = setting(
+        "SPEECH_MODEL",
+        "gpt-4o-mini-tts",
+        'Model for `/speak` and "Read aloud".',
+        details="`style` (tone, pace) reaches only gpt-4o-mini-tts; tts-1 and tts-1-hd ignore it.",
+        model_family=("gpt-4o-mini-tts", "tts-", "gpt-"),
+    )
+    translation_model: str = setting(
+        "TRANSLATION_MODEL",
+        "gpt-5-mini",
+        "Chat model that translates transcripts into languages other than English.",
+        details="English comes from `whisper-1`'s translation endpoint.",
+        model_family=GPT_FAMILY,
+        any_model_with_base_url=True,
     )
     image_output_moderation: Flag = setting(
         "IMAGE_OUTPUT_MODERATION",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import re
 import urllib.parse
@@ -17,6 +19,7 @@ from .model import (
     DM_TYPES,
     FLAG_EPHEMERAL,
     FLAG_LOADING,
+    FLAG_VOICE_MESSAGE,
     INTENT_GUILD_MEMBERS,
     INTENT_GUILDS,
     JSON,
@@ -26,6 +29,7 @@ from .model import (
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
+    SEND_VOICE_MESSAGES,
     THREAD_TYPES,
     ChannelRecord,
     RestError,
@@ -112,6 +116,33 @@ def validate_message_body(
             raise RestError(400, 50006, "Cannot send an empty message")
 
 
+AUDIO_EXTENSIONS = frozenset({"ogg", "oga", "opus", "mp3", "m4a", "wav", "webm", "flac", "aac"})
+
+
+def validate_voice_message(body: JSON, files: list[UploadedFile]) -> None:
+    """Discord's rules for a message with IS_VOICE_MESSAGE: one audio attachment with its duration and
+    waveform (at most 256 amplitude bytes, base64), and nothing else (no content, embeds or stickers)."""
+    if str(body.get("content") or "") or body.get("embeds") or body.get("sticker_ids") or body.get("poll"):
+        raise RestError(400, 50159, "Voice messages do not support additional content.")
+    if len(files) != 1:
+        raise RestError(400, 50160, "Voice messages must have a single audio attachment.")
+    upload = files[0]
+    meta: JSON = next((a for a in body.get("attachments") or [] if str(a.get("id", "")) == "0"), {})
+    name = str(meta.get("filename") or upload.filename)
+    audio_type = (upload.content_type or "").startswith("audio/")
+    if not audio_type and name.rsplit(".", 1)[-1].lower() not in AUDIO_EXTENSIONS:
+        raise RestError(400, 50160, "Voice messages must have a single audio attachment.")
+    duration, waveform = meta.get("duration_secs"), meta.get("waveform")
+    if not isinstance(duration, int | float) or duration <= 0 or not isinstance(waveform, str):
+        raise RestError(400, 50161, "Voice messages must have supporting metadata.")
+    try:
+        samples = base64.b64decode(waveform, validate=True)
+    except (binascii.Error, ValueError):
+        raise form_error("attachments.0.waveform", "BASE_TYPE_BAD_BASE64", "Invalid base64.") from None
+    if not samples or len(samples) > 256:
+        raise RestError(400, 50161, "Voice messages must have supporting metadata.")
+
+
 class Messages:
     """Messages, reactions, channels, threads, guilds and members."""
 
@@ -172,9 +203,17 @@ class Messages:
         return channel
 
     def build_attachments(
-        self, body: JSON, files: list[UploadedFile], channel_id: int, existing: list[JSON] | None
+        self,
+        body: JSON,
+        files: list[UploadedFile],
+        channel_id: int,
+        existing: list[JSON] | None,
+        *,
+        voice_metadata: bool = True,
     ) -> list[JSON]:
-        """New attachments from uploaded files, merged with kept ones (``attachments: [{id}]``)."""
+        """New attachments from uploaded files, merged with kept ones (``attachments: [{id}]``).
+        Interaction responses and webhooks drop `duration_secs` and `waveform` (discord-api-docs #7153):
+        `voice_metadata=False`."""
         meta = {int(a["id"]): a for a in body.get("attachments") or [] if str(a.get("id", "")).isdigit()}
         new: dict[int, JSON] = {}
         for index, f in enumerate(files):
@@ -186,6 +225,8 @@ class Messages:
                 ctype,
                 channel_id=channel_id,
                 description=info.get("description"),
+                duration_secs=info.get("duration_secs") if voice_metadata else None,
+                waveform=info.get("waveform") if voice_metadata else None,
             )
         if "attachments" not in body:
             return (existing or []) + list(new.values())
@@ -212,6 +253,8 @@ class Messages:
     def apply_edit(self, msg: JSON, body: JSON, files: list[UploadedFile]) -> JSON:
         """PATCH semantics on a stored message (in place); returns it."""
         validate_message_body(body, files, upload_limit=self.world.upload_limit, require_content=False)
+        if int(msg.get("flags", 0)) & FLAG_VOICE_MESSAGE or int(body.get("flags") or 0) & FLAG_VOICE_MESSAGE:
+            raise RestError(400, 50162, "Voice messages cannot be edited.")
         channel_id = int(msg["channel_id"])
         for key in ("content", "embeds", "components"):
             if key in body:
@@ -261,7 +304,11 @@ class Messages:
             )
             if rec.files:
                 self.world.require_bot_permission(channel.id, ATTACH_FILES)
+            if int(body.get("flags") or 0) & FLAG_VOICE_MESSAGE:
+                self.world.require_bot_permission(channel.id, SEND_VOICE_MESSAGES)
         validate_message_body(body, rec.files, upload_limit=self.world.upload_limit, require_content=True)
+        if int(body.get("flags") or 0) & FLAG_VOICE_MESSAGE:
+            validate_voice_message(body, rec.files)
         msg = self._bot_message(channel, body, rec.files)
         self.world.store_message(msg)
         self.record_sent(msg, "dm" if channel.type in DM_TYPES else "channel", body, rec.files)

@@ -78,7 +78,7 @@ class Responses:
             embeds=None if loading else data.get("embeds"),
             attachments=None
             if loading
-            else self.messages.build_attachments(data, files, fi.channel_id, None),
+            else self.messages.build_attachments(data, files, fi.channel_id, None, voice_metadata=False),
             components=None if loading else data.get("components"),
             flags=flags,
             type_=mtype,

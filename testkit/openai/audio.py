@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import math
+import struct
 import wave
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,26 @@ SPEECH_MAGIC: dict[str, bytes] = {
     "aac": b"\xff\xf1\x50\x80",
     "flac": b"fLaC",
 }
+SPEECH_VOICES: tuple[str, ...] = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+# tts-1 and tts-1-hd predate the newer voices and take no `instructions`.
+CLASSIC_SPEECH_VOICES: frozenset[str] = frozenset(
+    {"alloy", "ash", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer"}
+)
+MAX_INSTRUCTIONS_CHARS = 4096
 LANGUAGES: dict[str, str] = {
     "en": "english",
     "fr": "french",
@@ -71,11 +92,27 @@ def srt_time(seconds: float, sep: str) -> str:
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
 
 
+def speech_seconds(text: str) -> float:
+    """How long the fake's speech of `text` lasts (about 15 characters a second, at most 10 s)."""
+    return min(10.0, 0.5 + len(text) / 15)
+
+
+def speech_pcm(text: str, seconds: float) -> bytes:
+    """24 kHz 16-bit mono: a 220 Hz tone whose loudness rises and falls once per word, like speech."""
+    samples = int(24000 * seconds)
+    words = max(1, len(text.split()))
+    out = bytearray()
+    for k in range(samples):
+        envelope = abs(math.sin(math.pi * words * k / samples))
+        out += struct.pack("<h", int(8000 * envelope * math.sin(2 * math.pi * 220 * k / 24000)))
+    return bytes(out)
+
+
 def speech_bytes(text: str, fmt: str) -> bytes:
-    """Deterministic audio-looking bytes; a real (silent) WAV for wav, raw 24 kHz PCM for pcm."""
-    seconds = min(10.0, 0.5 + len(text) / 15)
+    """Deterministic audio-looking bytes; real WAV for wav and raw 24 kHz PCM for pcm (a spoken-like tone)."""
+    seconds = speech_seconds(text)
     if fmt in ("wav", "pcm"):
-        frames = b"\x00\x00" * int(24000 * seconds)
+        frames = speech_pcm(text, seconds)
         if fmt == "pcm":
             return frames
         out = io.BytesIO()
@@ -269,14 +306,36 @@ class AudioMixin(FakeBase):
             raise ApiError(400, "Invalid type for 'input': expected a string.", param="input")
         if len(text) > 4096:
             raise too_long("input", 4096, len(text))
-        if not body.get("voice"):
+        model = str(body.get("model"))
+        voice = body.get("voice")
+        if not voice:
             raise missing_param("voice")
+        voice_name = voice.get("id") if isinstance(voice, dict) else voice
+        if voice_name not in SPEECH_VOICES and not str(voice_name).startswith("voice_"):
+            raise invalid_value("voice", voice_name, list(SPEECH_VOICES))
+        if model.startswith("tts-") and voice_name not in CLASSIC_SPEECH_VOICES:
+            raise ApiError(
+                400,
+                f"Voice '{voice_name}' is not supported for model '{model}'.",
+                param="voice",
+                code="unsupported_value",
+            )
+        instructions = body.get("instructions")
+        if instructions is not None:
+            if model.startswith("tts-"):
+                raise ApiError(
+                    400,
+                    f"Instructions are not supported for model '{model}'.",
+                    param="instructions",
+                    code="unsupported_parameter",
+                )
+            if not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS_CHARS:
+                raise too_long("instructions", MAX_INSTRUCTIONS_CHARS, len(str(instructions)))
         fmt = body.get("response_format") or "mp3"
         if fmt not in SPEECH_FORMATS:
             raise invalid_value("response_format", fmt, list(SPEECH_FORMATS))
         if self.audio_latency:
             await asyncio.sleep(self.audio_latency)
+        audio = await asyncio.to_thread(speech_bytes, text, fmt)
         rec.status = 200
-        return web.Response(
-            body=speech_bytes(text, fmt), content_type=SPEECH_FORMATS[fmt], headers=self._headers(rec)
-        )
+        return web.Response(body=audio, content_type=SPEECH_FORMATS[fmt], headers=self._headers(rec))

@@ -106,6 +106,7 @@ class FakeOpenAI(ChatMixin, ModerationMixin, ImagesMixin, AudioMixin):
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/moderations"): self._handle_moderation,
             ("POST", "/v1/images/generations"): self._handle_images,
+            ("POST", "/v1/images/edits"): self._handle_image_edits,
             ("POST", "/v1/audio/transcriptions"): self._handle_transcription,
             ("POST", "/v1/audio/translations"): self._handle_translation,
             ("POST", "/v1/audio/speech"): self._handle_speech,

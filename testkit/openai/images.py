@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .common import (
     ApiError,
@@ -100,8 +100,39 @@ def render_image(width: int, height: int, fmt: str, seed: str, target_bytes: int
     return data
 
 
+MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
+EDIT_IMAGE_TYPES: dict[str, str] = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+
+
+def edited_image(source: bytes, width: int, height: int, fmt: str, mask: bytes | None) -> bytes:
+    """The "edit": the source resized to the output size with its colours inverted where the mask is
+    transparent (everywhere without a mask), so a test can tell an edit from a fresh image."""
+    with Image.open(io.BytesIO(source)) as opened:
+        base = opened.convert("RGB").resize((width, height))
+    inverted = ImageOps.invert(base)
+    if mask is not None:
+        with Image.open(io.BytesIO(mask)) as opened_mask:
+            alpha = opened_mask.convert("RGBA").getchannel("A").resize((width, height))
+        # Transparent (alpha 0) is where the model may paint.
+        inverted = Image.composite(base, inverted, alpha.point(lambda a: 255 if a else 0))
+    out = io.BytesIO()
+    inverted.save(out, PIL_FORMATS[fmt])
+    return out.getvalue()
+
+
+def _image_format(data: bytes) -> tuple[str, tuple[int, int], str] | None:
+    """(format, size, mode) of an uploaded image, or None when it is not a PNG, JPEG or WebP."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in EDIT_IMAGE_TYPES:
+                return None
+            return EDIT_IMAGE_TYPES[image.format], image.size, image.mode
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 class ImagesMixin(FakeBase):
-    """POST /v1/images/generations."""
+    """POST /v1/images/generations and /v1/images/edits."""
 
     image_latency: float
     image_revised_prompt: str | None
@@ -212,3 +243,91 @@ class ImagesMixin(FakeBase):
             },
         }
         return self._json(rec, payload)
+
+    async def _handle_image_edits(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        """Multipart: `image[]` (one or more; `image` for a single one), optional `mask`, and the
+        generation fields as text. The mask must be a PNG with an alpha channel, the first image's size."""
+        if not request.content_type.startswith("multipart/"):
+            raise ApiError(400, "Invalid Content-Type header; expected multipart/form-data.")
+        form: dict[str, Any] = dict(rec.form)
+        if "n" in form:
+            try:
+                form["n"] = int(form["n"])
+            except ValueError:
+                raise invalid_value("n", form["n"], ["an integer"]) from None
+        model, prompt, n, (w, h), quality, fmt = self._validate_image_request(form)
+        images = [f for f in rec.files if f[0] in ("image[]", "image")]
+        if not images:
+            raise missing_param("image")
+        if len(images) > 16:
+            raise ApiError(400, "Too many images: at most 16.", param="image")
+        first_size: tuple[int, int] | None = None
+        for _field, filename, data, _type in images:
+            if len(data) > MAX_EDIT_IMAGE_BYTES:
+                raise ApiError(400, f"Image '{filename}' is larger than 50 MB.", param="image")
+            found = _image_format(data)
+            if found is None:
+                raise ApiError(
+                    400,
+                    f"Invalid file '{filename}': unsupported mimetype. Supported file formats are "
+                    "'image/jpeg', 'image/png', and 'image/webp'.",
+                    param="image",
+                    code="unsupported_file_mimetype",
+                )
+            first_size = first_size or found[1]
+        mask_upload = next((f for f in rec.files if f[0] == "mask"), None)
+        mask: bytes | None = None
+        if mask_upload is not None:
+            found = _image_format(mask_upload[2])
+            if found is None or found[0] != "png" or found[2] not in ("RGBA", "LA", "PA"):
+                raise ApiError(
+                    400, "Invalid mask: it must be a PNG image with an alpha channel.", param="mask"
+                )
+            if found[1] != first_size:
+                raise ApiError(400, "Invalid mask: it must be the same size as the image.", param="mask")
+            mask = mask_upload[2]
+        if self.image_latency:
+            await asyncio.sleep(self.image_latency)
+        if "blockme" in prompt.lower():
+            raise ApiError(
+                400,
+                "Your request was rejected by the safety system.",
+                type="image_generation_user_error",
+                code="moderation_blocked",
+            )
+        if form.get("size") in (None, "", "auto") and first_size is not None:
+            # "auto" keeps the source's shape: the standard size nearest its aspect ratio.
+            aspect = first_size[0] / first_size[1]
+            w, h = _dims(min(STANDARD_SIZES, key=lambda size: abs(_ratio(size) - aspect)))
+        source = images[0][2]
+        outputs = [await asyncio.to_thread(edited_image, source, w, h, fmt, mask) for _ in range(n)]
+        text_tokens = estimate_tokens(prompt)
+        table = OUTPUT_TOKENS[quality]
+        per_image = table.get(f"{w}x{h}") or round(table["1024x1024"] * (w * h) / (1024 * 1024))
+        input_image_tokens = 65 * len(images)
+        payload = {
+            "created": int(time.time()),
+            "data": [{"b64_json": base64.b64encode(raw).decode()} for raw in outputs],
+            "background": "opaque",
+            "output_format": fmt,
+            "quality": quality,
+            "size": f"{w}x{h}",
+            "usage": {
+                "input_tokens": text_tokens + input_image_tokens,
+                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": input_image_tokens},
+                "output_tokens": per_image * n,
+                "output_tokens_details": {"image_tokens": per_image * n, "text_tokens": 0},
+                "total_tokens": text_tokens + input_image_tokens + per_image * n,
+            },
+        }
+        return self._json(rec, payload)
+
+
+def _dims(size: str) -> tuple[int, int]:
+    width, _, height = size.partition("x")
+    return int(width), int(height)
+
+
+def _ratio(size: str) -> float:
+    width, height = _dims(size)
+    return width / height

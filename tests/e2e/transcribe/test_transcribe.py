@@ -82,7 +82,7 @@ async def test_happy_path_transcribes_and_moderates(
 async def test_translate_uses_the_translation_endpoint(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    done = await transcribe(fake_discord, world, "talk.wav", _wav(1.0), translate=True)
+    done = await transcribe(fake_discord, world, "talk.wav", _wav(1.0), translate="en")
     (call,) = fake_openai.calls("/audio/translations")
     assert call.form["model"] == "whisper-1" and call.files[0][1] == "talk.wav"
     assert "Translation (English)" in done.all_text()
