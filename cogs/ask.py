@@ -28,6 +28,7 @@ from bot.discord_io.replies import (
 )
 from bot.settings import Settings
 from bot.util.aio import stop_task
+from bot.util.metrics import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class Ask(commands.Cog):
         # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
         # of one round trip after it; the deferral still goes on the wire first (README, "Performance").
         deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private))
+        watch = Stopwatch(self.bot.services.metrics)  # /ask latency: deferral, first token, final
+        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private, watch))
         try:
             await interaction.response.defer(ephemeral=private, thinking=True)
         except BaseException:
@@ -92,6 +94,7 @@ class Ask(commands.Cog):
             await stop_task(answering)
             raise
         deferred.set_result(None)
+        watch.stage("deferral")
         try:
             await asyncio.shield(answering)
         except asyncio.CancelledError:
@@ -105,6 +108,7 @@ class Ask(commands.Cog):
         prompt: str,
         image: discord.Attachment | None,
         private: bool,
+        watch: Stopwatch,
     ) -> None:
         image_urls, image_names = [], []
         if image is not None:
@@ -134,12 +138,18 @@ class Ask(commands.Cog):
             create_followup,
             interval=self.settings.stream_edit_interval,
         )
+
+        async def on_text(text: str) -> None:
+            watch.stage("first_token")
+            await reply.update(text)
+
         try:
-            answer = await self.conversations.ask(request, on_text=reply.update)
+            answer = await self.conversations.ask(request, on_text=on_text)
         except BaseException:
             await reply.discard()
             raise
         await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+        watch.stage("final")
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

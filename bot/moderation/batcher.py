@@ -14,6 +14,7 @@ from typing import Any
 from bot import errors
 from bot.openai_api.gateway import CallContext, ModerationResult, OpenAIGateway
 from bot.settings import Settings
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class ModerationBatcher:
     """
 
     @classmethod
-    def from_settings(cls, gateway: OpenAIGateway, settings: Settings) -> ModerationBatcher:
+    def from_settings(
+        cls, gateway: OpenAIGateway, settings: Settings, metrics: Metrics | None = None
+    ) -> ModerationBatcher:
         """The batcher as the bot configures it (MODERATION_BATCH_* settings)."""
         return cls(
             gateway,
@@ -68,6 +71,7 @@ class ModerationBatcher:
             max_inputs=settings.moderation_batch_size,
             concurrency=settings.moderation_concurrency,
             cache_ttl=settings.moderation_cache_seconds,
+            metrics=metrics,
         )
 
     def __init__(
@@ -82,8 +86,10 @@ class ModerationBatcher:
         cache_ttl: float = 60.0,
         cache_size: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.gateway = gateway
+        self.metrics = metrics
         self.window = window
         self.max_inputs = max_inputs
         self.max_chars = max_chars
@@ -293,6 +299,8 @@ class ModerationBatcher:
         try:
             self.stats.requests += 1
             self.stats.batched_inputs += len(batch)
+            if self.metrics is not None:
+                self.metrics.moderation_batch.observe(len(batch))
             first = batch[0].context
             context = CallContext(first.guild_id, first.channel_id, first.user_id, "moderation")
             try:
@@ -311,7 +319,10 @@ class ModerationBatcher:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
+            judged = time.monotonic()
             for item, result in zip(batch, results, strict=True):
+                if self.metrics is not None:
+                    self.metrics.verdict_latency.observe(judged - item.enqueued)
                 self._inflight.pop(item.key, None)
                 self._remember(item.key, result)
                 if not item.future.done():

@@ -21,6 +21,7 @@ from openai import AsyncOpenAI
 from bot import errors
 from bot.openai_api.chat_stream import chat_events
 from bot.settings import Settings
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,8 +207,10 @@ class OpenAIGateway:
         retry: RetryPolicy | None = None,
         usage_sink: UsageSink | None = None,
         guard: CallGuard | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics = metrics
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.openai_max_retries)
         self.usage_sink = usage_sink
@@ -263,16 +266,22 @@ class OpenAIGateway:
         return errors.UpstreamUnavailable()
 
     async def call(
-        self, make_call: Callable[[], Awaitable[T]], *, model: str, deadline: float | None = None
+        self,
+        make_call: Callable[[], Awaitable[T]],
+        *,
+        model: str,
+        deadline: float | None = None,
+        endpoint: str = "other",
     ) -> T:
         """Run `make_call` with the retry policy, within `deadline` seconds from now when given."""
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                return await make_call()
+                result = await make_call()
             except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
                 error = self.translate(exc, model)
+                self._count(endpoint, model, type(error).__name__)
                 log.info(
                     "OpenAI call failed: %s (model %s, request %s)",
                     type(error).__name__,
@@ -294,6 +303,13 @@ class OpenAIGateway:
                     raise error from exc
                 attempt += 1
                 await self.retry.sleep(wait)
+            else:
+                self._count(endpoint, model, "none")
+                return result
+
+    def _count(self, endpoint: str, model: str, error: str) -> None:
+        if self.metrics is not None:
+            self.metrics.openai_call(endpoint, model, error)
 
     def _admit(self, call: PlannedCall) -> AbstractAsyncContextManager[Any]:
         # The guard may refuse (a domain error) before anything is sent; moderation is only observed.
@@ -362,6 +378,7 @@ class OpenAIGateway:
                 ),
                 model=model,
                 deadline=deadline,
+                endpoint="chat",
             )
             parts: list[str] = []
             finish_reason: str | None = None
@@ -419,6 +436,7 @@ class OpenAIGateway:
                 lambda: self.client.chat.completions.create(messages=list(messages), **kwargs),  # type: ignore[arg-type]
                 model=model,
                 deadline=deadline,
+                endpoint="chat",
             )
             usage = response.usage
             prompt_tokens = usage.prompt_tokens if usage else 0
@@ -460,7 +478,7 @@ class OpenAIGateway:
                 return parse_moderation(json.loads(response.content))
 
             try:
-                results = await self.call(fetch, model=model, deadline=deadline)
+                results = await self.call(fetch, model=model, deadline=deadline, endpoint="moderation")
             except (errors.UpstreamUnavailable, errors.UpstreamTimeout, errors.RateLimited) as exc:
                 raise errors.ModerationUnavailable() from exc
         await self._meter(UsageEvent(context, "moderation", model))
@@ -495,6 +513,7 @@ class OpenAIGateway:
                 ),
                 model=model,
                 deadline=deadline,
+                endpoint="image",
             )
             # "auto" is priced by what was actually made: the answer says which size and quality.
             made_size = getattr(response, "size", None) or size
@@ -540,7 +559,7 @@ class OpenAIGateway:
             context, "transcription", model, audio_seconds=duration_hint or 0.0, audio_bytes=len(data)
         )
         async with self._admit(planned):
-            response = await self.call(make, model=model, deadline=deadline)
+            response = await self.call(make, model=model, deadline=deadline, endpoint="transcription")
             seconds = duration_hint
             usage = getattr(response, "usage", None)
             if usage is not None and getattr(usage, "seconds", None) is not None:
@@ -553,7 +572,10 @@ class OpenAIGateway:
     ) -> list[list[float]]:
         async with self._admit(PlannedCall(context, "embedding", model, text="\n".join(texts))):
             response = await self.call(
-                lambda: self.client.embeddings.create(model=model, input=texts), model=model, deadline=60.0
+                lambda: self.client.embeddings.create(model=model, input=texts),
+                model=model,
+                deadline=60.0,
+                endpoint="embedding",
             )
             await self._meter(
                 UsageEvent(context, "embedding", model, prompt_tokens=response.usage.prompt_tokens)
@@ -564,4 +586,4 @@ class OpenAIGateway:
         async def fetch() -> set[str]:
             return {model.id async for model in self.client.models.list()}
 
-        return await self.call(fetch, model="", deadline=30.0)
+        return await self.call(fetch, model="", deadline=30.0, endpoint="models")
