@@ -74,6 +74,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
         command = interaction.command.qualified_name if interaction.command else "?"
         outcome = "refused" if is_expected(error) else "failed"
         interaction.client.services.metrics.command(command, outcome, interaction.guild_id)
+        context = {"command": command, "guild": interaction.guild_id, "channel": interaction.channel_id}
         if is_expected(error):
             log.info(
                 "/%s refused: %s (guild %s, channel %s)",
@@ -81,6 +82,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 type(getattr(error, "original", error)).__name__,
                 interaction.guild_id,
                 interaction.channel_id,
+                extra=context,
             )
         else:
             log.error(
@@ -89,6 +91,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 interaction.guild_id,
                 interaction.channel_id,
                 exc_info=error,
+                extra=context,
             )
         await send_failure(interaction, error)
 

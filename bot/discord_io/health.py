@@ -155,6 +155,18 @@ def watch_client(bot: commands.Bot, metrics: Metrics) -> GatewayState:
     async def on_completion(interaction: discord.Interaction, command: object) -> None:
         name = getattr(command, "qualified_name", "?")
         metrics.command(name, "ok", interaction.guild_id)
+        latency = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+        log.debug(
+            "/%s completed in %.3f s",
+            name,
+            latency,
+            extra={
+                "command": name,
+                "guild": interaction.guild_id,
+                "channel": interaction.channel_id,
+                "latency": round(latency, 3),
+            },
+        )
 
     bot.add_listener(on_up, "on_ready")
     bot.add_listener(on_up, "on_resumed")

@@ -17,6 +17,7 @@ from typing import Any
 import aiosqlite
 
 from bot import errors
+from bot.storage.lock import DatabaseLock
 from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Store:
     ) -> None:
         self.path = path
         self.metrics = metrics
+        self.lock: DatabaseLock | None = None
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
@@ -101,14 +103,23 @@ class Store:
     @classmethod
     async def open(cls, path: Path | str, *, metrics: Metrics | None = None) -> Store:
         path = Path(path)
+        lock = DatabaseLock(path)
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
+                # Held while open, so `python -m bot restore` refuses to replace the file under us.
+                lock.hold_shared()
             writer = await cls._connect(path)
             reader = await cls._connect(path)
+        except BlockingIOError as exc:
+            raise StoreError(
+                f"the database at {path} is being restored; start the bot when it is done"
+            ) from exc
         except (OSError, sqlite3.Error) as exc:
+            lock.release()
             raise StoreError(f"cannot open the database at {path}: {exc}") from exc
         store = cls(path, writer, reader, metrics)
+        store.lock = lock
         try:
             await store.migrate()
         except BaseException:
@@ -137,6 +148,8 @@ class Store:
                 await conn.close()
             except (sqlite3.Error, ValueError):
                 log.warning("closing a database connection failed", exc_info=True)
+        if self.lock is not None:
+            self.lock.release()
 
     async def migrate(self) -> list[int]:
         """Apply every bundled migration not yet recorded; each one in its own transaction."""
