@@ -33,7 +33,7 @@ async def test_backup_while_the_bot_writes_is_consistent_and_restore_waits_for_t
     bot = await start_bot()
     store = bot.services.store
     written = 0
-    stop = asyncio.Event()
+    stop, progressed = asyncio.Event(), asyncio.Event()
 
     async def keep_writing() -> None:
         nonlocal written
@@ -44,15 +44,18 @@ async def test_backup_while_the_bot_writes_is_consistent_and_restore_waits_for_t
                 [(time.time(), world.guild_id) for _ in range(20)],
             )
             written += 20
+            progressed.set()
 
     writer = asyncio.create_task(keep_writing())
     while written < 100:  # the copy starts while the bot is busy writing
-        await asyncio.sleep(0.01)
+        progressed.clear()
+        await progressed.wait()
     target = tmp_path / "backups" / "bot-backup.db"
     copied = await asyncio.to_thread(backup, store.path, target)
     after_backup = written
     while written <= after_backup:  # the bot keeps writing after the copy
-        await asyncio.sleep(0.01)
+        progressed.clear()
+        await progressed.wait()
     stop.set()
     await writer
 
