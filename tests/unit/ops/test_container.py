@@ -3,11 +3,14 @@ a health check on /healthz, and the install step CI proves."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
 
 import yaml
+
+from bot.util.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
@@ -132,3 +135,18 @@ def test_compose_postgres_is_an_optional_profile() -> None:
     assert postgres["image"].startswith("postgres:")
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
     assert "POSTGRES_PASSWORD" not in postgres.get("environment", {})  # from .env, never in the file
+
+
+def test_the_sample_dashboard_queries_only_metrics_the_bot_exports() -> None:
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exported = Metrics().render().decode()
+    # A histogram is declared under its base name; a counter under `..._total`.
+    declared = {re.sub(r"_total$", "", name) for name in re.findall(r"^# TYPE (\S+)", exported, re.MULTILINE)}
+    queried = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"discord_bot_[a-z_]+", target["expr"])
+    }
+    assert queried
+    assert queried <= declared, sorted(queried - declared)
