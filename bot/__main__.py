@@ -1,50 +1,78 @@
-"""`python -m bot [run|check|invite]`: parse settings, then run the bot, check the setup, or print the invite URL."""
+"""`python -m bot [run|check|invite|backup|restore]`: parse settings, then run the bot or one operator tool."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import sys
 
+from bot.ops.logs import configure_logging
 from bot.settings import SettingsError, load_settings
 
+__all__ = ["configure_logging", "main"]
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+# What each tool does without: `invite` only prints a URL, backups only touch the database.
+NOT_NEEDED = {
+    "invite": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
+    "backup": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
+    "restore": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m bot", description="A Discord bot for the OpenAI API.")
+    commands = root.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the bot (the default)")
+    check = commands.add_parser("check", help="check the configuration, naming the cause of each failure")
+    check.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    invite = commands.add_parser(
+        "invite", help="print the invite URL (needs DISCORD_TOKEN or --application-id)"
     )
-    # The HTTP clients log request bodies at DEBUG only; keep them quiet even when LOG_LEVEL=DEBUG.
-    for noisy in ("httpx2", "httpcore", "openai._base_client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    invite.add_argument("--application-id", type=int, help="the Application ID from the developer portal")
+    invite.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    backup = commands.add_parser("backup", help="copy the running bot's SQLite database to PATH, verified")
+    backup.add_argument("path", help="the file to write (must not exist)")
+    backup.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    restore = commands.add_parser(
+        "restore", help="replace the database with the backup at PATH (bot stopped)"
+    )
+    restore.add_argument("path", help="a file written by `python -m bot backup`")
+    restore.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="A Discord bot for the OpenAI API.")
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="run",
-        choices=["run", "check", "invite"],
-        help="run the bot (default), check the configuration, or print the invite URL",
-    )
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
+    command = args.command or "run"
+    if command in ("backup", "restore"):
+        from bot.ops.backup import postgres_refusal
+
+        if refusal := postgres_refusal(os.environ):
+            print(refusal, file=sys.stderr)
+            return 2
+    not_needed: tuple[str, ...] = NOT_NEEDED.get(command, ())
+    if command == "invite" and args.application_id is None:
+        not_needed = ("OPENAI_API_KEY",)
     try:
-        settings = load_settings()
+        settings = load_settings(not_needed=not_needed)
     except SettingsError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
-    if args.command == "invite":
-        from bot.ops.invite import invite_url
+    configure_logging(settings.log_level, settings.log_format)
+    if command == "invite":
+        from bot.ops.invite import invite
 
-        print(invite_url(settings))
-        return 0
-    if args.command == "check":
+        return invite(settings, application_id=args.application_id, as_json=args.json)
+    if command == "check":
         from bot.ops.doctor import run_checks
 
-        return asyncio.run(run_checks(settings))
+        return asyncio.run(run_checks(settings, as_json=args.json))
+    if command in ("backup", "restore"):
+        from bot.ops import backup as tools
+
+        run_tool = tools.backup_command if command == "backup" else tools.restore_command
+        return run_tool(settings.database_path, args.path, as_json=args.json)
     from bot.ops.runner import run_bot
 
     return run_bot(settings)

@@ -32,6 +32,7 @@ from bot.privacy.registry import Privacy, RetentionDays
 from bot.settings import Settings
 from bot.storage.store import Store
 from bot.summary.summarizer import Summarizer, SummaryLimits
+from bot.util.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Services:
     """Everything the cogs depend on, built once by `build_services` and never changed afterwards."""
 
     settings: Settings
+    metrics: Metrics
     store: Store
     prices: PriceTable
     ledger: UsageLedger
@@ -73,25 +75,29 @@ async def build_services(
 ) -> Services:
     """Every service, in dependency order. The Discord edge passes in what only it can do: post to a
     mod-log channel, and know the bot's own user id once logged in."""
-    store = await Store.open(settings.database_path)
+    # The one metrics registry; served only when METRICS_PORT is set, but always cheap to record into.
+    metrics = Metrics(guild_labels=settings.metrics_guild_labels)
+    store = await Store.open(settings.database_path, metrics=metrics)
     try:
         prices = load_prices(settings.prices_file)
-        ledger = UsageLedger(store, prices)
+        ledger = UsageLedger(store, prices, metrics=metrics)
         policies = PolicyRepo(store)
         modlog = ModerationLog(policies, modlog_sink)
-        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.notify)
+        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.notify, metrics=metrics)
         limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker)
-        gateway = OpenAIGateway.from_settings(settings, guard=limits, usage_sink=ledger.record)
+        gateway = OpenAIGateway.from_settings(
+            settings, guard=limits, usage_sink=ledger.record, metrics=metrics
+        )
     except BaseException:
         await store.close()
         raise
-    batcher = ModerationBatcher.from_settings(gateway, settings)
+    batcher = ModerationBatcher.from_settings(gateway, settings, metrics)
     moderation = ModerationGate(gateway, batcher=batcher, policies=policies)
     actions, strikes = ActionLog(store), Strikes(store)
     channel_moderation = ChannelModerator(
         moderation,
         policies,
-        OutageQueue(store),
+        OutageQueue(store, metrics),
         actions,
         strikes,
         Watermarks(store),
@@ -109,6 +115,7 @@ async def build_services(
     )
     return Services(
         settings=settings,
+        metrics=metrics,
         store=store,
         prices=prices,
         ledger=ledger,

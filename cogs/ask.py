@@ -28,6 +28,7 @@ from bot.discord_io.replies import (
 )
 from bot.settings import Settings
 from bot.util.aio import stop_task
+from bot.util.metrics import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class Ask(commands.Cog):
         # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
         # of one round trip after it; the deferral still goes on the wire first (README, "Performance").
         deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private))
+        watch = Stopwatch(self.bot.services.metrics)  # /ask latency: deferral, first token, final
+        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private, watch))
         try:
             await interaction.response.defer(ephemeral=private, thinking=True)
         except BaseException:
@@ -93,6 +95,7 @@ class Ask(commands.Cog):
             await stop_task(answering)
             raise
         deferred.set_result(None)
+        watch.stage("deferral")
         try:
             await asyncio.shield(answering)
         except asyncio.CancelledError:
@@ -106,6 +109,7 @@ class Ask(commands.Cog):
         prompt: str,
         image: discord.Attachment | None,
         private: bool,
+        watch: Stopwatch,
     ) -> None:
         image_urls, image_names = [], []
         if image is not None:
@@ -135,15 +139,23 @@ class Ask(commands.Cog):
             create_followup,
             interval=self.settings.stream_edit_interval,
         )
+
+        async def on_text(text: str) -> None:
+            watch.stage("first_token")
+            await reply.update(text)
+
         # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
         started = self.inflight.started(interaction.application_id, interaction.token)
         try:
             try:
-                answer = await self.conversations.ask(request, on_text=reply.update)
+                answer = await self.conversations.ask(request, on_text=on_text)
             except BaseException:
                 await reply.discard()
                 raise
+            # A short answer may first show whole: its first text is then the final one.
+            watch.stage("first_token")
             await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+            watch.stage("final")
         finally:
             await self.inflight.ended(interaction.token, started)
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot import errors
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,10 @@ class QuotaBreaker:
         *,
         notify: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.cooldown = cooldown
+        self.metrics = metrics
         self.notify = notify
         self.clock = clock
         self.opened_at: float | None = None
@@ -58,6 +61,7 @@ class QuotaBreaker:
         if self.retry_after() > 0 or self._probing:
             raise errors.QuotaPaused(max(self.retry_after(), 1.0))
         self._probing = True
+        self._show("half_open")
         log.info("quota breaker: cooldown over, sending one probe request")
         return True
 
@@ -69,6 +73,7 @@ class QuotaBreaker:
         first = self.opened_at is None
         self.opened_at = self.clock()
         self._probing = False
+        self._show("open")
         if first:
             log.warning(
                 "OpenAI answered insufficient_quota: the account needs credit. Pausing OpenAI calls; "
@@ -85,6 +90,11 @@ class QuotaBreaker:
         self.opened_at = None
         self._probing = False
         self._told_guilds.clear()
+        self._show("closed")
+
+    def _show(self, state: str) -> None:
+        if self.metrics is not None:
+            self.metrics.set_breaker(state)
 
     async def _tell(self, guild_id: int | None) -> None:
         if not guild_id or guild_id in self._told_guilds or self.notify is None:

@@ -16,6 +16,7 @@ from bot.cost.pricing import PriceTable
 from bot.openai_api.calls import UsageEvent
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy
 from bot.storage.store import Store
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -90,8 +91,16 @@ class UsageLedger(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, prices: PriceTable, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        prices: PriceTable,
+        *,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
+        self.metrics = metrics
         self.prices = prices
         self.clock = clock
         self._key: bytes | None = None
@@ -115,6 +124,8 @@ class UsageLedger(DataOwner):
         if cost is None and event.model not in self._warned:
             self._warned.add(event.model)
             log.warning("no price for model %s: its usage is recorded without a cost", event.model)
+        if self.metrics is not None:
+            self.metrics.usage(event.kind, event.prompt_tokens, event.completion_tokens, cost)
         ctx = event.context
         now = self.clock()
         # Committed together with the other concurrent writes (bot/store.py, Store.insert_soon).

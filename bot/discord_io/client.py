@@ -17,6 +17,7 @@ from bot import errors
 from bot.discord_io.admission import check_interaction
 from bot.discord_io.attachments import AttachmentReader
 from bot.discord_io.failures import is_expected, send_failure
+from bot.discord_io.health import OpsServer, serve_ops, watch_client
 from bot.discord_io.inflight import InFlight
 from bot.discord_io.modlog import DiscordModlog
 from bot.services import Services, build_services
@@ -71,6 +72,9 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
         self, interaction: discord.Interaction[OpenAIBot], error: app_commands.AppCommandError
     ) -> None:
         command = interaction.command.qualified_name if interaction.command else "?"
+        outcome = "refused" if is_expected(error) else "failed"
+        interaction.client.services.metrics.command(command, outcome, interaction.guild_id)
+        context = {"command": command, "guild": interaction.guild_id, "channel": interaction.channel_id}
         if is_expected(error):
             log.info(
                 "/%s refused: %s (guild %s, channel %s)",
@@ -78,6 +82,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 type(getattr(error, "original", error)).__name__,
                 interaction.guild_id,
                 interaction.channel_id,
+                extra=context,
             )
         else:
             log.error(
@@ -86,6 +91,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
                 interaction.guild_id,
                 interaction.channel_id,
                 exc_info=error,
+                extra=context,
             )
         await send_failure(interaction, error)
 
@@ -119,6 +125,7 @@ class OpenAIBot(commands.Bot):
         # Every mod-log post (action embeds, outage and credit notices) goes out through this one poster.
         self.modlog = DiscordModlog(self)
         self.attachments = AttachmentReader(timeout=settings.attachment_timeout)
+        self.ops: OpsServer | None = None  # METRICS_PORT's /metrics and /healthz, started in setup_hook
 
     def _schedule_event(
         self,
@@ -141,6 +148,10 @@ class OpenAIBot(commands.Bot):
         self.services = await build_services(
             self.settings, modlog_sink=self.modlog, bot_user_id=lambda: self.bot_user_id
         )
+        gateway_state = watch_client(self, self.services.metrics)
+        self.ops = await serve_ops(
+            self, gateway_state, self.services.store, self.services.metrics, self.settings
+        )
         for name in extension_names():
             # A cog that fails to load stops start-up: a half-working bot is worse than a clear error.
             await self.load_extension(name)
@@ -161,6 +172,8 @@ class OpenAIBot(commands.Bot):
             await super().close()
         finally:
             await self.attachments.close()
+            if self.ops is not None:
+                await self.ops.close()
             services: Services | None = getattr(self, "services", None)
             if services is not None:
                 await services.close()

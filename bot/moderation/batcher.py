@@ -15,6 +15,7 @@ from bot import errors
 from bot.openai_api.calls import CallContext, ModerationResult
 from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class ModerationBatcher:
     """
 
     @classmethod
-    def from_settings(cls, gateway: OpenAIGateway, settings: Settings) -> ModerationBatcher:
+    def from_settings(
+        cls, gateway: OpenAIGateway, settings: Settings, metrics: Metrics | None = None
+    ) -> ModerationBatcher:
         """The batcher as the bot configures it (MODERATION_BATCH_* settings)."""
         return cls(
             gateway,
@@ -69,6 +72,7 @@ class ModerationBatcher:
             max_inputs=settings.moderation_batch_size,
             concurrency=settings.moderation_concurrency,
             cache_ttl=settings.moderation_cache_seconds,
+            metrics=metrics,
         )
 
     def __init__(
@@ -83,8 +87,10 @@ class ModerationBatcher:
         cache_ttl: float = 60.0,
         cache_size: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.gateway = gateway
+        self.metrics = metrics
         self.window = window
         self.max_inputs = max_inputs
         self.max_chars = max_chars
@@ -289,6 +295,8 @@ class ModerationBatcher:
         try:
             self.stats.requests += 1
             self.stats.batched_inputs += len(batch)
+            if self.metrics is not None:
+                self.metrics.moderation_batch.observe(len(batch))
             first = batch[0].context
             context = CallContext(first.guild_id, first.channel_id, first.user_id, "moderation")
             try:
@@ -307,7 +315,10 @@ class ModerationBatcher:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
+            judged = time.monotonic()
             for item, result in zip(batch, results, strict=True):
+                if self.metrics is not None:
+                    self.metrics.verdict_latency.observe(judged - item.enqueued)
                 self._inflight.pop(item.key, None)
                 self._remember(item.key, result)
                 if not item.future.done():

@@ -10,6 +10,7 @@ from typing import Literal
 
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
+from bot.util.metrics import Metrics
 
 # Stored in moderation_actions.source: a live message, its edit, or one moderated late from the queue.
 SubjectKind = Literal["message", "thread"]
@@ -81,8 +82,9 @@ class OutageQueue(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
 
     async def put(self, subject: MessageSubject) -> None:
         await self.store.execute(
@@ -90,6 +92,15 @@ class OutageQueue(DataOwner):
             "VALUES (?, ?, ?, ?, ?)",
             (subject.guild_id, subject.channel_id, subject.message_id, subject.to_json(), time.time()),
         )
+        await self.observe()
+
+    async def observe(self) -> None:
+        """Export the queue's depth and oldest entry (only while someone collects metrics)."""
+        if self.metrics is None:
+            return
+        row = await self.store.fetchone("SELECT COUNT(*), MIN(enqueued_at) FROM moderation_queue")
+        depth, oldest = (int(row[0]), row[1]) if row is not None else (0, None)
+        self.metrics.outage_queue(depth, float(oldest) if oldest is not None else None)
 
     async def peek(self, limit: int) -> list[QueuedMessage]:
         rows = await self.store.fetchall(
@@ -105,6 +116,7 @@ class OutageQueue(DataOwner):
             return
         async with self.store.transaction() as db:
             await db.executemany("DELETE FROM moderation_queue WHERE id = ?", [(i,) for i in ids])
+        await self.observe()
 
     async def bump_attempts(self, ids: list[int]) -> None:
         if not ids:

@@ -28,6 +28,7 @@ from bot.openai_api.calls import (
 from bot.openai_api.chat_stream import chat_events
 from bot.openai_api.retry import RetryPolicy, translate_error
 from bot.settings import Settings
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,8 +82,10 @@ class OpenAIGateway:
         retry: RetryPolicy | None = None,
         usage_sink: UsageSink | None = None,
         guard: CallGuard | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics = metrics
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.openai_max_retries)
         self.usage_sink = usage_sink
@@ -106,15 +109,33 @@ class OpenAIGateway:
         await self.client.close()
 
     async def call(
-        self, make_call: Callable[[], Awaitable[T]], *, model: str, deadline: float | None = None
+        self,
+        make_call: Callable[[], Awaitable[T]],
+        *,
+        model: str,
+        deadline: float | None = None,
+        endpoint: str = "other",
     ) -> T:
         """Run `make_call` with the retry policy, within `deadline` seconds from now when given."""
-        return await self.retry.run(
+        result = await self.retry.run(
             make_call,
-            lambda exc: translate_error(exc, model, self.settings.setting_for_model),
+            # Every failed attempt is counted by its error kind, retried or not.
+            lambda exc: self._counted(
+                endpoint, model, translate_error(exc, model, self.settings.setting_for_model)
+            ),
             model=model,
             deadline=deadline,
         )
+        self._count(endpoint, model, "none")
+        return result
+
+    def _counted(self, endpoint: str, model: str, error: errors.BotError) -> errors.BotError:
+        self._count(endpoint, model, type(error).__name__)
+        return error
+
+    def _count(self, endpoint: str, model: str, error: str) -> None:
+        if self.metrics is not None:
+            self.metrics.openai_call(endpoint, model, error)
 
     def _admit(self, call: PlannedCall) -> AbstractAsyncContextManager[Any]:
         # The guard may refuse (a domain error) before anything is sent; moderation is only observed.
@@ -182,6 +203,7 @@ class OpenAIGateway:
                 ),
                 model=model,
                 deadline=deadline,
+                endpoint="chat",
             )
             parts: list[str] = []
             finish_reason: str | None = None
@@ -239,6 +261,7 @@ class OpenAIGateway:
                 lambda: self.client.chat.completions.create(messages=list(messages), **kwargs),  # type: ignore[arg-type]
                 model=model,
                 deadline=deadline,
+                endpoint="chat",
             )
             usage = response.usage
             prompt_tokens = usage.prompt_tokens if usage else 0
@@ -279,7 +302,7 @@ class OpenAIGateway:
                 return parse_moderation(json.loads(response.content))
 
             try:
-                results = await self.call(fetch, model=model, deadline=deadline)
+                results = await self.call(fetch, model=model, deadline=deadline, endpoint="moderation")
             except (errors.UpstreamUnavailable, errors.UpstreamTimeout, errors.RateLimited) as exc:
                 raise errors.ModerationUnavailable() from exc
         await self._meter(UsageEvent(context, "moderation", model))
@@ -314,6 +337,7 @@ class OpenAIGateway:
                 ),
                 model=model,
                 deadline=deadline,
+                endpoint="image",
             )
             # "auto" is priced by what was actually made: the answer says which size and quality.
             made_size = getattr(response, "size", None) or size
@@ -452,7 +476,7 @@ class OpenAIGateway:
             context, "transcription", model, audio_seconds=duration_hint or 0.0, audio_bytes=len(data)
         )
         async with self._admit(planned):
-            response = await self.call(make, model=model, deadline=deadline)
+            response = await self.call(make, model=model, deadline=deadline, endpoint="transcription")
             seconds = duration_hint
             usage = getattr(response, "usage", None)
             if usage is not None and getattr(usage, "seconds", None) is not None:
@@ -460,8 +484,23 @@ class OpenAIGateway:
             await self._meter(UsageEvent(context, "transcription", model, audio_seconds=seconds or 0.0))
             return Transcript(str(getattr(response, "text", response)), seconds)
 
+    async def embed(
+        self, texts: list[str], *, context: CallContext, model: str = "text-embedding-3-small"
+    ) -> list[list[float]]:
+        async with self._admit(PlannedCall(context, "embedding", model, text="\n".join(texts))):
+            response = await self.call(
+                lambda: self.client.embeddings.create(model=model, input=texts),
+                model=model,
+                deadline=60.0,
+                endpoint="embedding",
+            )
+            await self._meter(
+                UsageEvent(context, "embedding", model, prompt_tokens=response.usage.prompt_tokens)
+            )
+            return [list(item.embedding) for item in response.data]
+
     async def list_models(self) -> set[str]:
         async def fetch() -> set[str]:
             return {model.id async for model in self.client.models.list()}
 
-        return await self.call(fetch, model="", deadline=30.0)
+        return await self.call(fetch, model="", deadline=30.0, endpoint="models")

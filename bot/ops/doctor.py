@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import errno
+import json
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 
 from bot import errors
@@ -34,6 +41,54 @@ class CheckResult:
 
 
 Probe = Callable[[], Awaitable[list[CheckResult]]]
+UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def network_cause(exc: BaseException, host: str) -> str | None:
+    """What really went wrong on the way to `host`, read from the exception's chain, or None when the
+    failure is not a network one. A DNS failure is not "OpenAI is having trouble"."""
+    chain = list(_chain(exc))
+    proxy = next(
+        (os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY") if os.environ.get(v)), None
+    )
+    for cause in chain:
+        if isinstance(cause, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+            return f"the proxy refused or failed the connection to {host} ({cause}); check HTTPS_PROXY"
+    for cause in chain:
+        if isinstance(cause, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+            return (
+                f"TLS: the certificate of {host} could not be verified ({cause}); a proxy or firewall "
+                "intercepting HTTPS, or a missing CA bundle (SSL_CERT_FILE)"
+            )
+        if isinstance(cause, aiohttp.ClientSSLError | ssl.SSLError):
+            return f"TLS: the secure connection to {host} failed ({cause})"
+    for cause in chain:
+        if isinstance(cause, aiohttp.ClientConnectorDNSError | socket.gaierror):
+            return f"DNS: the name {host} could not be resolved; check the host name, the DNS server or the network"
+    for cause in chain:
+        os_error = cause.os_error if isinstance(cause, aiohttp.ClientConnectorError) else cause
+        if isinstance(os_error, ConnectionRefusedError):
+            return f"connection refused by {host}: nothing listens there; check the URL and port"
+        if isinstance(os_error, OSError) and os_error.errno in UNREACHABLE:
+            return f"network unreachable: no route to {host}; check the network or firewall"
+    for cause in chain:
+        if isinstance(cause, TimeoutError | aiohttp.ServerTimeoutError):
+            via = f" (through the proxy {proxy})" if proxy else ""
+            return f"timed out connecting to {host}{via}; a firewall may drop the traffic"
+    return None
+
+
+def _host(url: str | None, default: str) -> str:
+    return urlsplit(url).netloc if url else default
 
 
 async def check_discord(settings: Settings) -> list[CheckResult]:
@@ -50,8 +105,9 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
                     "portal (Bot -> Reset Token) and update .env",
                 )
             ]
-        except (discord.HTTPException, OSError) as exc:
-            return [CheckResult("discord token", False, f"could not reach Discord: {exc}")]
+        except (discord.HTTPException, OSError, aiohttp.ClientError) as exc:
+            cause = network_cause(exc, "discord.com") or str(exc)
+            return [CheckResult("discord token", False, f"could not reach Discord: {cause}")]
         results = [CheckResult("discord token", True, f"logged in as {user['username']} ({user['id']})")]
         try:
             app = await http.application_info()
@@ -104,7 +160,9 @@ async def check_openai(settings: Settings) -> list[CheckResult]:
                 )
             ]
         except errors.BotError as exc:
-            return [CheckResult("openai key", False, f"could not list models: {exc.user_message()}")]
+            host = _host(settings.openai_base_url, "api.openai.com")
+            cause = network_cause(exc, host) or exc.user_message()
+            return [CheckResult("openai key", False, f"could not list models: {cause}")]
         results = [CheckResult("openai key", True, f"accepted ({len(available)} models visible)")]
         for env, model in _model_settings(settings).items():
             if model in available:
@@ -196,10 +254,13 @@ async def collect(settings: Settings, extra: list[Probe] | None = None) -> list[
     return results
 
 
-async def run_checks(settings: Settings) -> int:
+async def run_checks(settings: Settings, *, as_json: bool = False) -> int:
     results = await collect(settings)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print(json.dumps({"ok": not failed, "checks": [asdict(r) for r in results]}, indent=2))
+        return 1 if failed else 0
     for result in results:
         print(result.line())
-    failed = [r for r in results if not r.ok]
     print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
     return 1 if failed else 0

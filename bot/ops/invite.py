@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 import discord
 
@@ -32,14 +33,36 @@ def application_id_from_token(token: str) -> int | None:
         return None
 
 
-def invite_url(settings: Settings) -> str:
-    app_id = application_id_from_token(settings.discord_token)
+def invite_url(settings: Settings, application_id: int | None = None) -> str:
+    app_id = application_id or application_id_from_token(settings.discord_token)
     if app_id is None:
         return (
             "Could not read the application id from DISCORD_TOKEN. Copy the Application ID from the "
-            "developer portal and open: https://discord.com/oauth2/authorize?client_id=<APP_ID>"
+            "developer portal and run `python -m bot invite --application-id <APP_ID>`, or open: "
+            "https://discord.com/oauth2/authorize?client_id=<APP_ID>"
             f"&scope=bot+applications.commands&permissions={required_permissions().value}"
         )
     return discord.utils.oauth_url(
         app_id, permissions=required_permissions(), scopes=("bot", "applications.commands")
     )
+
+
+def invite(settings: Settings, *, application_id: int | None = None, as_json: bool = False) -> int:
+    """`python -m bot invite`: needs only the application id (from DISCORD_TOKEN or the flag)."""
+    app_id = application_id or application_id_from_token(settings.discord_token)
+    url = invite_url(settings, application_id)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": app_id is not None,
+                    "application_id": app_id,
+                    "permissions": required_permissions().value,
+                    "url": url if app_id is not None else None,
+                    "error": None if app_id is not None else url,
+                }
+            )
+        )
+    else:
+        print(url)
+    return 0 if app_id is not None else 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -149,11 +149,15 @@ def _model_problems(settings: Settings) -> list[str]:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env"
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: str | Path | None = ".env",
+    not_needed: Collection[str] = (),
 ) -> Settings:
     """Parse settings from `environ` (default: the process environment) over `env_file`.
 
     An explicit `environ` replaces the process environment entirely. Empty values count as unset.
+    `not_needed`: required variables a command does without (`invite` needs no OpenAI key).
     """
     raw = _read_environment(environ, env_file)
     problems: list[str] = []
@@ -162,7 +166,7 @@ def load_settings(
         text = raw.get(v.env, "").strip()
         if text:
             given[v.name] = text
-        elif v.required:
+        elif v.required and v.env not in not_needed:
             problems.append(f"{v.env} is missing or empty")
     bad: set[str] = set()
     try:

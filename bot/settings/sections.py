@@ -418,6 +418,31 @@ class RuntimeSettings(Section):
         "Seconds requests in progress get to finish on SIGTERM/SIGINT.",
         details='The rest are told the bot is restarting (README, "Reliability").',
     )
+    log_format: Annotated[str, one_of("text", "json")] = setting(
+        "LOG_FORMAT",
+        "text",
+        "`text` (human-readable lines) or `json` (one JSON object per line).",
+        details="JSON keys: time, level, logger, event, guild, channel, command, latency (docs/operations.md).",
+    )
+    metrics_port: NonNegativeInt = setting(
+        "METRICS_PORT",
+        0,
+        "Port serving `/metrics` (Prometheus) and `/healthz`; `0` turns them off.",
+        details="See docs/operations.md for the metrics and what the health check tests.",
+        shown_default="0 (off)",
+    )
+    metrics_host: str = setting(
+        "METRICS_HOST",
+        "127.0.0.1",
+        "Address the metrics and health server listens on.",
+        details="`0.0.0.0` inside a container, so the health check and Prometheus can reach it.",
+    )
+    metrics_guild_labels: Flag = setting(
+        "METRICS_GUILD_LABELS",
+        False,
+        "Label command metrics with the server id.",
+        details="Off by default: one series per server grows with the number of servers.",
+    )
 
 
 # The order the docs list them in.

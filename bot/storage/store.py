@@ -17,6 +17,8 @@ from typing import Any
 import aiosqlite
 
 from bot import errors
+from bot.storage.lock import DatabaseLock
+from bot.util.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,19 @@ class StoreError(errors.StorageUnavailable):
 
     A domain error, so a command whose write fails tells its user why instead of "something went wrong".
     """
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer version of the bot than this one."""
+
+    def __init__(self, path: Path, found: int, known: int) -> None:
+        super().__init__(
+            f"the database at {path} has schema version {found}, written by a newer version of the bot; "
+            f"this version knows schema versions up to {known}. Upgrade the bot, or restore a backup taken "
+            "before the upgrade (docs/operations.md)"
+        )
+        self.found = found
+        self.known = known
 
 
 def bundled_migrations() -> list[tuple[int, str, str]]:
@@ -69,8 +84,16 @@ class _QueuedInsert:
 class Store:
     """One writer connection (serialised by a lock) and one reader connection, both in WAL mode."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.path = path
+        self.metrics = metrics
+        self.lock: DatabaseLock | None = None
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
@@ -78,17 +101,30 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
+    async def open(cls, path: Path | str, *, metrics: Metrics | None = None) -> Store:
         path = Path(path)
+        lock = DatabaseLock(path)
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
+                # Held while open, so `python -m bot restore` refuses to replace the file under us.
+                lock.hold_shared()
             writer = await cls._connect(path)
             reader = await cls._connect(path)
+        except BlockingIOError as exc:
+            raise StoreError(
+                f"the database at {path} is being restored; start the bot when it is done"
+            ) from exc
         except (OSError, sqlite3.Error) as exc:
+            lock.release()
             raise StoreError(f"cannot open the database at {path}: {exc}") from exc
-        store = cls(path, writer, reader)
-        await store.migrate()
+        store = cls(path, writer, reader, metrics)
+        store.lock = lock
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     @staticmethod
@@ -112,6 +148,8 @@ class Store:
                 await conn.close()
             except (sqlite3.Error, ValueError):
                 log.warning("closing a database connection failed", exc_info=True)
+        if self.lock is not None:
+            self.lock.release()
 
     async def migrate(self) -> list[int]:
         """Apply every bundled migration not yet recorded; each one in its own transaction."""
@@ -121,8 +159,13 @@ class Store:
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
         applied = {row[0] for row in await self.fetchall("SELECT version FROM schema_migrations")}
+        bundled = bundled_migrations()
+        known = max((version for version, _, _ in bundled), default=0)
+        if applied and max(applied) > known:
+            # Its tables may no longer mean what this version's code assumes: refuse rather than corrupt them.
+            raise SchemaTooNew(self.path, max(applied), known)
         newly: list[int] = []
-        for version, name, sql in bundled_migrations():
+        for version, name, sql in bundled:
             if version in applied:
                 continue
             async with self.transaction() as db:
@@ -139,6 +182,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A short write transaction; commits on success, rolls back on any exception."""
+        started = time.perf_counter()
         async with self._write_lock:
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
@@ -156,6 +200,11 @@ class Store:
             except sqlite3.Error as exc:
                 await self._rollback()
                 raise self._failed("the database could not save", exc) from exc
+            self._observe_write(started)
+
+    def _observe_write(self, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.db_writes.observe(time.perf_counter() - started)
 
     async def _rollback(self) -> None:
         # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK must not
@@ -240,6 +289,7 @@ class Store:
         for item in batch:
             by_sql.setdefault(item.sql, []).extend(item.rows)
         writer = self._writer
+        started = time.perf_counter()
         async with self._write_lock:
             try:
                 # One trip to the writer's thread for the whole transaction, not one per statement: under
@@ -249,6 +299,7 @@ class Store:
                 await writer._execute(_write_batch, writer, list(by_sql.items()))
             except sqlite3.Error as exc:
                 raise self._failed("the database could not save", exc) from exc
+        self._observe_write(started)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         # One trip to the connection's thread, not three (execute, fetch, close): under load each trip

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.discord_io.client import OpenAIBot
+from bot.ops.logs import formatter_for
 from bot.storage.store import Store
 from testkit.discord import FakeDiscord, running_bot
 from testkit.driver import ask, run
@@ -113,22 +114,26 @@ async def test_retention_purges_old_history_periodically(
 
 
 class Capture(logging.Handler):
-    def __init__(self) -> None:
+    """Every record as the bot's LOG_FORMAT writes it (bot/ops/logs.py), with its exception."""
+
+    def __init__(self, log_format: str) -> None:
         super().__init__(logging.DEBUG)
+        self.setFormatter(formatter_for(log_format))
         self.lines: list[tuple[str, int, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.exc_info and record.exc_info[0] is not None:
+        text = self.format(record)
+        if record.exc_info and record.exc_info[0] is not None and "Traceback" not in text:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
         self.lines.append((record.name, record.levelno, text))
 
 
-async def test_no_message_text_token_or_key_reaches_the_logs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_no_message_text_token_or_key_reaches_the_logs(tmp_path: Path, log_format: str) -> None:
     sentinel = "ZEBRA-SENTINEL-4711"
     token = "discord-token-SENTINEL-abcdefghijklmnop"
     key = "sk-proj-SENTINEL-key-0123456789abcdef"
-    capture = Capture()
+    capture = Capture(log_format)
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(capture)
@@ -172,6 +177,19 @@ async def test_no_message_text_token_or_key_reaches_the_logs(tmp_path: Path) -> 
     for secret in (sentinel, token, key):
         leaks = [text for text in checked if secret in text]
         assert not leaks, f"{secret!r} reached the logs: {leaks[:3]}"
+    if log_format == "json":
+        for _, _, text in capture.lines:
+            line = json.loads(text)  # one object per line, its exception inside it
+            assert {
+                "time",
+                "level",
+                "logger",
+                "event",
+                "guild",
+                "channel",
+                "command",
+                "latency",
+            } <= line.keys()
 
 
 def on_disk(tmp_path: Path) -> bytes:

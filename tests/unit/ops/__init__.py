@@ -1,0 +1,1 @@
+"""Operator tools: log formats, the container files, backups."""
