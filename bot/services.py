@@ -26,6 +26,8 @@ from bot.moderation.review import ModerationReview
 from bot.moderation.strikes import Strikes
 from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.registry import Privacy, RetentionDays
+from bot.recall.index import RecallIndex
+from bot.recall.service import Recall
 from bot.settings import Settings
 from bot.storage.store import Store
 from bot.summary.summarizer import Summarizer, SummaryLimits
@@ -52,11 +54,13 @@ class Services:
     transcriber: Transcriber
     auto_transcribe: AutoTranscribeChannels
     summarizer: Summarizer
+    recall: Recall
     privacy: Privacy
 
     async def close(self) -> None:
         """Stop background work, then the OpenAI client, then the database (which must close last)."""
         try:
+            await self.recall.close()
             await self.moderation.close()
             await self.gateway.close()
         finally:
@@ -94,10 +98,12 @@ async def build_services(
     history = History(store, window_tokens=settings.history_token_budget)
     limits_rules = limits.store
     auto_transcribe = AutoTranscribeChannels(store)
+    recall_index = RecallIndex(store, settings.embedding_model)
+    recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
     privacy = Privacy(
         store,
-        [history, ledger, limits_rules, *channel_moderation.data_owners, auto_transcribe],
+        [history, ledger, limits_rules, *channel_moderation.data_owners, auto_transcribe, recall_index],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
     return Services(
@@ -113,7 +119,9 @@ async def build_services(
         modlog=modlog,
         review=ModerationReview(actions, strikes, policies),
         history=history,
-        conversations=Conversations(history, gateway, moderation, settings, bot_user_id=bot_user_id),
+        conversations=Conversations(
+            history, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
+        ),
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(
             gateway,
@@ -123,5 +131,6 @@ async def build_services(
         ),
         auto_transcribe=auto_transcribe,
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
+        recall=recall,
         privacy=privacy,
     )
