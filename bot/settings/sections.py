@@ -244,7 +244,7 @@ class MediaSettings(Section):
 
 
 class RecallSettings(Section):
-    """`/recall`: searching a server's messages by meaning (README, "Recall")."""
+    """`/recall`: searching a server's messages by meaning (docs/features.md, "Recall")."""
 
     title: ClassVar[str] = "Recall"
 
