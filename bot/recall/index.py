@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -365,7 +364,7 @@ class RecallIndex(DataOwner):
 
     def memory_bytes(self) -> int:
         """What the cache holds, for the benchmark."""
-        return sum(sys.getsizeof(m.vectors) + m.ids.nbytes * 3 for m in self._cache.values())
+        return sum(m.vectors.nbytes + m.ids.nbytes * 3 for m in self._cache.values())
 
     # -- privacy --------------------------------------------------------------------------------------
 
