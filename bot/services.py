@@ -29,6 +29,8 @@ from bot.moderation.strikes import Strikes
 from bot.moderation.watermarks import Watermarks
 from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.registry import Privacy, RetentionDays
+from bot.recall.index import RecallIndex
+from bot.recall.service import Recall
 from bot.settings import Settings
 from bot.storage.store import Store
 from bot.summary.summarizer import Summarizer, SummaryLimits
@@ -59,11 +61,13 @@ class Services:
     speaker: Speaker
     auto_transcribe: AutoTranscribeChannels
     summarizer: Summarizer
+    recall: Recall
     privacy: Privacy
 
     async def close(self) -> None:
         """Stop background work, then the OpenAI client, then the database (which must close last)."""
         try:
+            await self.recall.close()
             await self.moderation.close()
             await self.gateway.close()
         finally:
@@ -107,10 +111,20 @@ async def build_services(
     limits_rules = limits.store
     auto_transcribe = AutoTranscribeChannels(store)
     inflight_answers = InflightAnswers(store)
+    recall_index = RecallIndex(store, settings.embedding_model)
+    recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
     privacy = Privacy(
         store,
-        [history, ledger, limits_rules, *channel_moderation.data_owners, auto_transcribe, inflight_answers],
+        [
+            history,
+            ledger,
+            limits_rules,
+            *channel_moderation.data_owners,
+            auto_transcribe,
+            inflight_answers,
+            recall_index,
+        ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
     return Services(
@@ -127,7 +141,9 @@ async def build_services(
         modlog=modlog,
         review=ModerationReview(actions, strikes, policies),
         history=history,
-        conversations=Conversations(history, gateway, moderation, settings, bot_user_id=bot_user_id),
+        conversations=Conversations(
+            history, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
+        ),
         inflight_answers=inflight_answers,
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(
@@ -140,5 +156,6 @@ async def build_services(
         speaker=Speaker(gateway, moderation),
         auto_transcribe=auto_transcribe,
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
+        recall=recall,
         privacy=privacy,
     )

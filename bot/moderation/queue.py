@@ -14,7 +14,7 @@ from bot.util.metrics import Metrics
 
 # Stored in moderation_actions.source: a live message, its edit, or one moderated late from the queue.
 SubjectKind = Literal["message", "thread"]
-Source = Literal["message", "edit", "queue", "catch-up"]
+Source = Literal["message", "edit", "queue", "catch-up", "backfill"]
 
 
 @dataclass(frozen=True)

@@ -485,19 +485,35 @@ class OpenAIGateway:
             return Transcript(str(getattr(response, "text", response)), seconds)
 
     async def embed(
-        self, texts: list[str], *, context: CallContext, model: str = "text-embedding-3-small"
+        self,
+        texts: list[str],
+        *,
+        context: CallContext,
+        model: str = "text-embedding-3-small",
+        dimensions: int | None = None,
+        deadline: float | None = 60.0,
     ) -> list[list[float]]:
-        async with self._admit(PlannedCall(context, "embedding", model, text="\n".join(texts))):
+        """One vector per text, in order; many texts go in one request (up to 2,048 inputs).
+
+        `dimensions` shortens text-embedding-3 vectors (0 or None: the model's own size).
+        """
+        extra: dict[str, Any] = {"dimensions": dimensions} if dimensions else {}
+        # About 4 characters a token: the budget estimate need not tokenise a whole batch exactly.
+        estimate = sum(len(text) for text in texts) // 4 + len(texts)
+        async with self._admit(PlannedCall(context, "embedding", model, prompt_tokens=estimate)):
             response = await self.call(
-                lambda: self.client.embeddings.create(model=model, input=texts),
+                lambda: self.client.embeddings.create(model=model, input=texts, **extra),
                 model=model,
-                deadline=60.0,
+                deadline=deadline,
                 endpoint="embedding",
             )
             await self._meter(
                 UsageEvent(context, "embedding", model, prompt_tokens=response.usage.prompt_tokens)
             )
-            return [list(item.embedding) for item in response.data]
+            if len(response.data) != len(texts):
+                raise errors.UpstreamUnavailable()
+            ordered = sorted(response.data, key=lambda item: item.index)
+            return [list(item.embedding) for item in ordered]
 
     async def list_models(self) -> set[str]:
         async def fetch() -> set[str]:

@@ -29,6 +29,12 @@ def _sqlite_url(url: str) -> str:
     return url
 
 
+def _embedding_batch(size: int) -> int:
+    if not 1 <= size <= 2048:  # the embeddings endpoint takes at most 2,048 inputs a request
+        raise ValueError("out of range")
+    return size
+
+
 class Section(BaseModel):
     """A group of related settings; `Settings` inherits every section, so access stays flat."""
 
@@ -263,6 +269,51 @@ class MediaSettings(Section):
     )
 
 
+class RecallSettings(Section):
+    """`/recall`: searching a server's messages by meaning (docs/features.md, "Recall")."""
+
+    title: ClassVar[str] = "Recall"
+
+    embedding_model: str = setting(
+        "EMBEDDING_MODEL",
+        "text-embedding-3-small",
+        "Embedding model for `/recall` and long memory in `/ask`.",
+        details="Changing it starts a new index: vectors made by another model are not searched.",
+        model_family=("text-embedding-",),
+        any_model_with_base_url=True,
+    )
+    embedding_dimensions: NonNegativeInt = setting(
+        "EMBEDDING_DIMENSIONS",
+        512,
+        "Vector size asked of the embedding model (`0`: the model's own).",
+        details=(
+            "text-embedding-3 models can shorten their vectors; 512 floats (2 KiB a message) keep the "
+            "index and its memory a third of the full 1,536 for a small loss of quality."
+        ),
+    )
+    recall_backfill_days: NonNegativeInt = setting(
+        "RECALL_BACKFILL_DAYS",
+        30,
+        "Days of each channel's history indexed when `/recall enable` is run (`0`: none).",
+    )
+    recall_batch_size: Annotated[int, Rule("must be between 1 and 2048", check=_embedding_batch)] = setting(
+        "RECALL_BATCH_SIZE", 128, "Messages embedded in one request (1-2048)."
+    )
+    recall_concurrency: PositiveInt = setting(
+        "RECALL_CONCURRENCY", 2, "Embedding requests for indexing that run at the same time."
+    )
+    recall_ask_matches: NonNegativeInt = setting(
+        "RECALL_ASK_MATCHES",
+        3,
+        "Older messages `/ask` quotes to the model when recall is on (`0`: none).",
+    )
+    recall_ask_wait: NonNegativeFloat = setting(
+        "RECALL_ASK_WAIT",
+        0.5,
+        "Seconds `/ask` waits for its recall lookup before answering without it.",
+    )
+
+
 class ModerationSettings(Section):
     """Automatic channel moderation (README, "Automatic moderation"); each server's policy is set with
     `/moderation`."""
@@ -452,6 +503,7 @@ SECTIONS: tuple[type[Section], ...] = (
     ChatSettings,
     SummarySettings,
     MediaSettings,
+    RecallSettings,
     ModerationSettings,
     CostSettings,
     StorageSettings,

@@ -224,6 +224,8 @@ class ModerationEvents(commands.Cog):
                 log.info("a message in server %s was not moderated: the bot is stopping", subject.guild_id)
                 return False
             raise
+        # Other features (recall) index only what passed: they listen for on_message_moderated.
+        self.bot.dispatch("message_moderated", subject, outcome)
         if outcome.status == "acted":
             await self.actions.apply(subject, outcome)
         elif outcome.status == "queued" and outcome.notify and not self._breaker_reports(outcome.reason):
@@ -345,6 +347,7 @@ class ModerationEvents(commands.Cog):
         """Moderate what waits in the queue: (messages done, whether the endpoint still fails)."""
         done, failing = await self.moderator.drain()
         for subject, outcome in done:
+            self.bot.dispatch("message_moderated", subject, outcome)
             if outcome.status == "acted":
                 await self.actions.apply(subject, outcome)
         return len(done), failing

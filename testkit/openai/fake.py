@@ -7,6 +7,7 @@ import base64
 import json as jsonlib
 import logging
 import math
+import re
 import struct
 import time
 from collections import deque
@@ -419,7 +420,14 @@ class FakeOpenAI(ChatMixin, ModerationMixin, ImagesMixin, AudioMixin):
     # ------------------------------------------------------------------ embeddings and models
 
     def _vector(self, text: str, dim: int) -> list[float]:
-        raw = [unit_hash(text, k) * 2 - 1 for k in range(dim)]
+        """A hashed bag of words, unit length: texts sharing words point the same way, as real
+        embeddings of similar texts do; deterministic, so tests can predict which text matches best."""
+        raw = [0.0] * dim
+        for word in re.findall(r"\w+", text.lower()):
+            slot = int(unit_hash("word", word) * dim)
+            raw[slot] += 1.0 if unit_hash("sign", word) < 0.5 else -1.0
+        if not any(raw):  # no words (punctuation only), or words that cancelled out
+            raw = [unit_hash(text, k) * 2 - 1 for k in range(dim)]
         norm = math.sqrt(sum(v * v for v in raw)) or 1.0
         return [v / norm for v in raw]
 

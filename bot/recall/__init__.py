@@ -1,0 +1,1 @@
+"""/recall: a server's messages indexed by meaning (embeddings in SQLite) and searched with numpy."""

@@ -1,0 +1,269 @@
+"""/recall's core: what is indexed (only what passed moderation), batched embedding, and the search flow."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bot import errors
+from bot.moderation.channel import ChannelModerator
+from bot.moderation.normalize import is_blank
+from bot.moderation.policy import decide
+from bot.moderation.queue import MessageSubject
+from bot.openai_api.gateway import CallContext, OpenAIGateway
+from bot.recall.index import Document, Match, RecallIndex
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_QUERY_CHARS = 1000
+# An embedding input is at most 8,192 tokens; a Discord message (4,000 characters with Nitro) is far below.
+MAX_INPUT_CHARS = 8000
+BATCH_WINDOW = 0.25  # seconds a batch waits to fill up before it is sent anyway
+# Moderation's own skips that still leave text worth indexing: recall then judges the text itself.
+UNJUDGED_REASONS = ("moderation off", "exempt", "bot or webhook")
+ASK_MIN_SCORE = 0.3  # a weaker match is noise to the model, not memory
+
+
+@dataclass
+class IndexStats:
+    """What the indexer did since it started, for the benchmark and the backfill's progress line."""
+
+    requests: int = 0
+    embedded: int = 0
+    failed: int = 0
+
+
+class Recall:
+    """Plain data in, plain data out. Indexing runs in the background: `submit` never waits for OpenAI."""
+
+    def __init__(
+        self,
+        index: RecallIndex,
+        gateway: OpenAIGateway,
+        moderator: ChannelModerator,
+        settings: Settings,
+    ) -> None:
+        self.index = index
+        self.gateway = gateway
+        self.moderator = moderator
+        self.settings = settings
+        self.model = settings.embedding_model
+        self.dimensions = settings.embedding_dimensions
+        self.batch_size = settings.recall_batch_size
+        self.stats = IndexStats()
+        self._pending: dict[int, Document] = {}
+        self._in_flight: set[int] = set()
+        self._deleted_in_flight: set[int] = set()
+        self._slots = asyncio.Semaphore(settings.recall_concurrency)
+        self._flusher: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- what gets indexed --------------------------------------------------------------------------
+
+    async def enabled(self, guild_id: int) -> bool:
+        return await self.index.enabled(guild_id)
+
+    async def consider(
+        self, subject: MessageSubject, status: str, reason: str, author_name: str = ""
+    ) -> None:
+        """A channel message as moderation left it: indexed only when it passed.
+
+        `status` and `reason` are the moderation Outcome's. A message moderation skipped by the server's
+        policy is judged here by the same gate; a flagged or acted-on one is never indexed (an edit that
+        turned bad takes its old vector out).
+        """
+        if subject.kind != "message" or not await self.index.enabled(subject.guild_id):
+            return
+        if status == "acted":
+            await self.forget_messages([subject.message_id])
+            return
+        if status == "skipped" and reason in UNJUDGED_REASONS:
+            if not await self.passes(subject):
+                return
+        elif status != "clean":
+            return
+        self.submit([self.document(subject, author_name)])
+
+    async def passes(self, subject: MessageSubject) -> bool:
+        """Whether a message passes moderation as the server's policy judges it, with no action taken
+        (history being backfilled, or messages the policy does not moderate)."""
+        policy, skip = await self.moderator.screen(subject)
+        if subject.is_empty or not subject.text.strip():
+            return False
+        context = CallContext(subject.guild_id, subject.channel_id, subject.author_id, "recall-index")
+        try:
+            verdict = await self.moderator.gate.check_text(subject.text, context=context)
+        except errors.BotError as exc:
+            log.info("recall: a message could not be moderated (%s); not indexed", type(exc).__name__)
+            return False
+        if skip or not policy.enabled:
+            return not verdict.flagged
+        return decide(policy, verdict.categories, verdict.scores) is None and not verdict.flagged
+
+    async def screen_many(self, subjects: Sequence[MessageSubject]) -> list[bool]:
+        """`passes` for many messages at once: the moderation batcher coalesces them into few requests."""
+        return list(await asyncio.gather(*(self.passes(s) for s in subjects)))
+
+    @staticmethod
+    def document(subject: MessageSubject, author_name: str = "") -> Document:
+        return Document(
+            message_id=subject.message_id,
+            guild_id=subject.guild_id,
+            channel_id=subject.channel_id,
+            author_id=subject.author_id,
+            text=subject.text,
+            author_name=author_name,
+            parent_channel_id=subject.parent_channel_id or 0,
+        )
+
+    # -- batching -----------------------------------------------------------------------------------
+
+    def submit(self, documents: Iterable[Document]) -> None:
+        """Queue messages for embedding; a message queued twice (an edit) is embedded once, as last seen."""
+        for document in documents:
+            if document.text.strip():
+                self._pending[document.message_id] = document
+        if self._pending:
+            self._idle.clear()
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush(), name="recall-indexer")
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending or self._batches:
+                if not self._pending:
+                    await asyncio.wait(set(self._batches), timeout=BATCH_WINDOW)
+                    continue
+                if len(self._pending) < self.batch_size:
+                    await asyncio.sleep(BATCH_WINDOW)
+                await self._slots.acquire()
+                ids = list(self._pending)[: self.batch_size]
+                if not ids:  # deleted or disabled while waiting
+                    self._slots.release()
+                    continue
+                batch = [self._pending.pop(i) for i in ids]
+                self._in_flight.update(ids)
+                task = asyncio.create_task(self._embed_batch(batch), name="recall-embed")
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+        finally:
+            if not self._pending and not self._batches:
+                self._idle.set()
+
+    async def _embed_batch(self, batch: list[Document]) -> None:
+        import numpy as np
+
+        try:
+            context = CallContext(batch[0].guild_id, None, None, "recall-index")
+            vectors = await self.gateway.embed(
+                [d.text[:MAX_INPUT_CHARS] for d in batch],
+                context=context,
+                model=self.model,
+                dimensions=self.dimensions or None,
+            )
+            self.stats.requests += 1
+            matrix = np.asarray(vectors, dtype=np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            matrix /= np.where(norms == 0, 1, norms)
+            keep = [
+                i
+                for i, d in enumerate(batch)
+                if d.message_id not in self._deleted_in_flight and self._enabled_now(d.guild_id)
+            ]
+            await self.index.add([batch[i] for i in keep], matrix[keep])
+            self.stats.embedded += len(keep)
+        except errors.BotError as exc:
+            # Background work: nobody waits on it, so a failed batch is logged and counted, not raised.
+            self.stats.failed += len(batch)
+            log.warning("recall: %d messages could not be indexed: %s", len(batch), type(exc).__name__)
+        finally:
+            ids = {d.message_id for d in batch}
+            self._in_flight -= ids
+            self._deleted_in_flight -= ids
+            self._slots.release()
+
+    def _enabled_now(self, guild_id: int) -> bool:
+        # Turned off while the batch was in flight: its vectors must not be written after the delete.
+        return self.index._enabled.get(guild_id, True)
+
+    async def idle(self) -> None:
+        """Wait until everything submitted so far is embedded and stored (or failed)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        for task in list(self._batches):
+            task.cancel()
+        await asyncio.gather(
+            *([self._flusher] if self._flusher else []), *self._batches, return_exceptions=True
+        )
+
+    # -- deletion and the switch --------------------------------------------------------------------
+
+    async def forget_messages(self, message_ids: Iterable[int]) -> int:
+        ids = list(message_ids)
+        for message_id in ids:
+            self._pending.pop(message_id, None)
+            if message_id in self._in_flight:
+                self._deleted_in_flight.add(message_id)
+        return await self.index.delete_messages(ids)
+
+    async def enable(self, guild_id: int, user_id: int) -> bool:
+        return await self.index.enable(guild_id, user_id)
+
+    async def disable(self, guild_id: int) -> int:
+        for message_id, document in list(self._pending.items()):
+            if document.guild_id == guild_id:
+                del self._pending[message_id]
+        return await self.index.disable(guild_id)
+
+    # -- search -------------------------------------------------------------------------------------
+
+    async def channels(self, guild_id: int) -> set[tuple[int, int]]:
+        return await self.index.channels(guild_id)
+
+    async def search(
+        self, context: CallContext, query: str, channel_ids: Iterable[int], *, limit: int = 5
+    ) -> list[Match]:
+        """Moderate the query, embed it, match it among `channel_ids` (those the member can read)."""
+        assert context.guild_id is not None
+        if is_blank(query):
+            raise errors.InvalidInput("Your query is empty. Write what you are looking for.")
+        if len(query) > MAX_QUERY_CHARS:
+            raise errors.InvalidInput(f"Your query is over {MAX_QUERY_CHARS} characters; please shorten it.")
+        if not await self.index.enabled(context.guild_id):
+            raise errors.InvalidInput(
+                "Recall is off in this server. A member with Manage Server can turn it on with `/recall enable`."
+            )
+        await self.moderator.gate.require_clean_input(query, context=context, what="Your query")
+        vector = await self._embed_query(query, context)
+        return await self.index.search(context.guild_id, vector, channel_ids, limit=limit)
+
+    async def _embed_query(self, query: str, context: CallContext) -> list[float]:
+        vectors = await self.gateway.embed(
+            [query], context=context, model=self.model, dimensions=self.dimensions or None, deadline=20.0
+        )
+        return vectors[0]
+
+    async def recollect(
+        self, context: CallContext, prompt: str, *, exclude_texts: Sequence[str] = (), limit: int = 3
+    ) -> list[Match]:
+        """/ask's long memory: the channel's older messages closest to a (moderated) prompt, or none."""
+        if context.guild_id is None or context.channel_id is None or limit <= 0:
+            return []
+        if not await self.index.enabled(context.guild_id):
+            return []
+        vector = await self._embed_query(prompt, context)
+        return await self.index.search(
+            context.guild_id,
+            vector,
+            [context.channel_id],
+            limit=limit,
+            min_score=ASK_MIN_SCORE,
+            exclude_texts=exclude_texts,
+        )
