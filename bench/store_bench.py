@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.harness import Figure, median, percentile
 from bot.chat.conversation import AskRequest, Conversations
 from bot.chat.history import Exchange, History
+from bot.chat.personas import Personas
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
@@ -126,7 +127,7 @@ async def run(turns: int = 100_000, appends: int = 2000, runs: int = 200) -> lis
         gateway = OpenAIGateway.from_settings(settings)
         history = History(store, window_tokens=settings.history_token_budget)  # as the bot builds it
         conversations = Conversations(
-            history, gateway, ModerationGate(gateway), settings, bot_user_id=lambda: 1
+            history, Personas(store), gateway, ModerationGate(gateway), settings, bot_user_id=lambda: 1
         )
         try:
             exchanges = [_exchange(rng, SHORT_CHANNEL + 1, n, conversations) for n in range(appends)]

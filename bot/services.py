@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.chat.conversation import Conversations
 from bot.chat.history import History
 from bot.chat.inflight import InflightAnswers
+from bot.chat.personas import Personas
 from bot.cost.admission import Admission
 from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger
@@ -54,6 +55,7 @@ class Services:
     modlog: ModerationLog
     review: ModerationReview
     history: History
+    personas: Personas
     conversations: Conversations
     inflight_answers: InflightAnswers
     images: ImageMaker
@@ -111,6 +113,7 @@ async def build_services(
     limits_rules = limits.store
     auto_transcribe = AutoTranscribeChannels(store)
     inflight_answers = InflightAnswers(store)
+    personas = Personas(store)
     recall_index = RecallIndex(store, settings.embedding_model)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
@@ -118,6 +121,7 @@ async def build_services(
         store,
         [
             history,
+            personas,
             ledger,
             limits_rules,
             *channel_moderation.data_owners,
@@ -142,8 +146,9 @@ async def build_services(
         review=ModerationReview(actions, strikes, policies),
         history=history,
         conversations=Conversations(
-            history, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
+            history, personas, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
         ),
+        personas=personas,
         inflight_answers=inflight_answers,
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(

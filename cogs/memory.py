@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.chat.history import History
+from bot.chat.personas import Personas
 from bot.discord_io.client import OpenAIBot
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.calls import CallContext
@@ -27,10 +27,10 @@ class Memory(commands.Cog):
     )
 
     def __init__(
-        self, bot: OpenAIBot, history: History, moderation: ModerationGate, privacy: Privacy | None = None
+        self, bot: OpenAIBot, personas: Personas, moderation: ModerationGate, privacy: Privacy
     ) -> None:
         self.bot = bot
-        self.history = history
+        self.personas = personas
         self.moderation = moderation
         self.privacy = privacy
 
@@ -45,11 +45,8 @@ class Memory(commands.Cog):
     @app_commands.checks.has_permissions(manage_messages=True)
     async def forget_channel(self, interaction: discord.Interaction) -> None:
         assert interaction.channel_id is not None
-        if self.privacy is not None:
-            report = await self.privacy.forget_channel(interaction.channel_id)
-            forgotten = report.rows("turns", Fate.DELETED)
-        else:
-            forgotten = await self.history.forget_channel(interaction.channel_id)
+        report = await self.privacy.forget_channel(interaction.channel_id)
+        forgotten = report.rows("turns", Fate.DELETED)
         await interaction.response.send_message(
             f"Forgot {forgotten} turn{'s' if forgotten != 1 else ''} of this channel's conversation."
         )
@@ -69,9 +66,7 @@ class Memory(commands.Cog):
             interaction.guild_id, interaction.channel_id, interaction.user.id, "persona", admitted=True
         )
         await self.moderation.require_clean_input(text, context=context, what="That persona")
-        await self.history.set_persona(
-            interaction.guild_id, interaction.channel_id, text, interaction.user.id
-        )
+        await self.personas.set(interaction.guild_id, interaction.channel_id, text, interaction.user.id)
         await interaction.followup.send(
             "Persona set for this channel. `/persona clear` removes it.", ephemeral=True
         )
@@ -80,7 +75,7 @@ class Memory(commands.Cog):
     @app_commands.checks.has_permissions(manage_channels=True)
     async def persona_clear(self, interaction: discord.Interaction) -> None:
         assert interaction.channel_id is not None
-        removed = await self.history.clear_persona(interaction.channel_id)
+        removed = await self.personas.clear(interaction.channel_id)
         await interaction.response.send_message(
             "Persona cleared." if removed else "This channel had no persona.", ephemeral=True
         )
@@ -119,4 +114,4 @@ def forget_me_reply(report: PrivacyReport) -> str:
 
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
-    await bot.add_cog(Memory(bot, services.history, services.moderation, services.privacy))
+    await bot.add_cog(Memory(bot, services.personas, services.moderation, services.privacy))

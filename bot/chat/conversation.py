@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from bot import errors
 from bot.chat.history import Exchange, History, Turn
+from bot.chat.personas import Personas
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
 from bot.moderation.screen import ScreenedText
@@ -111,6 +112,7 @@ class Conversations:
     def __init__(
         self,
         history: History,
+        personas: Personas,
         gateway: OpenAIGateway,
         moderation: ModerationGate,
         settings: Settings,
@@ -119,6 +121,7 @@ class Conversations:
         long_memory: LongMemory | None = None,
     ) -> None:
         self.history = history
+        self.personas = personas
         self.long_memory = long_memory
         self.gateway = gateway
         self.moderation = moderation
@@ -130,7 +133,7 @@ class Conversations:
         self, request: AskRequest, history_budget: int, max_turns: int | None = None
     ) -> Context:
         system = self.settings.system_prompt
-        persona = await self.history.persona(request.channel_id)
+        persona = await self.personas.get(request.channel_id)
         if persona:
             system = f"{system}\n\nThis channel's persona, set by its moderators:\n{persona}"
         prompt_content: str | list[dict[str, Any]] = request.prompt

@@ -1,4 +1,4 @@
-"""Per-channel conversation memory and personas in SQLite (plain data in and out)."""
+"""Per-channel conversation memory in SQLite (plain data in and out)."""
 
 from __future__ import annotations
 
@@ -66,9 +66,6 @@ class History(DataOwner):
             Fate.DELETED,
             Retention.CONVERSATION,
         ),
-        TablePolicy(
-            "channel_personas", "a channel's persona and who set it", Fate.PSEUDONYMISED, Retention.WHILE_SET
-        ),
     )
 
     def __init__(self, store: Store, *, window_tokens: int = 0) -> None:
@@ -78,9 +75,6 @@ class History(DataOwner):
         # A read that overlapped a change of its channel is not cached: it may miss the change.
         self._changes: dict[int, int] = {}
         self._all_changes = 0
-        # Read on every /ask, written only by set_persona/clear_persona: cached, absent ones too.
-        self._personas: dict[int, str | None] = {}
-        self._persona_writes = 0  # a read that overlapped a write is not cached (it may be stale)
 
     async def recent(self, channel_id: int, limit: int = MAX_TURNS_READ) -> list[Turn]:
         """The newest turns of a channel, oldest first (uses the (channel_id, id) index)."""
@@ -182,48 +176,10 @@ class History(DataOwner):
         row = await self.store.fetchone("SELECT COUNT(*) FROM turns WHERE channel_id = ?", (channel_id,))
         return int(row[0]) if row else 0
 
-    async def persona(self, channel_id: int) -> str | None:
-        if channel_id in self._personas:
-            return self._personas[channel_id]
-        writes = self._persona_writes
-        row = await self.store.fetchone(
-            "SELECT persona FROM channel_personas WHERE channel_id = ?", (channel_id,)
-        )
-        persona = str(row[0]) if row else None
-        if writes == self._persona_writes:
-            if len(self._personas) > 100_000:
-                self._personas.clear()  # a bound, not an LRU: re-reading is cheap, growing without end is not
-            self._personas[channel_id] = persona
-        return persona
-
-    def _persona_changed(self, channel_id: int) -> None:
-        self._persona_writes += 1
-        self._personas.pop(channel_id, None)
-
-    async def set_persona(self, guild_id: int, channel_id: int, persona: str, set_by: int) -> None:
-        self._persona_changed(channel_id)
-        await self.store.execute(
-            "INSERT INTO channel_personas (channel_id, guild_id, persona, set_by, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (channel_id) DO UPDATE SET persona = excluded.persona, set_by = excluded.set_by, "
-            "updated_at = excluded.updated_at",
-            (channel_id, guild_id, persona, set_by, time.time()),
-        )
-        self._persona_changed(channel_id)
-
-    async def clear_persona(self, channel_id: int) -> bool:
-        self._persona_changed(channel_id)
-        try:
-            return (
-                await self.store.execute("DELETE FROM channel_personas WHERE channel_id = ?", (channel_id,))
-                > 0
-            )
-        finally:
-            self._persona_changed(channel_id)
-
     # -- privacy (bot/privacy/owner.py) ---------------------------------------------------------
 
     async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
-        """Delete a member's questions and the answers to them; the personas they set stay, without their id."""
+        """Delete a member's questions and the answers to them."""
         where, params = guild_clause(guild_id)
         self.forget_windows()
         try:
@@ -247,20 +203,14 @@ class History(DataOwner):
                     marks = ",".join("?" * len(chunk))
                     cursor = await db.execute(f"DELETE FROM turns WHERE id IN ({marks})", chunk)  # noqa: S608
                     turns += max(0, cursor.rowcount)
-                cursor = await db.execute(
-                    f"UPDATE channel_personas SET set_by = 0 WHERE {where} AND set_by = ?",  # noqa: S608
-                    (*params, user_id),
-                )
-                personas = max(0, cursor.rowcount)
         finally:
             self.forget_windows()  # again: an /ask may have read the turns while they were deleted
         return (
             Effect("turns", Fate.DELETED, turns, "conversation turn", "your messages and my answers to them"),
-            Effect("channel_personas", Fate.PSEUDONYMISED, personas, "channel persona you set"),
         )
 
     async def forget_channel_data(self, channel_id: int) -> Sequence[Effect]:
-        """The channel's conversation; its persona is a setting, cleared with /persona clear."""
+        """The channel's conversation (its persona is a setting, cleared with /persona clear)."""
         turns = await self.forget_channel(channel_id)
         return (Effect("turns", Fate.DELETED, turns, "conversation turn"),)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.chat.history import Exchange, History
+from bot.chat.personas import Personas
 from bot.cost.rules import LimitsStore
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.replies import StreamingReply
@@ -78,12 +79,12 @@ async def test_an_urgent_text_does_not_wait_out_the_batching_window(
 
 
 async def test_cached_persona_and_budgets_follow_their_changes(store: Store) -> None:
-    history = History(store)
-    assert await history.persona(7) is None
-    await history.set_persona(1, 7, "a pirate", set_by=9)
-    assert await history.persona(7) == "a pirate"
-    assert await history.clear_persona(7)
-    assert await history.persona(7) is None
+    personas = Personas(store)
+    assert await personas.get(7) is None
+    await personas.set(1, 7, "a pirate", set_by=9)
+    assert await personas.get(7) == "a pirate"
+    assert await personas.clear(7)
+    assert await personas.get(7) is None
 
     limits = LimitsStore(store, Settings(user_daily_budget=1.0, server_monthly_budget=50.0))
     assert (await limits.budgets(1)).user_daily_cap == 1.0

@@ -80,7 +80,7 @@ async def test_persona_requires_manage_channels_checked_in_code(
         )
     ).wait_done()
     assert "Manage Channels" in done.all_text()
-    assert await bot.services.history.persona(world.channel_id) is None
+    assert await bot.services.personas.get(world.channel_id) is None
 
 
 async def test_flagged_persona_is_refused(
@@ -96,4 +96,4 @@ async def test_flagged_persona_is_refused(
         )
     ).wait_done()
     assert "flagged" in done.all_text()
-    assert await bot.services.history.persona(world.channel_id) is None
+    assert await bot.services.personas.get(world.channel_id) is None

@@ -100,8 +100,8 @@ async def test_the_retention_purge_outlives_a_database_error(
     monkeypatch.setattr(Privacy, "purge_expired", fail_first(Privacy.purge_expired, failures))
     bot = await start_bot(retention_days=7)
     await asyncio.sleep(0.1)  # the start-up purge has failed; restart the loop with a short period
-    # load_extension imports cogs/ afresh, so the cog's class is not tests' `cogs.access.Access`.
-    access: Any = bot.get_cog("Access")
+    # load_extension imports cogs/ afresh, so the cog's class is not tests' `cogs.retention.Retention`.
+    access: Any = bot.get_cog("Retention")
     assert access is not None
     await access.cog_unload()
     failures.clear()  # its next purge fails again, the one after must still run

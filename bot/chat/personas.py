@@ -1,0 +1,71 @@
+"""Per-channel personas (/persona): a channel's addition to the system prompt, and who set it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
+from bot.storage.store import Store
+
+
+class Personas(DataOwner):
+    """Read on every /ask and written only by /persona: cached in memory, absent ones too."""
+
+    owned_tables = (
+        TablePolicy(
+            "channel_personas", "a channel's persona and who set it", Fate.PSEUDONYMISED, Retention.WHILE_SET
+        ),
+    )
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[int, str | None] = {}
+        self._writes = 0  # a read that overlapped a write is not cached (it may be stale)
+
+    async def get(self, channel_id: int) -> str | None:
+        if channel_id in self._cache:
+            return self._cache[channel_id]
+        writes = self._writes
+        row = await self.store.fetchone(
+            "SELECT persona FROM channel_personas WHERE channel_id = ?", (channel_id,)
+        )
+        persona = str(row[0]) if row else None
+        if writes == self._writes:
+            if len(self._cache) > 100_000:
+                self._cache.clear()  # a bound, not an LRU: re-reading is cheap, growing without end is not
+            self._cache[channel_id] = persona
+        return persona
+
+    def _changed(self, channel_id: int) -> None:
+        self._writes += 1
+        self._cache.pop(channel_id, None)
+
+    async def set(self, guild_id: int, channel_id: int, persona: str, set_by: int) -> None:
+        self._changed(channel_id)
+        await self.store.execute(
+            "INSERT INTO channel_personas (channel_id, guild_id, persona, set_by, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (channel_id) DO UPDATE SET persona = excluded.persona, set_by = excluded.set_by, "
+            "updated_at = excluded.updated_at",
+            (channel_id, guild_id, persona, set_by, time.time()),
+        )
+        self._changed(channel_id)
+
+    async def clear(self, channel_id: int) -> bool:
+        self._changed(channel_id)
+        try:
+            return (
+                await self.store.execute("DELETE FROM channel_personas WHERE channel_id = ?", (channel_id,))
+                > 0
+            )
+        finally:
+            self._changed(channel_id)
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        """The personas a member set stay (they are the channel's setting), without the member's id."""
+        where, params = guild_clause(guild_id)
+        changed = await self.store.execute(
+            f"UPDATE channel_personas SET set_by = 0 WHERE {where} AND set_by = ?",  # noqa: S608
+            (*params, user_id),
+        )
+        return (Effect("channel_personas", Fate.PSEUDONYMISED, changed, "channel persona you set"),)
