@@ -54,9 +54,9 @@ def within_budget(turns: list[Turn], budget: int) -> list[Turn]:
 
 class History(DataOwner):
     """SQLite holds every turn. A channel's recent window, the part a context can use, is also kept in
-    memory (`window_tokens` > 0): each /ask read up to 400 rows through the database thread, which under
-    load queued behind every other read (README, "Performance"). Appends update the window after they
-    commit; every deletion of turns goes through `forget_windows`.
+    memory (`window_tokens` > 0), so an /ask does not queue behind every other read of the database's one
+    thread. Appends update the window after they commit; every deletion of turns goes through
+    `forget_windows`.
     """
 
     owned_tables = (

@@ -21,7 +21,7 @@ def event_loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEve
     asyncio's own loop.
 
     uvloop runs the sockets, timers and callbacks in C: the same /ask costs less CPU, which is what
-    decides how many run at once without queueing (README, "Performance").
+    decides how many run at once without queueing (docs/performance.md).
     """
     if choice == "asyncio":
         return None

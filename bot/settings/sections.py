@@ -158,7 +158,7 @@ class ChatSettings(Section):
         "SPECULATIVE_MODERATION",
         False,
         "Moderate the prompt while the chat request already runs.",
-        details='`/ask` answers sooner, but flagged prompts reach the chat model (README, "Performance").',
+        details='`/ask` answers sooner, but flagged prompts reach the chat model (docs/moderation.md).',
     )
     stream_moderation: Annotated[str, one_of("before", "after")] = setting(
         "STREAM_MODERATION",
@@ -174,7 +174,7 @@ class ChatSettings(Section):
 
 
 class SummarySettings(Section):
-    """`/tldr`: summarising channel history (README, "Summaries")."""
+    """`/tldr`: summarising channel history (docs/features.md)."""
 
     title: ClassVar[str] = "Summaries"
 
@@ -202,7 +202,7 @@ class SummarySettings(Section):
 
 
 class MediaSettings(Section):
-    """`/imagine`, `/transcribe` and `/speak` (README, "Images, transcription and speech")."""
+    """`/imagine`, `/transcribe` and `/speak` (docs/features.md)."""
 
     title: ClassVar[str] = "Images, transcription and speech"
 
@@ -315,7 +315,7 @@ class RecallSettings(Section):
 
 
 class ModerationSettings(Section):
-    """Automatic channel moderation (README, "Automatic moderation"); each server's policy is set with
+    """Automatic channel moderation (docs/moderation.md); each server's policy is set with
     `/moderation`."""
 
     title: ClassVar[str] = "Moderation"
@@ -373,7 +373,7 @@ class ModerationSettings(Section):
 
 
 class CostSettings(Section):
-    """Budgets, rate limits and the quota breaker (README, "Cost control")."""
+    """Budgets, rate limits and the quota breaker (docs/cost.md)."""
 
     title: ClassVar[str] = "Cost and limits"
 
@@ -415,7 +415,7 @@ class CostSettings(Section):
 
 
 class StorageSettings(Section):
-    """Where state lives and how long it is kept (README, "Data the bot stores")."""
+    """Where state lives and how long it is kept (docs/privacy.md)."""
 
     title: ClassVar[str] = "Storage and privacy"
 
@@ -445,7 +445,7 @@ class StorageSettings(Section):
 
 
 class RuntimeSettings(Section):
-    """The process: logging, event loop and shutdown (README, "Reliability", "Performance")."""
+    """The process: logging, event loop and shutdown (docs/operations.md, docs/reliability.md)."""
 
     title: ClassVar[str] = "Runtime"
 
@@ -460,14 +460,14 @@ class RuntimeSettings(Section):
         "auto",
         "`auto` (uvloop where installed), `uvloop`, or `asyncio`.",
         details="uvloop has no Windows build; `uvloop` insists on it, `asyncio` uses Python's own loop. "
-        'uvloop costs less CPU per request (README, "Performance").',
+        'uvloop costs less CPU per request (docs/performance.md).',
     )
     # On SIGTERM/SIGINT, requests in progress get this long to finish before they are told and stopped.
     shutdown_grace: NonNegativeFloat = setting(
         "SHUTDOWN_GRACE",
         8.0,
         "Seconds requests in progress get to finish on SIGTERM/SIGINT.",
-        details='The rest are told the bot is restarting (README, "Reliability").',
+        details='The rest are told the bot is restarting (docs/reliability.md).',
     )
     log_format: Annotated[str, one_of("text", "json")] = setting(
         "LOG_FORMAT",
