@@ -146,7 +146,9 @@ async def build_services(
         review=ModerationReview(actions, strikes, policies),
         history=history,
         conversations=Conversations(
-            history, personas, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
+            history, personas, gateway, moderation, settings, bot_user_id=bot_user_id,
+            long_memory=recall,
+            cache_key=ledger.cache_key,
         ),
         personas=personas,
         inflight_answers=inflight_answers,
