@@ -28,8 +28,7 @@ _TOTALS = (
     "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(images), 0), COALESCE(SUM(audio_seconds), 0), "
     "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0)"
 )
-# Chat-like rows only: the cached share is of chat input, not of an image's or a recording's tokens.
-_CACHEABLE = "kind IN ('chat', 'embedding')"
+
 _BY_DAY = "CAST((created_at - ?) / 86400 AS INTEGER) AS day, COALESCE(SUM(cost), 0)"
 
 
@@ -324,7 +323,7 @@ class UsageLedger(DataOwner):
         """(cached, all) input tokens of a server's chat and embedding calls: the prompt cache's hit rate."""
         row = await self.store.fetchone(
             "SELECT COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(prompt_tokens), 0) FROM usage_events "
-            f"WHERE guild_id = ? AND created_at >= ? AND {_CACHEABLE}",  # noqa: S608
+            "WHERE guild_id = ? AND created_at >= ? AND kind IN ('chat', 'embedding')",
             (guild_id, since),
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)

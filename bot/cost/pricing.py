@@ -6,8 +6,8 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 

@@ -112,7 +112,9 @@ def image_usage(usage: Any) -> MediaTokens | None:
     if details is None:
         text_in = _count(usage, "input_tokens")
     out_details = _field(usage, "output_tokens_details")
-    image_out = _count(out_details, "image_tokens") if out_details is not None else _count(usage, "output_tokens")
+    image_out = (
+        _count(out_details, "image_tokens") if out_details is not None else _count(usage, "output_tokens")
+    )
     return MediaTokens(
         text_input=text_in,
         image_input=image_in,
