@@ -106,7 +106,7 @@ def export_csv(rows: list[LedgerRow]) -> str:
                 row.reasoning_tokens,
                 row.images,
                 f"{row.audio_seconds:.1f}",
-                "" if row.cost is None else f"{row.cost:.6f}",
+                "" if row.cost is None else f"{row.cost:.10f}",
                 row.priced_from or "",
             )
         )
