@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import ask_latency, memory_bench, recall_bench, store_bench, stream_moderation
+from bench import ask_latency, cache_bench, memory_bench, recall_bench, store_bench, stream_moderation
 from bench.harness import Figure, Upstream
 from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
-SECTIONS = ("ask", "speculative", "stream", "moderation", "store", "memory", "recall")
+SECTIONS = ("ask", "speculative", "stream", "moderation", "store", "memory", "recall", "cache")
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -100,6 +100,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
         ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
         ("recall", lambda: recall_bench.run(smoke)),
+        ("cache", lambda: cache_bench.run(smoke)),
     ]
     for name, step in steps:
         if name in only:

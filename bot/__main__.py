@@ -1,4 +1,4 @@
-"""`python -m bot [run|check|invite|backup|restore]`: parse settings, then run the bot or one operator tool."""
+"""`python -m bot [run|check|invite|prices|backup|restore]`: parse settings, then run the bot or one operator tool."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ NOT_NEEDED = {
     "invite": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
     "backup": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
     "restore": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
+    "prices": ("OPENAI_API_KEY", "DISCORD_TOKEN"),
 }
 
 
@@ -31,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
     )
     invite.add_argument("--application-id", type=int, help="the Application ID from the developer portal")
     invite.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    prices = commands.add_parser(
+        "prices", help="list the price table, PRICES_FILE's overrides and configured models without a price"
+    )
+    prices.add_argument("--json", action="store_true", help="one JSON document for scripts")
     backup = commands.add_parser("backup", help="copy the running bot's SQLite database to PATH, verified")
     backup.add_argument("path", help="the file to write (must not exist)")
     backup.add_argument("--json", action="store_true", help="one JSON document for scripts")
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.ops.doctor import run_checks
 
         return asyncio.run(run_checks(settings, as_json=args.json))
+    if command == "prices":
+        from bot.ops.prices import prices_command
+
+        return prices_command(settings, as_json=args.json)
     if command in ("backup", "restore"):
         from bot.ops import backup as tools
 

@@ -10,6 +10,7 @@ from bot.chat.history import History
 from bot.chat.inflight import InflightAnswers
 from bot.chat.personas import Personas
 from bot.cost.admission import Admission
+from bot.cost.alerts import BudgetAlerts
 from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits
@@ -28,6 +29,7 @@ from bot.moderation.records import ActionLog
 from bot.moderation.review import ModerationReview
 from bot.moderation.strikes import Strikes
 from bot.moderation.watermarks import Watermarks
+from bot.openai_api.calls import UsageEvent
 from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.registry import Privacy, RetentionDays
 from bot.recall.index import RecallIndex
@@ -48,6 +50,7 @@ class Services:
     prices: PriceTable
     ledger: UsageLedger
     limits: Limits
+    alerts: BudgetAlerts
     admission: Admission
     gateway: OpenAIGateway
     moderation: ModerationGate
@@ -70,6 +73,7 @@ class Services:
         """Stop background work, then the OpenAI client, then the database (which must close last)."""
         try:
             await self.recall.close()
+            await self.alerts.close()
             await self.moderation.close()
             await self.gateway.close()
         finally:
@@ -91,8 +95,14 @@ async def build_services(
         modlog = ModerationLog(policies, modlog_sink)
         breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.notify, metrics=metrics)
         limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker)
+        alerts = BudgetAlerts(store, ledger, limits.store, modlog.alert_admins)
+
+        async def record_usage(event: UsageEvent) -> None:
+            await ledger.record(event)
+            alerts.observe(event)
+
         gateway = OpenAIGateway.from_settings(
-            settings, guard=limits, usage_sink=ledger.record, metrics=metrics
+            settings, guard=limits, usage_sink=record_usage, metrics=metrics
         )
     except BaseException:
         await store.close()
@@ -124,6 +134,7 @@ async def build_services(
             personas,
             ledger,
             limits_rules,
+            alerts,
             *channel_moderation.data_owners,
             auto_transcribe,
             inflight_answers,
@@ -138,6 +149,7 @@ async def build_services(
         prices=prices,
         ledger=ledger,
         limits=limits,
+        alerts=alerts,
         admission=Admission(settings, limits),
         gateway=gateway,
         moderation=moderation,
@@ -146,7 +158,14 @@ async def build_services(
         review=ModerationReview(actions, strikes, policies),
         history=history,
         conversations=Conversations(
-            history, personas, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
+            history,
+            personas,
+            gateway,
+            moderation,
+            settings,
+            bot_user_id=bot_user_id,
+            long_memory=recall,
+            cache_key=ledger.cache_key,
         ),
         personas=personas,
         inflight_answers=inflight_answers,

@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
+import gzip
 import io
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cost.alerts import BudgetAlerts, BudgetStatus
 from bot.cost.chart import render_cost_chart
-from bot.cost.ledger import BreakdownRow, UsageLedger, UsageTotals, day_start, month_start
+from bot.cost.ledger import BreakdownRow, LedgerRow, UsageLedger, UsageTotals, day_start, month_start
 from bot.discord_io.client import OpenAIBot
 
 SCOPES = [
     app_commands.Choice(name="Me", value="me"),
     app_commands.Choice(name="This server (Manage Server)", value="server"),
+    app_commands.Choice(name="This month's ledger as a CSV file (Manage Server)", value="export"),
 ]
+EXPORT_COLUMNS = (
+    "time_utc",
+    "member",
+    "command",
+    "kind",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "images",
+    "audio_seconds",
+    "cost_usd",
+    "priced_from",
+)
+# Discord's smallest attachment limit is 10 MiB; a bigger month goes up gzipped.
+ATTACHMENT_LIMIT = 8 * 1024 * 1024
 
 
 def money(value: float) -> str:
@@ -38,6 +60,59 @@ def describe_totals(totals: UsageTotals) -> str:
     return "; ".join(parts)
 
 
+def describe_cache(cached: int, cacheable: int, totals: UsageTotals) -> str:
+    """The prompt cache's share of chat input, and the reasoning inside the output."""
+    if not cacheable and not totals.reasoning_tokens:
+        return "no chat yet"
+    parts = []
+    if cacheable:
+        parts.append(
+            f"{cached:,} of {cacheable:,} chat input tokens from OpenAI's prompt cache ({cached / cacheable:.0%})"
+        )
+    if totals.completion_tokens:
+        parts.append(
+            f"{totals.reasoning_tokens:,} of {totals.completion_tokens:,} output tokens were hidden reasoning"
+        )
+    return "; ".join(parts)
+
+
+def describe_budget(status: BudgetStatus) -> str:
+    projection = f"about {money(status.projection)} by the month's end at this month's rate"
+    if status.cap <= 0:
+        return f"no monthly cap; {projection}"
+    return f"{money(status.spent)} of {money(status.cap)} ({status.percent:.0f}%); {projection}"
+
+
+def export_csv(rows: list[LedgerRow]) -> str:
+    """The ledger as CSV: no message content (the ledger has none); forgotten members without an id."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        if row.user_id is not None:
+            member = str(row.user_id)
+        else:
+            member = "forgotten member" if row.forgotten else "anonymised (older than retention)"
+        writer.writerow(
+            (
+                dt.datetime.fromtimestamp(row.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                member,
+                row.command,
+                row.kind,
+                row.model,
+                row.prompt_tokens,
+                row.cached_tokens,
+                row.completion_tokens,
+                row.reasoning_tokens,
+                row.images,
+                f"{row.audio_seconds:.1f}",
+                "" if row.cost is None else f"{row.cost:.10f}",
+                row.priced_from or "",
+            )
+        )
+    return out.getvalue()
+
+
 def describe_rows(rows: list[BreakdownRow], *, users: bool = False) -> str:
     if not rows:
         return "—"
@@ -51,24 +126,30 @@ def describe_rows(rows: list[BreakdownRow], *, users: bool = False) -> str:
 
 
 class Usage(commands.Cog):
-    def __init__(self, bot: OpenAIBot, ledger: UsageLedger) -> None:
+    def __init__(self, bot: OpenAIBot, ledger: UsageLedger, alerts: BudgetAlerts) -> None:
         self.bot = bot
         self.ledger = ledger
+        self.alerts = alerts
 
     @app_commands.command(
         name="usage", description="What the bot's OpenAI calls cost: yours, or the server's"
     )
-    @app_commands.describe(scope="Me (default), or the whole server (needs Manage Server)")
+    @app_commands.describe(
+        scope="Me (default), the whole server, or this month's ledger as CSV (both need Manage Server)"
+    )
     @app_commands.choices(scope=SCOPES)
     @app_commands.guild_only()
     async def usage(self, interaction: discord.Interaction, scope: str = "me") -> None:
         assert interaction.guild_id is not None
         member = interaction.user
         is_admin = isinstance(member, discord.Member) and member.guild_permissions.manage_guild
-        if scope == "server" and not is_admin:
+        if scope in ("server", "export") and not is_admin:
             raise app_commands.MissingPermissions(["manage_guild"])
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild_id = interaction.guild_id
+        if scope == "export":
+            await self._export(interaction, guild_id)
+            return
         now = self.ledger.clock()
         today, month = day_start(now), month_start(now)
         mine_today = await self.ledger.totals(guild_id, since=today, user_id=member.id)
@@ -84,9 +165,17 @@ class Usage(commands.Cog):
                 value=describe_totals(await self.ledger.totals(guild_id, since=today)),
                 inline=False,
             )
+            server_month = await self.ledger.totals(guild_id, since=month)
+            embed.add_field(name="Server, this month", value=describe_totals(server_month), inline=False)
+            cached, cacheable = await self.ledger.cacheable_input(guild_id, since=month)
             embed.add_field(
-                name="Server, this month",
-                value=describe_totals(await self.ledger.totals(guild_id, since=month)),
+                name="Prompt cache and reasoning (month)",
+                value=describe_cache(cached, cacheable, server_month),
+                inline=False,
+            )
+            embed.add_field(
+                name="Monthly budget",
+                value=describe_budget(await self.alerts.status(guild_id)),
                 inline=False,
             )
             for title, by in (("By command", "command"), ("By model", "model"), ("Top users", "user")):
@@ -104,6 +193,21 @@ class Usage(commands.Cog):
             embed=embed, file=discord.File(io.BytesIO(png), filename="usage.png"), ephemeral=True
         )
 
+    async def _export(self, interaction: discord.Interaction, guild_id: int) -> None:
+        now = self.ledger.clock()
+        rows = await self.ledger.month_rows(guild_id, since=month_start(now))
+        label = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m")
+        data = export_csv(rows).encode()
+        name = f"usage-{label}.csv"
+        if len(data) > ATTACHMENT_LIMIT:
+            data, name = gzip.compress(data), name + ".gz"
+        await interaction.followup.send(
+            f"This server's OpenAI usage for {label} (UTC): {len(rows)} call{'s' if len(rows) != 1 else ''}. "
+            "It holds no message content; members who used `/forget me` appear without an id.",
+            file=discord.File(io.BytesIO(data), filename=name),
+            ephemeral=True,
+        )
+
 
 async def setup(bot: OpenAIBot) -> None:
-    await bot.add_cog(Usage(bot, bot.services.ledger))
+    await bot.add_cog(Usage(bot, bot.services.ledger, bot.services.alerts))

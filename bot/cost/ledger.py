@@ -25,8 +25,10 @@ UTC = dt.UTC
 BREAKDOWN_COLUMNS = {"command": "command", "model": "model", "user": "user_id"}
 _TOTALS = (
     "COUNT(*), COALESCE(SUM(cost), 0), SUM(cost IS NULL), COALESCE(SUM(prompt_tokens), 0), "
-    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(images), 0), COALESCE(SUM(audio_seconds), 0)"
+    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(images), 0), COALESCE(SUM(audio_seconds), 0), "
+    "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0)"
 )
+
 _BY_DAY = "CAST((created_at - ?) / 86400 AS INTEGER) AS day, COALESCE(SUM(cost), 0)"
 
 
@@ -64,6 +66,28 @@ class UsageTotals:
     completion_tokens: int = 0
     images: int = 0
     audio_seconds: float = 0.0
+    cached_tokens: int = 0  # of prompt_tokens
+    reasoning_tokens: int = 0  # of completion_tokens
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One metered call as /usage export writes it: who (an id, or none once forgotten), what, how much."""
+
+    created_at: float
+    user_id: int | None
+    forgotten: bool
+    command: str
+    kind: str
+    model: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    images: int
+    audio_seconds: float
+    cost: float | None
+    priced_from: str | None
 
 
 @dataclass(frozen=True)
@@ -110,7 +134,10 @@ class UsageLedger(DataOwner):
         self._window_sums: dict[tuple[int, int | None, float], float] = {}
 
     async def record(self, event: UsageEvent) -> None:
-        cost = self.prices.cost(
+        media = event.media_tokens
+        prompt_tokens = media.input if media is not None else event.prompt_tokens
+        completion_tokens = media.output if media is not None else event.completion_tokens
+        price = self.prices.price(
             event.kind,
             event.model,
             prompt_tokens=event.prompt_tokens,
@@ -120,19 +147,23 @@ class UsageLedger(DataOwner):
             image_quality=event.image_quality,
             audio_seconds=event.audio_seconds,
             characters=event.characters,
+            cached_tokens=event.cached_tokens,
+            media_tokens=media,
         )
+        cost = price.cost
         if cost is None and event.model not in self._warned:
             self._warned.add(event.model)
             log.warning("no price for model %s: its usage is recorded without a cost", event.model)
         if self.metrics is not None:
-            self.metrics.usage(event.kind, event.prompt_tokens, event.completion_tokens, cost)
+            self.metrics.usage(event.kind, prompt_tokens, completion_tokens, cost)
         ctx = event.context
         now = self.clock()
         # Committed together with the other concurrent writes (bot/store.py, Store.insert_soon).
         committed = self.store.insert_soon(
             "INSERT INTO usage_events (created_at, guild_id, channel_id, user_id, command, kind, model, "
-            "prompt_tokens, completion_tokens, images, image_size, image_quality, audio_seconds, cost) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "prompt_tokens, completion_tokens, images, image_size, image_quality, audio_seconds, cost, "
+            "cached_tokens, reasoning_tokens, priced_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     now,
@@ -142,13 +173,16 @@ class UsageLedger(DataOwner):
                     ctx.command,
                     event.kind,
                     event.model,
-                    event.prompt_tokens,
-                    event.completion_tokens,
+                    prompt_tokens,
+                    completion_tokens,
                     event.images,
                     event.image_size,
                     event.image_quality,
                     event.audio_seconds,
                     cost,
+                    event.cached_tokens,
+                    event.reasoning_tokens,
+                    price.basis,
                 ),
             ],
         )
@@ -184,6 +218,12 @@ class UsageLedger(DataOwner):
         """A keyed hash: without the database's random key it cannot be matched to a Discord id."""
         digest = hmac.new(await self._secret(), f"{guild_id}:{user_id}".encode(), hashlib.sha256)
         return digest.hexdigest()
+
+    async def cache_key(self, channel_id: int) -> str:
+        """The `prompt_cache_key` of a channel's (or thread's) chat: stable, and without the key in the
+        database it cannot be matched to the channel id."""
+        digest = hmac.new(await self._secret(), f"prompt-cache:{channel_id}".encode(), hashlib.sha256)
+        return "ch-" + digest.hexdigest()[:32]
 
     async def forget_user(self, guild_id: int, user_id: int) -> int:
         """Replace a user's id by its keyed hash in this server's rows; returns how many rows changed."""
@@ -268,8 +308,53 @@ class UsageLedger(DataOwner):
         if row is None or not row[0]:
             return UsageTotals()
         return UsageTotals(
-            int(row[0]), float(row[1]), int(row[2] or 0), int(row[3]), int(row[4]), int(row[5]), float(row[6])
+            int(row[0]),
+            float(row[1]),
+            int(row[2] or 0),
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            float(row[6]),
+            int(row[7]),
+            int(row[8]),
         )
+
+    async def cacheable_input(self, guild_id: int, *, since: float) -> tuple[int, int]:
+        """(cached, all) input tokens of a server's chat and embedding calls: the prompt cache's hit rate."""
+        row = await self.store.fetchone(
+            "SELECT COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(prompt_tokens), 0) FROM usage_events "
+            "WHERE guild_id = ? AND created_at >= ? AND kind IN ('chat', 'embedding')",
+            (guild_id, since),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def month_rows(self, guild_id: int, *, since: float) -> list[LedgerRow]:
+        """A server's ledger since `since`, oldest first, for /usage export (no message content is kept)."""
+        rows = await self.store.fetchall(
+            "SELECT created_at, user_id, user_hash IS NOT NULL, command, kind, model, prompt_tokens, "
+            "cached_tokens, completion_tokens, reasoning_tokens, images, audio_seconds, cost, priced_from "
+            "FROM usage_events WHERE guild_id = ? AND created_at >= ? ORDER BY created_at, id",
+            (guild_id, since),
+        )
+        return [
+            LedgerRow(
+                created_at=float(r[0]),
+                user_id=None if r[1] is None else int(r[1]),
+                forgotten=bool(r[2]),
+                command=str(r[3]),
+                kind=str(r[4]),
+                model=str(r[5]),
+                prompt_tokens=int(r[6]),
+                cached_tokens=int(r[7]),
+                completion_tokens=int(r[8]),
+                reasoning_tokens=int(r[9]),
+                images=int(r[10]),
+                audio_seconds=float(r[11]),
+                cost=None if r[12] is None else float(r[12]),
+                priced_from=None if r[13] is None else str(r[13]),
+            )
+            for r in rows
+        ]
 
     async def breakdown(self, guild_id: int, *, since: float, by: str, limit: int = 5) -> list[BreakdownRow]:
         column = BREAKDOWN_COLUMNS[by]

@@ -6,9 +6,12 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from bot.openai_api.calls import MediaTokens
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,39 @@ def _read_models(text: str, origin: str) -> dict[str, dict[str, Any]]:
     if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
         raise PricesError(f'{origin} must hold {{"models": {{"model-name": {{...}}}}}}')
     return {str(name): dict(entry) for name, entry in models.items()}
+
+
+# Stored in usage_events.priced_from: what a row's cost was computed from (the values must not change).
+PRICED_BY_TOKENS = "tokens"  # the tokens the answer reported (chat, embeddings, media with a usage block)
+PRICED_PER_IMAGE = "image"  # the per-image estimate by size and quality
+PRICED_PER_MINUTE = "minute"  # the per-minute estimate of audio
+PRICED_PER_CHARACTER = "characters"  # tts-1 and tts-1-hd bill the text they read
+PRICED_FREE = "free"
+_MEDIA_KINDS = ("text_input", "image_input", "audio_input", "text_output", "image_output", "audio_output")
+
+
+@dataclass(frozen=True)
+class Price:
+    """A call's cost in USD (None: the model has no price) and what it was computed from."""
+
+    cost: float | None
+    basis: str | None
+
+
+def token_priced(entry: Mapping[str, Any], media: MediaTokens) -> float | None:
+    """A media answer's cost from its reported tokens; None when the entry lacks a price one of them needs."""
+    prices = entry.get("per_million_tokens")
+    if not isinstance(prices, dict):
+        return None
+    total = 0.0
+    for kind in _MEDIA_KINDS:
+        count = int(getattr(media, kind))
+        if not count:
+            continue
+        if kind not in prices:
+            return None
+        total += count * float(prices[kind]) / 1_000_000
+    return total
 
 
 class PriceTable:
@@ -74,33 +110,76 @@ class PriceTable:
         image_quality: str | None = None,
         audio_seconds: float = 0.0,
         characters: int = 0,
+        cached_tokens: int = 0,
+        media_tokens: MediaTokens | None = None,
         worst_case: bool = False,
     ) -> float | None:
+        return self.price(
+            kind,
+            model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            images=images,
+            image_size=image_size,
+            image_quality=image_quality,
+            audio_seconds=audio_seconds,
+            characters=characters,
+            cached_tokens=cached_tokens,
+            media_tokens=media_tokens,
+            worst_case=worst_case,
+        ).cost
+
+    def price(
+        self,
+        kind: str,
+        model: str,
+        *,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        images: int = 0,
+        image_size: str | None = None,
+        image_quality: str | None = None,
+        audio_seconds: float = 0.0,
+        characters: int = 0,
+        cached_tokens: int = 0,
+        media_tokens: MediaTokens | None = None,
+        worst_case: bool = False,
+    ) -> Price:
+        """The cost of a call: from the tokens its answer reported where the table prices them, else
+        from the per-image, per-minute or per-character estimate."""
         entry = self.lookup(model)
         if entry is None:
-            return None
+            return Price(None, None)
         if entry.get("free"):
-            return 0.0
+            return Price(0.0, PRICED_FREE)
+        if media_tokens is not None:
+            from_tokens = token_priced(entry, media_tokens)
+            if from_tokens is not None:
+                return Price(from_tokens, PRICED_BY_TOKENS)
         total = 0.0
-        priced = False
+        basis: str | None = None
         if "input_per_million" in entry:
-            total += prompt_tokens * float(entry["input_per_million"]) / 1_000_000
-            priced = True
+            input_price = float(entry["input_per_million"])
+            # A model without a cached price bills cached tokens as any other input.
+            cached_price = float(entry.get("cached_input_per_million", input_price))
+            cached = min(max(cached_tokens, 0), prompt_tokens)
+            total += ((prompt_tokens - cached) * input_price + cached * cached_price) / 1_000_000
+            basis = PRICED_BY_TOKENS
         if "output_per_million" in entry:
             total += completion_tokens * float(entry["output_per_million"]) / 1_000_000
         if "per_minute" in entry:
             total += audio_seconds * float(entry["per_minute"]) / 60
-            priced = True
+            basis = PRICED_PER_MINUTE
         if "per_million_characters" in entry:  # tts-1 and tts-1-hd bill the text they read
             total += characters * float(entry["per_million_characters"]) / 1_000_000
-            priced = True
+            basis = PRICED_PER_CHARACTER
         if isinstance(entry.get("per_image"), dict):
             per_image = self._image_price(entry["per_image"], image_size, image_quality, worst_case)
             if per_image is None:
-                return None
+                return Price(None, None)
             total += images * per_image
-            priced = True
-        return total if priced else None
+            basis = PRICED_PER_IMAGE
+        return Price(total, basis) if basis is not None else Price(None, None)
 
     @staticmethod
     def _image_price(

@@ -46,3 +46,18 @@ class DiscordModlog:
 
     async def post_text(self, guild_id: int, channel_id: int, text: str) -> bool:
         return await self.post(guild_id, channel_id, content=text)
+
+    async def dm_owner(self, guild_id: int, text: str) -> bool:
+        guild = self.client.get_guild(guild_id)
+        try:
+            if guild is None:
+                guild = await self.client.fetch_guild(guild_id)
+            owner_id = guild.owner_id
+            if owner_id is None:
+                return False
+            owner = self.client.get_user(owner_id) or await self.client.fetch_user(owner_id)
+            await owner.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.warning("a DM to the owner of server %s failed: HTTP %s", guild_id, exc.status)
+            return False
+        return True

@@ -16,6 +16,10 @@ class ModlogSink(Protocol):
 
     async def post_text(self, guild_id: int, channel_id: int, text: str) -> bool: ...
 
+    async def dm_owner(self, guild_id: int, text: str) -> bool:
+        """Send `text` to the server owner's DMs; False when Discord refused it."""
+        ...
+
 
 class ModerationLog:
     """Finds a server's mod-log channel through its policy and posts notices there."""
@@ -37,3 +41,11 @@ class ModerationLog:
             log.warning("server %s has no mod-log channel for a notice to its moderators", guild_id)
             return False
         return await self.sink.post_text(guild_id, channel_id, text)
+
+    async def alert_admins(self, guild_id: int, text: str) -> bool:
+        """Tell a server's admins: in its mod-log channel, or by DM to its owner when it has none (or the
+        channel refused the post); False when neither took it."""
+        channel_id = await self.channel_for(guild_id)
+        if channel_id is not None and await self.sink.post_text(guild_id, channel_id, text):
+            return True
+        return await self.sink.dm_owner(guild_id, text)

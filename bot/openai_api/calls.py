@@ -25,6 +25,26 @@ class CallContext:
 
 
 @dataclass(frozen=True)
+class MediaTokens:
+    """The token usage an image, transcription or speech answer reports, by modality."""
+
+    text_input: int = 0
+    image_input: int = 0
+    audio_input: int = 0
+    text_output: int = 0
+    image_output: int = 0
+    audio_output: int = 0
+
+    @property
+    def input(self) -> int:
+        return self.text_input + self.image_input + self.audio_input
+
+    @property
+    def output(self) -> int:
+        return self.text_output + self.image_output + self.audio_output
+
+
+@dataclass(frozen=True)
 class UsageEvent:
     """One metered OpenAI call, as plain data."""
 
@@ -38,6 +58,12 @@ class UsageEvent:
     image_quality: str | None = None
     audio_seconds: float = 0.0
     characters: int = 0  # text read aloud, for speech models priced per character
+    # Of prompt_tokens, those OpenAI served from its prompt cache (billed at the cached-input price).
+    cached_tokens: int = 0
+    # Of completion_tokens, those spent on hidden reasoning (billed as output; shown apart in /usage).
+    reasoning_tokens: int = 0
+    # A media answer's own token usage, when it carried one: priced per token instead of per image/minute.
+    media_tokens: MediaTokens | None = None
     # False: the caller does not wait for the row's commit, because a write it awaits next (the /ask's
     # history) is queued after it and so commits it first.
     wait_for_commit: bool = True

@@ -19,6 +19,7 @@ from bot.openai_api.calls import (
     CallGuard,
     ChatResult,
     GeneratedImage,
+    MediaTokens,
     ModerationResult,
     PlannedCall,
     Transcript,
@@ -69,6 +70,69 @@ def parse_moderation(payload: Any) -> list[ModerationResult]:
             )
         )
     return parsed
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of an SDK model or of a plain dict (streamed chunks are dicts); None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _count(obj: Any, *path: str) -> int:
+    for name in path:
+        obj = _field(obj, name)
+    try:
+        return int(obj or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def chat_usage(usage: Any) -> tuple[int, int, int, int]:
+    """(prompt, completion, cached, reasoning) tokens of a chat usage block (or a Responses API one)."""
+    prompt = _count(usage, "prompt_tokens") or _count(usage, "input_tokens")
+    completion = _count(usage, "completion_tokens") or _count(usage, "output_tokens")
+    cached = _count(usage, "prompt_tokens_details", "cached_tokens") or _count(
+        usage, "input_tokens_details", "cached_tokens"
+    )
+    reasoning = _count(usage, "completion_tokens_details", "reasoning_tokens") or _count(
+        usage, "output_tokens_details", "reasoning_tokens"
+    )
+    return prompt, completion, min(cached, prompt), min(reasoning, completion)
+
+
+def image_usage(usage: Any) -> MediaTokens | None:
+    """The tokens an image answer reports (GPT image models), or None when it carries no usage."""
+    if usage is None or _field(usage, "input_tokens") is None:
+        return None
+    details = _field(usage, "input_tokens_details")
+    text_in, image_in = _count(details, "text_tokens"), _count(details, "image_tokens")
+    if details is None:
+        text_in = _count(usage, "input_tokens")
+    out_details = _field(usage, "output_tokens_details")
+    image_out = (
+        _count(out_details, "image_tokens") if out_details is not None else _count(usage, "output_tokens")
+    )
+    return MediaTokens(
+        text_input=text_in,
+        image_input=image_in,
+        text_output=_count(out_details, "text_tokens"),
+        image_output=image_out,
+    )
+
+
+def transcription_usage(usage: Any) -> MediaTokens | None:
+    """The tokens a gpt-4o-*-transcribe answer reports; None for whisper's duration usage or none at all."""
+    if usage is None or _field(usage, "type") != "tokens":
+        return None
+    details = _field(usage, "input_token_details") or _field(usage, "input_tokens_details")
+    audio_in = _count(details, "audio_tokens")
+    text_in = _count(details, "text_tokens") if details is not None else 0
+    if details is None:
+        audio_in = _count(usage, "input_tokens")
+    return MediaTokens(text_input=text_in, audio_input=audio_in, text_output=_count(usage, "output_tokens"))
 
 
 class OpenAIGateway:
@@ -174,14 +238,19 @@ class OpenAIGateway:
         deadline: float | None = None,
         prompt_tokens: int | None = None,
         wait_for_usage_commit: bool = True,
+        cache_key: str | None = None,
     ) -> ChatResult:
         """Stream a chat answer, calling `on_text` with the text so far; a cut stream is an error.
 
         `prompt_tokens`, when given, is the messages' token count as `Limits.estimate` would count it.
         `wait_for_usage_commit`: see `UsageEvent.wait_for_commit`.
+        `cache_key`: sent as `prompt_cache_key`, so one conversation's requests reach the same prompt cache.
         """
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
+        body: dict[str, Any] = {"messages": list(messages)}
+        if cache_key:
+            body["prompt_cache_key"] = cache_key
         planned = PlannedCall(
             context,
             "chat",
@@ -196,7 +265,7 @@ class OpenAIGateway:
                     # As extra_body (which replaces the body's `messages`): plain dicts skip the SDK's
                     # per-message typed transform, the costliest CPU step with long histories.
                     messages=[],
-                    extra_body={"messages": list(messages)},
+                    extra_body=body,
                     stream=True,
                     stream_options={"include_usage": True},
                     **kwargs,
@@ -207,13 +276,12 @@ class OpenAIGateway:
             )
             parts: list[str] = []
             finish_reason: str | None = None
-            prompt_tokens = completion_tokens = 0
+            prompt_tokens = completion_tokens = cached_tokens = reasoning_tokens = 0
             try:
                 # Plain dicts, not the SDK's typed chunks: see bot/openai_api/chat_stream.py.
                 async for chunk in chat_events(stream):
                     if usage := chunk.get("usage"):
-                        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                        completion_tokens = int(usage.get("completion_tokens") or 0)
+                        prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = chat_usage(usage)
                     for choice in chunk.get("choices") or ():
                         if content := (choice.get("delta") or {}).get("content"):
                             parts.append(content)
@@ -234,6 +302,8 @@ class OpenAIGateway:
                     model,
                     prompt_tokens,
                     completion_tokens,
+                    cached_tokens=cached_tokens,
+                    reasoning_tokens=reasoning_tokens,
                     wait_for_commit=wait_for_usage_commit,
                 )
             )
@@ -251,9 +321,12 @@ class OpenAIGateway:
         model: str | None = None,
         max_tokens: int | None = None,
         deadline: float | None = None,
+        cache_key: str | None = None,
     ) -> ChatResult:
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
+        if cache_key:
+            kwargs["extra_body"] = {"prompt_cache_key": cache_key}
         async with self._admit(
             PlannedCall(context, "chat", model, kwargs[self.settings.max_tokens_parameter], messages=messages)
         ):
@@ -263,10 +336,18 @@ class OpenAIGateway:
                 deadline=deadline,
                 endpoint="chat",
             )
-            usage = response.usage
-            prompt_tokens = usage.prompt_tokens if usage else 0
-            completion_tokens = usage.completion_tokens if usage else 0
-            await self._meter(UsageEvent(context, "chat", model, prompt_tokens, completion_tokens))
+            prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = chat_usage(response.usage)
+            await self._meter(
+                UsageEvent(
+                    context,
+                    "chat",
+                    model,
+                    prompt_tokens,
+                    completion_tokens,
+                    cached_tokens=cached_tokens,
+                    reasoning_tokens=reasoning_tokens,
+                )
+            )
             if not response.choices:
                 raise errors.IncompleteAnswer()
             choice = response.choices[0]
@@ -344,7 +425,13 @@ class OpenAIGateway:
             made_quality = getattr(response, "quality", None) or quality
             await self._meter(
                 UsageEvent(
-                    context, "image", model, images=1, image_size=made_size, image_quality=made_quality
+                    context,
+                    "image",
+                    model,
+                    images=1,
+                    image_size=made_size,
+                    image_quality=made_quality,
+                    media_tokens=image_usage(getattr(response, "usage", None)),
                 )
             )
             if not response.data or not response.data[0].b64_json:
@@ -393,7 +480,13 @@ class OpenAIGateway:
             made_quality = getattr(response, "quality", None) or quality
             await self._meter(
                 UsageEvent(
-                    context, "image", model, images=1, image_size=made_size, image_quality=made_quality
+                    context,
+                    "image",
+                    model,
+                    images=1,
+                    image_size=made_size,
+                    image_quality=made_quality,
+                    media_tokens=image_usage(getattr(response, "usage", None)),
                 )
             )
             if not response.data or not response.data[0].b64_json:
@@ -438,7 +531,8 @@ class OpenAIGateway:
                 return response.content
 
             audio = await self.call(fetch, model=model, deadline=deadline)
-            # The answer is audio alone (no usage): bill what was made, 24 kHz 16-bit mono for pcm.
+            # The answer is audio alone (no usage block, unlike the SSE stream format): priced by the
+            # per-minute estimate of what was made, 24 kHz 16-bit mono for pcm.
             seconds = len(audio) / PCM_BYTES_PER_SECOND if response_format == "pcm" else expected_seconds
             await self._meter(
                 UsageEvent(context, "speech", model, audio_seconds=seconds, characters=len(text))
@@ -481,7 +575,15 @@ class OpenAIGateway:
             usage = getattr(response, "usage", None)
             if usage is not None and getattr(usage, "seconds", None) is not None:
                 seconds = float(usage.seconds)
-            await self._meter(UsageEvent(context, "transcription", model, audio_seconds=seconds or 0.0))
+            await self._meter(
+                UsageEvent(
+                    context,
+                    "transcription",
+                    model,
+                    audio_seconds=seconds or 0.0,
+                    media_tokens=transcription_usage(usage),
+                )
+            )
             return Transcript(str(getattr(response, "text", response)), seconds)
 
     async def embed(

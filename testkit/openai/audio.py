@@ -132,6 +132,7 @@ class AudioMixin(FakeBase):
 
     transcript_text: str | Callable[[RecordedRequest], str]
     audio_latency: float
+    media_usage: bool  # see ImagesMixin._init_images
 
     def _init_audio(self) -> None:
         self.transcript_text = "hello from the fake transcriber."
@@ -268,7 +269,7 @@ class AudioMixin(FakeBase):
                 payload["usage"] = {"type": "duration", "seconds": seconds}
             return self._json(rec, payload)
         payload = {"text": text}
-        if not translate:
+        if not translate and self.media_usage:
             payload["usage"] = usage
             include = rec.form.get("include[]") or rec.form.get("include") or ""
             if "logprobs" in include and not whisper:

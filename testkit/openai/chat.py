@@ -23,6 +23,13 @@ from .common import (
 )
 
 IMAGE_PART_TOKENS = 85  # what one image part adds to prompt_tokens (low-detail cost)
+# OpenAI's prompt caching: prompts of 1024 tokens or more; hits cover the longest previously seen prefix,
+# counted in 128-token steps beyond the first 1024; requests are routed to a cache by a hash of the
+# prompt's first ~256 tokens combined with `prompt_cache_key` when one is sent.
+CACHE_MIN_TOKENS = 1024
+CACHE_STEP_TOKENS = 128
+CACHE_ROUTING_CHARS = 256 * 4
+CACHE_PROMPTS_KEPT = 32
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -64,6 +71,35 @@ def prompt_tokens_of(messages: list[Any]) -> int:
     return chars // 4 + 1 + IMAGE_PART_TOKENS * images
 
 
+def prompt_text(messages: list[Any]) -> str:
+    """The prompt as the cache sees it: every message's role, name and text, in order."""
+    parts = []
+    for m in messages:
+        if isinstance(m, dict):
+            parts.append(f"{m.get('role')}\x00{m.get('name') or ''}\x00{message_text(m.get('content'))}\x01")
+    return "".join(parts)
+
+
+def cached_tokens_for(matched_chars: int, prompt_tokens: int) -> int:
+    """Tokens billed as cached for a prefix of `matched_chars` already seen (4 characters a token)."""
+    matched = min(matched_chars // 4, prompt_tokens)
+    if prompt_tokens < CACHE_MIN_TOKENS or matched < CACHE_MIN_TOKENS:
+        return 0
+    return CACHE_MIN_TOKENS + (matched - CACHE_MIN_TOKENS) // CACHE_STEP_TOKENS * CACHE_STEP_TOKENS
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    lo, hi = 0, n
+    while lo < hi:  # binary search on equal prefixes: long histories stay cheap to compare
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def default_reply(body: dict[str, Any]) -> str:
     """`Echo: <last user text>`."""
     for m in reversed(body.get("messages") or []):
@@ -83,6 +119,8 @@ class ChatMixin(FakeBase):
     reasoning_tokens: int
     strict_params: bool
     cancelled_streams: int
+    prompt_caching: bool
+    _prompt_cache: dict[tuple[str, str, str], deque[str]]
     _chat_queue: deque[str]
     _closing: bool
 
@@ -95,6 +133,8 @@ class ChatMixin(FakeBase):
         self.reasoning_tokens = 0
         self.strict_params = True
         self.cancelled_streams = 0
+        self.prompt_caching = True
+        self._prompt_cache = {}
         self._chat_queue = deque()
 
     def queue_chat_replies(self, *texts: str) -> None:
@@ -181,13 +221,29 @@ class ChatMixin(FakeBase):
                 return answer[: visible * 4], "length", limit
         return answer, "stop", estimate_tokens(answer) + reasoning
 
-    def _usage(self, prompt: int, completion: int, model: str) -> dict[str, Any]:
+    def _cached_tokens(self, body: dict[str, Any], model: str, messages: list[Any], prompt: int) -> int:
+        """What OpenAI's prompt cache would serve of this prompt; the prompt is then cached itself."""
+        if not self.prompt_caching:
+            return 0
+        text = prompt_text(messages)
+        key = body.get("prompt_cache_key")
+        route = (model, str(key) if isinstance(key, str) else "", text[:CACHE_ROUTING_CHARS])
+        seen = self._prompt_cache.setdefault(route, deque(maxlen=CACHE_PROMPTS_KEPT))
+        matched = max((common_prefix(text, old) for old in seen), default=0)
+        seen.append(text)
+        return cached_tokens_for(matched, prompt)
+
+    def forget_prompt_cache(self) -> None:
+        """Every cached prefix evicted, as after OpenAI's idle expiry."""
+        self._prompt_cache.clear()
+
+    def _usage(self, prompt: int, completion: int, model: str, cached: int = 0) -> dict[str, Any]:
         reasoning = min(completion, self.reasoning_tokens) if is_reasoning_model(model) else 0
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": reasoning,
                 "audio_tokens": 0,
@@ -218,7 +274,7 @@ class ChatMixin(FakeBase):
             await asyncio.sleep(self.chat_latency)
         cid = new_id("chatcmpl-")
         created = int(time.time())
-        usage = self._usage(prompt, completion * n, model)
+        usage = self._usage(prompt, completion * n, model, self._cached_tokens(body, model, messages, prompt))
         if body.get("stream"):
             return await self._stream_chat(
                 request, rec, body, cid, created, model, content, finish, usage, n, cut

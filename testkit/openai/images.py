@@ -137,8 +137,12 @@ class ImagesMixin(FakeBase):
     image_latency: float
     image_revised_prompt: str | None
     image_size_bytes: int | None
+    media_usage: bool
 
     def _init_images(self) -> None:
+        # False: image and transcription answers come without their `usage` block (as older models'
+        # and some proxies' do), so the bot must fall back to its per-image or per-minute estimate.
+        self.media_usage = True
         self.image_latency = 0.0
         self.image_revised_prompt = None
         self.image_size_bytes = None
@@ -242,6 +246,8 @@ class ImagesMixin(FakeBase):
                 "total_tokens": text_tokens + output,
             },
         }
+        if not self.media_usage:
+            del payload["usage"]
         return self._json(rec, payload)
 
     async def _handle_image_edits(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
@@ -320,6 +326,8 @@ class ImagesMixin(FakeBase):
                 "total_tokens": text_tokens + input_image_tokens + per_image * n,
             },
         }
+        if not self.media_usage:
+            del payload["usage"]
         return self._json(rec, payload)
 
 

@@ -74,12 +74,19 @@ async def test_images_audio_and_plain_chat_are_recorded_as_the_fake_reports(
     image_call = fake_openai.calls("/images/generations")[-1].response_json
     [image] = await ledger_rows(bot, "image")
     assert (image["images"], image["image_size"], image["image_quality"]) == (1, image_call["size"], "low")
-    assert image["cost"] == pytest.approx(0.013)  # gpt-image-1.5, low, 1536x1024
+    # Priced from the answer's token usage (gpt-image-1.5: $5 per million text-input tokens, $32 per
+    # million image-output tokens), not the per-image estimate ($0.013 for low 1536x1024), since it has one.
+    usage = image_call["usage"]
+    assert usage["output_tokens"] == 400
+    expected = usage["input_tokens_details"]["text_tokens"] * 5e-6 + usage["output_tokens"] * 32e-6
+    assert image["cost"] == pytest.approx(expected)
+    assert image["priced_from"] == "tokens"
 
     audio_usage = fake_openai.calls("/audio/transcriptions")[-1].response_json["usage"]
     [audio] = await ledger_rows(bot, "transcription")
     assert audio["audio_seconds"] == audio_usage["seconds"]
     assert audio["cost"] == pytest.approx(audio_usage["seconds"] / 60 * 0.006)  # whisper-1 per minute
+    assert audio["priced_from"] == "minute"
 
     chat_usage = fake_openai.calls("/chat/completions")[-1].response_json["usage"]
     [chat] = await ledger_rows(bot, "chat")

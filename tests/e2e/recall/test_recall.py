@@ -241,15 +241,20 @@ async def test_ask_is_offered_an_old_match_with_its_date(
     interaction = await enable(fake_discord, world)
     await interaction.wait_for(lambda i: "Indexed" in i.all_text(), timeout=15)
     await ask(fake_discord, world, "what is the wifi password for the studio")
-    system = chat_bodies(fake_openai)[-1]["messages"][0]["content"]
+    messages = chat_bodies(fake_openai)[-1]["messages"]
+    # The quotes go just before the prompt, after the stable prefix the prompt cache keeps hitting.
+    recalled = messages[-2]
+    assert recalled["role"] == "system" and messages[-1]["role"] == "user"
+    system = recalled["content"]
     assert "orange-kite-77" in system and "2025-03-14 09:30 UTC" in system
     assert "lunch is at noon" not in system  # not close enough to be offered
+    assert "orange-kite-77" not in messages[0]["content"]
     assert embedding_inputs(fake_openai)[-1] == ["what is the wifi password for the studio"]
 
     await run(fake_discord, world, "recall disable", user=world.moderator_id)
     assert await bot.services.recall.index.count() == 0
     await ask(fake_discord, world, "what is the wifi password for the studio")
-    assert "orange-kite-77" not in chat_bodies(fake_openai)[-1]["messages"][0]["content"]
+    assert not any("orange-kite-77" in str(m["content"]) for m in chat_bodies(fake_openai)[-1]["messages"])
 
 
 async def test_retention_purge_removes_old_vectors(
