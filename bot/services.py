@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.chat.conversation import Conversations
 from bot.chat.history import History
 from bot.chat.inflight import InflightAnswers
+from bot.chat.models import ChatModels
 from bot.chat.personas import Personas
 from bot.cost.admission import Admission
 from bot.cost.breaker import QuotaBreaker
@@ -56,6 +57,7 @@ class Services:
     review: ModerationReview
     history: History
     personas: Personas
+    chat_models: ChatModels
     conversations: Conversations
     inflight_answers: InflightAnswers
     images: ImageMaker
@@ -114,6 +116,7 @@ async def build_services(
     auto_transcribe = AutoTranscribeChannels(store)
     inflight_answers = InflightAnswers(store)
     personas = Personas(store)
+    chat_models = ChatModels(store, settings)
     recall_index = RecallIndex(store, settings.embedding_model)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
@@ -122,6 +125,7 @@ async def build_services(
         [
             history,
             personas,
+            chat_models,
             ledger,
             limits_rules,
             *channel_moderation.data_owners,
@@ -138,7 +142,7 @@ async def build_services(
         prices=prices,
         ledger=ledger,
         limits=limits,
-        admission=Admission(settings, limits),
+        admission=Admission(settings, limits, chat_model=chat_models.model_for),
         gateway=gateway,
         moderation=moderation,
         channel_moderation=channel_moderation,
@@ -146,9 +150,17 @@ async def build_services(
         review=ModerationReview(actions, strikes, policies),
         history=history,
         conversations=Conversations(
-            history, personas, gateway, moderation, settings, bot_user_id=bot_user_id, long_memory=recall
+            history,
+            personas,
+            gateway,
+            moderation,
+            settings,
+            bot_user_id=bot_user_id,
+            long_memory=recall,
+            models=chat_models,
         ),
         personas=personas,
+        chat_models=chat_models,
         inflight_answers=inflight_answers,
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(
