@@ -271,12 +271,15 @@ class UsageLedger(DataOwner):
             int(row[0]), float(row[1]), int(row[2] or 0), int(row[3]), int(row[4]), int(row[5]), float(row[6])
         )
 
-    async def breakdown(self, guild_id: int, *, since: float, by: str, limit: int = 5) -> list[BreakdownRow]:
+    async def breakdown(
+        self, guild_id: int, *, since: float, by: str, limit: int = 5, user_id: int | None = None
+    ) -> list[BreakdownRow]:
         column = BREAKDOWN_COLUMNS[by]
+        where, params = await self._where(guild_id, since, user_id)
         rows = await self.store.fetchall(
             f"SELECT {column}, COUNT(*), COALESCE(SUM(cost), 0) AS total FROM usage_events "  # noqa: S608
-            f"WHERE guild_id = ? AND created_at >= ? GROUP BY {column} ORDER BY total DESC, 2 DESC LIMIT ?",
-            (guild_id, since, limit),
+            f"WHERE {where} GROUP BY {column} ORDER BY total DESC, 2 DESC LIMIT ?",
+            (*params, limit),
         )
         return [BreakdownRow("" if r[0] is None else str(r[0]), int(r[1]), float(r[2])) for r in rows]
 
