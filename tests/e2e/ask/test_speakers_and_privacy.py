@@ -44,7 +44,9 @@ async def test_private_question_never_reaches_another_members_context(
     # The asker's own private question sees it, and the shared memory besides.
     await ask(fake_discord, world, "remind me", private=True)
     own = [m["content"] for m in chat_bodies(fake_openai)[-1]["messages"]]
-    assert own.index("shared hello") < own.index("my diagnosis is ZEBRA-42") < own.index("what did others ask?")
+    assert (
+        own.index("shared hello") < own.index("my diagnosis is ZEBRA-42") < own.index("what did others ask?")
+    )
     rows = await bot.services.store.fetchall(
         "SELECT content, private_to FROM turns WHERE channel_id = ? ORDER BY id", (world.channel_id,)
     )
