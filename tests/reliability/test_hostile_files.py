@@ -33,7 +33,7 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 async def ask_with(fake: FakeDiscord, world: World, attachment: dict[str, object]) -> FakeInteraction:
-    return await ask(fake, world, "What is this?", image=attachment)
+    return await ask(fake, world, "What is this?", file=attachment)
 
 
 async def test_a_decompression_bomb_is_refused_from_its_header(

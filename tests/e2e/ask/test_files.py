@@ -22,9 +22,7 @@ def last_user_text(fake_openai: FakeOpenAI) -> str:
 async def test_a_text_file_is_read_and_the_memory_notes_it(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    paste = fake_discord.add_attachment(
-        "message.txt", "def add(a, b):\n    return a + b\n".encode(), "text/plain"
-    )
+    paste = fake_discord.add_attachment("message.txt", b"def add(a, b):\n    return a + b\n", "text/plain")
     fake_openai.queue_chat_replies("It adds two numbers.")
     done = await ask(fake_discord, world, "What does this do?", file=paste)
     assert done.original["content"] == "It adds two numbers."

@@ -15,7 +15,7 @@ async def test_every_speaker_is_named_as_written_and_distinct(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     members = [fake_discord.add_member(world.guild_id, name=name) for name in NAMES]
-    for member, name in zip(members, NAMES, strict=True):
+    for member in members:
         await ask(fake_discord, world, f"hello from {member}", user=member)
     await ask(fake_discord, world, "who is here?")  # alice, whose name is already API-safe
     messages = chat_bodies(fake_openai)[-1]["messages"]
