@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.chat.conversation import Conversations
 from bot.chat.history import History
 from bot.chat.inflight import InflightAnswers
+from bot.chat.models import ChatModels
 from bot.chat.personas import Personas
 from bot.cost.admission import Admission
 from bot.cost.alerts import BudgetAlerts
@@ -59,6 +60,7 @@ class Services:
     review: ModerationReview
     history: History
     personas: Personas
+    chat_models: ChatModels
     conversations: Conversations
     inflight_answers: InflightAnswers
     images: ImageMaker
@@ -124,6 +126,7 @@ async def build_services(
     auto_transcribe = AutoTranscribeChannels(store)
     inflight_answers = InflightAnswers(store)
     personas = Personas(store)
+    chat_models = ChatModels(store, settings)
     recall_index = RecallIndex(store, settings.embedding_model)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
@@ -132,6 +135,7 @@ async def build_services(
         [
             history,
             personas,
+            chat_models,
             ledger,
             limits_rules,
             alerts,
@@ -150,7 +154,7 @@ async def build_services(
         ledger=ledger,
         limits=limits,
         alerts=alerts,
-        admission=Admission(settings, limits),
+        admission=Admission(settings, limits, chat_model=chat_models.model_for),
         gateway=gateway,
         moderation=moderation,
         channel_moderation=channel_moderation,
@@ -166,8 +170,10 @@ async def build_services(
             bot_user_id=bot_user_id,
             long_memory=recall,
             cache_key=ledger.cache_key,
+            models=chat_models,
         ),
         personas=personas,
+        chat_models=chat_models,
         inflight_answers=inflight_answers,
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(

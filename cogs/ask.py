@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from dataclasses import replace
 
 import discord
 from discord import app_commands
@@ -13,9 +14,9 @@ from discord.ext import commands
 
 from bot import errors
 from bot.chat.conversation import Answer, AskRequest, Conversations
-from bot.chat.vision import MAX_VISION_BYTES, check_image_size, image_data_url
 from bot.cost.admission import Admission
 from bot.discord_io.admission import requester
+from bot.discord_io.attachments import AskFiles, check_file_size, read_ask_files
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import describe_failure
 from bot.discord_io.replies import (
@@ -39,6 +40,8 @@ def render_answer(answer: Answer, max_tokens: int) -> str:
         text += f"\n-# (answer cut at the {max_tokens}-token limit; ask me to continue)"
     if not answer.remembered:
         text += "\n-# (I could not save this exchange to the channel's memory)"
+    for note in answer.notes:
+        text += f"\n-# ({note})"
     return text
 
 
@@ -52,6 +55,16 @@ def can_reply(message: discord.Message) -> bool:
     if isinstance(channel, discord.Thread):
         return permissions.send_messages_in_threads
     return permissions.send_messages
+
+
+def message_files(message: discord.Message) -> list[discord.Attachment]:
+    """A mention's own attachments; else, when it replies to a message with files, that message's."""
+    if message.attachments:
+        return list(message.attachments)
+    reference = message.reference
+    if reference is not None and isinstance(reference.resolved, discord.Message):
+        return list(reference.resolved.attachments)
+    return []
 
 
 def channel_guild_ids(channel: object, guild: discord.Guild | None) -> tuple[int, int]:
@@ -71,23 +84,23 @@ class Ask(commands.Cog):
     @app_commands.command(name="ask", description="Ask the AI; it remembers this channel's conversation.")
     @app_commands.describe(
         prompt="Your question or request",
-        image="An image for the model to look at",
-        private="Only you see the answer (it is still remembered in this channel)",
+        file="An image to look at, or a document to read: text, code, Markdown, CSV, JSON or PDF",
+        private="Only you see the answer, and only your own questions remember it",
     )
     async def ask(
         self,
         interaction: discord.Interaction,
         prompt: str,
-        image: discord.Attachment | None = None,
+        file: discord.Attachment | None = None,
         private: bool = False,
     ) -> None:
-        if image is not None:
-            check_image_size(image.filename, image.size)
+        if file is not None:
+            check_file_size(file.filename, file.size, max_bytes=self._file_max_bytes)
         # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
         # of one round trip after it; the deferral still goes on the wire first (README, "Performance").
         deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watch = Stopwatch(self.bot.services.metrics)  # /ask latency: deferral, first token, final
-        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, image, private, watch))
+        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, file, private, watch))
         try:
             await interaction.response.defer(ephemeral=private, thinking=True)
         except BaseException:
@@ -107,15 +120,11 @@ class Ask(commands.Cog):
         interaction: discord.Interaction,
         deferral: asyncio.Future[None],
         prompt: str,
-        image: discord.Attachment | None,
+        file: discord.Attachment | None,
         private: bool,
         watch: Stopwatch,
     ) -> None:
-        image_urls, image_names = [], []
-        if image is not None:
-            data = await self.bot.attachments.read(image, max_bytes=MAX_VISION_BYTES)
-            image_urls.append(await image_data_url(image.filename, data))
-            image_names.append(image.filename)
+        files = await self._read_files([file] if file is not None else [])
         guild_id, channel_id = channel_guild_ids(interaction.channel, interaction.guild)
         request = AskRequest(
             guild_id,
@@ -123,9 +132,11 @@ class Ask(commands.Cog):
             interaction.user.id,
             interaction.user.display_name,
             prompt,
-            tuple(image_urls),
-            tuple(image_names),
+            files.image_urls,
+            files.image_names,
             admitted=True,
+            private=private,
+            documents=files.documents,
         )
 
         # A very slow answer can outlive the 15-minute token: it then continues in the channel (or a DM).
@@ -192,6 +203,13 @@ class Ask(commands.Cog):
         reply = StreamingReply(None, create_reply, interval=self.settings.stream_edit_interval)
         try:
             async with message.channel.typing():
+                files = await self._read_files(message_files(message))
+                request = replace(
+                    request,
+                    image_urls=files.image_urls,
+                    image_names=files.image_names,
+                    documents=files.documents,
+                )
                 answer = await self.conversations.ask(request, on_text=reply.update)
             await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
         except asyncio.CancelledError:
@@ -208,13 +226,27 @@ class Ask(commands.Cog):
     async def _mention_admitted(self, message: discord.Message, prompt: str) -> bool:
         """A mention is /ask by other means: the same admission (allowlist, /limits, rate, budgets)."""
         try:
-            await self.admission.admit("ask", requester(message.guild, message.author), {"prompt": prompt})
+            await self.admission.admit(
+                "ask", requester(message.guild, message.author, message.channel.id), {"prompt": prompt}
+            )
         except errors.GuildNotAllowed:
             return False  # a server the bot does not serve is not answered at all, as before
         except errors.BotError as refusal:
             await self._tell(message, refusal)
             return False
         return True
+
+    @property
+    def _file_max_bytes(self) -> int:
+        return int(self.settings.file_max_mb * 1024 * 1024)
+
+    async def _read_files(self, attachments: list[discord.Attachment]) -> AskFiles:
+        return await read_ask_files(
+            self.bot.attachments,
+            attachments,
+            max_bytes=self._file_max_bytes,
+            max_pages=self.settings.file_max_pages,
+        )
 
     async def _tell(self, message: discord.Message, error: BaseException) -> None:
         with contextlib.suppress(discord.HTTPException):

@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat.models import ChatModels
 from bot.cost.alerts import BudgetAlerts, BudgetStatus
 from bot.cost.chart import render_cost_chart
 from bot.cost.ledger import BreakdownRow, LedgerRow, UsageLedger, UsageTotals, day_start, month_start
@@ -126,10 +127,11 @@ def describe_rows(rows: list[BreakdownRow], *, users: bool = False) -> str:
 
 
 class Usage(commands.Cog):
-    def __init__(self, bot: OpenAIBot, ledger: UsageLedger, alerts: BudgetAlerts) -> None:
+    def __init__(self, bot: OpenAIBot, ledger: UsageLedger, alerts: BudgetAlerts, models: ChatModels) -> None:
         self.bot = bot
         self.ledger = ledger
         self.alerts = alerts
+        self.models = models
 
     @app_commands.command(
         name="usage", description="What the bot's OpenAI calls cost: yours, or the server's"
@@ -154,9 +156,16 @@ class Usage(commands.Cog):
         today, month = day_start(now), month_start(now)
         mine_today = await self.ledger.totals(guild_id, since=today, user_id=member.id)
         mine_month = await self.ledger.totals(guild_id, since=month, user_id=member.id)
-        embed = discord.Embed(title="OpenAI usage in this server (UTC days)")
+        chat_model = await self.models.model_for(guild_id, interaction.channel_id)
+        embed = discord.Embed(
+            title="OpenAI usage in this server (UTC days)",
+            description=f"`/ask` in this channel uses **{chat_model}**; each call is priced by its model.",
+        )
         embed.add_field(name="You, today", value=describe_totals(mine_today), inline=False)
         embed.add_field(name="You, this month", value=describe_totals(mine_month), inline=False)
+        if mine_month.calls:
+            mine_by_model = await self.ledger.breakdown(guild_id, since=month, by="model", user_id=member.id)
+            embed.add_field(name="Your models (month)", value=describe_rows(mine_by_model), inline=False)
         chart_user: int | None = member.id
         if scope == "server":
             chart_user = None
@@ -210,4 +219,4 @@ class Usage(commands.Cog):
 
 
 async def setup(bot: OpenAIBot) -> None:
-    await bot.add_cog(Usage(bot, bot.services.ledger, bot.services.alerts))
+    await bot.add_cog(Usage(bot, bot.services.ledger, bot.services.alerts, bot.services.chat_models))

@@ -1,7 +1,8 @@
-"""Per-channel conversation memory in SQLite (plain data in and out)."""
+"""Per-channel conversation memory in SQLite, shared or private to one member (plain data in and out)."""
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ class Turn:
     tokens: int
     author_id: int
     author_name: str = ""
+    at: float = 0.0  # when it was stored: merges a member's private turns into the shared ones in order
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class Exchange:
     bot_id: int
     answer: str
     answer_tokens: int
+    # A private /ask's exchange is remembered for its asker only (the asker's id); 0 is the shared memory.
+    private_to: int = 0
+
+
+SHARED = 0  # the `private_to` of the channel's shared memory
 
 
 def within_budget(turns: list[Turn], budget: int) -> list[Turn]:
@@ -57,6 +64,9 @@ class History(DataOwner):
     memory (`window_tokens` > 0), so an /ask does not queue behind every other read of the database's one
     thread. Appends update the window after they commit; every deletion of turns goes through
     `forget_windows`.
+
+    A private /ask's exchange is a member's own memory of the channel (`private_to`): it is read back only
+    for that member's private questions, merged with the shared turns; a public question never sees it.
     """
 
     owned_tables = (
@@ -71,36 +81,51 @@ class History(DataOwner):
     def __init__(self, store: Store, *, window_tokens: int = 0) -> None:
         self.store = store
         self.window_tokens = window_tokens
-        self._windows: OrderedDict[int, list[Turn]] = OrderedDict()
+        # Keyed by (channel, private_to): the shared window, and each member's private one.
+        self._windows: OrderedDict[tuple[int, int], list[Turn]] = OrderedDict()
         # A read that overlapped a change of its channel is not cached: it may miss the change.
         self._changes: dict[int, int] = {}
         self._all_changes = 0
 
-    async def recent(self, channel_id: int, limit: int = MAX_TURNS_READ) -> list[Turn]:
-        """The newest turns of a channel, oldest first (uses the (channel_id, id) index)."""
+    async def recent(
+        self, channel_id: int, limit: int = MAX_TURNS_READ, *, private_to: int = SHARED
+    ) -> list[Turn]:
+        """The newest turns of one memory of a channel, oldest first (uses the turns_by_memory index)."""
         rows = await self.store.fetchall(
-            "SELECT role, content, tokens, author_id, author_name FROM turns "
-            "WHERE channel_id = ? ORDER BY id DESC LIMIT ?",
-            (channel_id, limit),
+            "SELECT role, content, tokens, author_id, author_name, created_at FROM turns "
+            "WHERE channel_id = ? AND private_to = ? ORDER BY id DESC LIMIT ?",
+            (channel_id, private_to, limit),
         )
         return [
-            Turn(r["role"], r["content"], r["tokens"], r["author_id"], r["author_name"])
+            Turn(r["role"], r["content"], r["tokens"], r["author_id"], r["author_name"], r["created_at"])
             for r in reversed(rows)
         ]
 
-    async def window(self, channel_id: int) -> list[Turn]:
-        """The newest turns of a channel that fit `window_tokens`, oldest first (a copy; cached)."""
-        cached = self._windows.get(channel_id)
+    async def window(self, channel_id: int, *, private_to: int = SHARED) -> list[Turn]:
+        """The newest shared turns of a channel that fit `window_tokens`, oldest first (a copy; cached).
+        With `private_to`, that member's private turns are merged in by time: what their private /ask sees."""
+        shared = await self._memory_window(channel_id, SHARED)
+        if private_to == SHARED:
+            return shared
+        own = await self._memory_window(channel_id, private_to)
+        if not own:
+            return shared
+        # Both are oldest first; an exchange's two turns share a time and keep their order (merge is stable).
+        return list(heapq.merge(shared, own, key=lambda turn: turn.at))
+
+    async def _memory_window(self, channel_id: int, private_to: int) -> list[Turn]:
+        key = (channel_id, private_to)
+        cached = self._windows.get(key)
         if cached is not None:
-            self._windows.move_to_end(channel_id)
+            self._windows.move_to_end(key)
             return list(cached)
         before = self._change_mark(channel_id)
-        turns = await self.recent(channel_id)
+        turns = await self.recent(channel_id, private_to=private_to)
         if self.window_tokens <= 0:
             return turns
         turns = within_budget(turns, self.window_tokens)
         if self._change_mark(channel_id) == before:
-            self._windows[channel_id] = turns
+            self._windows[key] = turns
             while len(self._windows) > CACHED_CHANNELS:
                 self._windows.popitem(last=False)
         return list(turns)
@@ -112,26 +137,28 @@ class History(DataOwner):
             self._windows.clear()
         else:
             self._changes[channel_id] = self._changes.get(channel_id, 0) + 1
-            self._windows.pop(channel_id, None)
+            for key in [key for key in self._windows if key[0] == channel_id]:
+                del self._windows[key]
 
     def _change_mark(self, channel_id: int) -> tuple[int, int]:
         return self._all_changes, self._changes.get(channel_id, 0)
 
-    def _appended(self, channel_id: int, turns: list[Turn]) -> None:
-        cached = self._windows.get(channel_id)
+    def _appended(self, channel_id: int, private_to: int, turns: list[Turn]) -> None:
+        key = (channel_id, private_to)
+        cached = self._windows.get(key)
         if len(self._changes) >= 100 * CACHED_CHANNELS and channel_id not in self._changes:
             self._all_changes += 1  # a bound on the marks: reads in flight just go uncached
             self._changes.clear()
         self._changes[channel_id] = self._changes.get(channel_id, 0) + 1
         if cached is not None:
-            self._windows[channel_id] = within_budget(cached + turns, self.window_tokens)
+            self._windows[key] = within_budget(cached + turns, self.window_tokens)
 
     async def append(self, exchange: Exchange) -> None:
         now = time.time()
         # Both turns in one insert: atomic, and committed together with the other concurrent writes.
         await self.store.insert(
-            "INSERT INTO turns (guild_id, channel_id, author_id, author_name, role, content, tokens, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO turns (guild_id, channel_id, author_id, author_name, role, content, tokens, "
+            "created_at, private_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     exchange.guild_id,
@@ -142,6 +169,7 @@ class History(DataOwner):
                     exchange.question,
                     exchange.question_tokens,
                     now,
+                    exchange.private_to,
                 ),
                 (
                     exchange.guild_id,
@@ -152,16 +180,23 @@ class History(DataOwner):
                     exchange.answer,
                     exchange.answer_tokens,
                     now,
+                    exchange.private_to,
                 ),
             ],
         )
         self._appended(
             exchange.channel_id,
+            exchange.private_to,
             [
                 Turn(
-                    "user", exchange.question, exchange.question_tokens, exchange.user_id, exchange.user_name
+                    "user",
+                    exchange.question,
+                    exchange.question_tokens,
+                    exchange.user_id,
+                    exchange.user_name,
+                    now,
                 ),
-                Turn("assistant", exchange.answer, exchange.answer_tokens, exchange.bot_id, ""),
+                Turn("assistant", exchange.answer, exchange.answer_tokens, exchange.bot_id, "", now),
             ],
         )
 
@@ -203,6 +238,12 @@ class History(DataOwner):
                     marks = ",".join("?" * len(chunk))
                     cursor = await db.execute(f"DELETE FROM turns WHERE id IN ({marks})", chunk)  # noqa: S608
                     turns += max(0, cursor.rowcount)
+                # The member's private memory: their private questions and the answers only they saw.
+                cursor = await db.execute(
+                    f"DELETE FROM turns WHERE {where} AND private_to = ?",  # noqa: S608
+                    (*params, user_id),
+                )
+                turns += max(0, cursor.rowcount)
         finally:
             self.forget_windows()  # again: an /ask may have read the turns while they were deleted
         return (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from bot import errors
@@ -28,6 +28,7 @@ class Requester:
     manages_server: bool = False
     # Names of the server's roles, so a refusal can name the role it needs.
     role_names: Mapping[int, str] = field(default_factory=dict)
+    channel_id: int | None = None  # where it is asked: a channel may have its own chat model (/model)
 
 
 def guild_allowed(settings: Settings, guild_id: int | None) -> bool:
@@ -37,9 +38,18 @@ def guild_allowed(settings: Settings, guild_id: int | None) -> bool:
 class Admission:
     """One admission for every way in: slash commands, context menus, buttons and @mentions."""
 
-    def __init__(self, settings: Settings, limits: Limits) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        limits: Limits,
+        *,
+        chat_model: Callable[[int | None, int | None], Awaitable[str]] | None = None,
+    ) -> None:
         self.settings = settings
         self.limits = limits
+        # The chat model chosen for a server and channel (bot/chat/models.py), so a chat's estimate
+        # prices the model that will answer.
+        self._chat_model = chat_model
 
     def check_server(self, guild_id: int | None) -> None:
         if not guild_allowed(self.settings, guild_id):
@@ -68,6 +78,11 @@ class Admission:
         await self.check_rule(command, requester)
         if not spend:
             return
-        plan = plan_for_command(command, options, self.settings, requester.guild_id or 0, requester.user_id)
+        model = None
+        if command == "ask" and self._chat_model is not None:
+            model = await self._chat_model(requester.guild_id, requester.channel_id)
+        plan = plan_for_command(
+            command, options, self.settings, requester.guild_id or 0, requester.user_id, chat_model=model
+        )
         if plan is not None:
             await self.limits.admit_request(requester.guild_id or 0, requester.user_id, plan)

@@ -356,12 +356,15 @@ class UsageLedger(DataOwner):
             for r in rows
         ]
 
-    async def breakdown(self, guild_id: int, *, since: float, by: str, limit: int = 5) -> list[BreakdownRow]:
+    async def breakdown(
+        self, guild_id: int, *, since: float, by: str, limit: int = 5, user_id: int | None = None
+    ) -> list[BreakdownRow]:
         column = BREAKDOWN_COLUMNS[by]
+        where, params = await self._where(guild_id, since, user_id)
         rows = await self.store.fetchall(
             f"SELECT {column}, COUNT(*), COALESCE(SUM(cost), 0) AS total FROM usage_events "  # noqa: S608
-            f"WHERE guild_id = ? AND created_at >= ? GROUP BY {column} ORDER BY total DESC, 2 DESC LIMIT ?",
-            (guild_id, since, limit),
+            f"WHERE {where} GROUP BY {column} ORDER BY total DESC, 2 DESC LIMIT ?",
+            (*params, limit),
         )
         return [BreakdownRow("" if r[0] is None else str(r[0]), int(r[1]), float(r[2])) for r in rows]
 

@@ -270,15 +270,22 @@ class Limits:
 
 
 def plan_for_command(
-    command: str, options: Mapping[str, object], settings: Settings, context_guild: int, user_id: int
+    command: str,
+    options: Mapping[str, object],
+    settings: Settings,
+    context_guild: int,
+    user_id: int,
+    *,
+    chat_model: str | None = None,
 ) -> PlannedCall | None:
-    """What a metered slash command will ask OpenAI for, estimated from its options before it runs."""
+    """What a metered slash command will ask OpenAI for, estimated from its options before it runs.
+    `chat_model`: the model /model chose where /ask runs (CHAT_MODEL when None)."""
     text = " ".join(str(v) for v in options.values() if isinstance(v, str))
     context = CallContext(context_guild, None, user_id, command)
     if command == "ask":
         messages = ({"role": "user", "content": text},)
         return PlannedCall(
-            context, "chat", settings.chat_model, settings.max_answer_tokens, messages=messages
+            context, "chat", chat_model or settings.chat_model, settings.max_answer_tokens, messages=messages
         )
     if command == "tldr":
         return PlannedCall(context, "chat", settings.summary_model, settings.max_answer_tokens, text=text)

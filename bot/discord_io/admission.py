@@ -27,15 +27,18 @@ def root_command_name(command: object) -> str:
     return str(getattr(command, "name", "?"))
 
 
-def requester(guild: discord.Guild | None, user: discord.Member | discord.User) -> Requester:
+def requester(
+    guild: discord.Guild | None, user: discord.Member | discord.User, channel_id: int | None = None
+) -> Requester:
     if guild is None or not isinstance(user, discord.Member):
-        return Requester(guild.id if guild else None, user.id)
+        return Requester(guild.id if guild else None, user.id, channel_id=channel_id)
     return Requester(
         guild.id,
         user.id,
         role_ids=frozenset(role.id for role in user.roles),
         manages_server=user.guild_permissions.manage_guild,
         role_names={role.id: role.name for role in guild.roles},
+        channel_id=channel_id,
     )
 
 
@@ -45,7 +48,9 @@ async def admit_interaction(
     """Raise AdmissionRefused unless `command` may run for this interaction now (takes its rate token).
     Slash commands and menus pass here from the tree; buttons that spend money or post call it themselves."""
     try:
-        await admission.admit(command, requester(interaction.guild, interaction.user), options)
+        await admission.admit(
+            command, requester(interaction.guild, interaction.user, interaction.channel_id), options
+        )
     except errors.BotError as exc:
         raise AdmissionRefused(exc) from exc
 

@@ -1,20 +1,28 @@
-"""Reads attachments from Discord's own file hosts only, with timeouts and a size cap enforced as bytes arrive."""
+"""Attachments read from Discord's own file hosts only (timeouts, size caps), sorted into images and documents."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
 import discord
 
 from bot import errors
+from bot.chat.documents import Document, UnreadableFile, read_document
+from bot.chat.vision import image_data_url
+from bot.util.images import header_size
 
 log = logging.getLogger(__name__)
 # Where Discord stores attachments. The API base's own host is added at run time, so a client pointed at
 # another Discord-compatible server (a test double among them) reads files from it without a setting.
 DISCORD_FILE_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 CHUNK_BYTES = 64 * 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif")
+MAX_FILES_PER_MESSAGE = 4  # a mention's attachments read as context; /ask takes one
 
 
 class AttachmentUnavailable(errors.BotError):
@@ -85,3 +93,44 @@ class AttachmentReader:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@dataclass(frozen=True)
+class AskFiles:
+    """A message's or an /ask's attachments, read and sorted: images for vision, documents as text."""
+
+    image_urls: tuple[str, ...] = ()
+    image_names: tuple[str, ...] = ()
+    documents: tuple[Document, ...] = ()
+
+
+def check_file_size(name: str, size: int, *, max_bytes: int) -> None:
+    """Refuse a file from its declared size, before anything is deferred or downloaded."""
+    if size > max_bytes:
+        raise UnreadableFile(
+            f"`{name}` is larger than {max_bytes / 1024 / 1024:g} MiB, the most I read of a file."
+        )
+
+
+async def read_ask_files(
+    reader: AttachmentReader, attachments: Sequence[discord.Attachment], *, max_bytes: int, max_pages: int
+) -> AskFiles:
+    """Each attachment as an image (decided from its bytes) or a document's text; refusals name the limit."""
+    urls: list[str] = []
+    names: list[str] = []
+    documents: list[Document] = []
+    for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
+        check_file_size(attachment.filename, attachment.size, max_bytes=max_bytes)
+        data = await reader.read(attachment, max_bytes=max_bytes)
+        claims_image = (attachment.content_type or "").startswith(
+            "image/"
+        ) or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
+        # A picture format Pillow knows, or a file that says it is one (refused unless it really is one).
+        if claims_image or header_size(data) is not None:
+            urls.append(await image_data_url(attachment.filename, data))
+            names.append(attachment.filename)
+        else:
+            documents.append(
+                await asyncio.to_thread(read_document, attachment.filename, data, max_pages=max_pages)
+            )
+    return AskFiles(tuple(urls), tuple(names), tuple(documents))

@@ -17,6 +17,7 @@ from pydantic_settings import (
 
 from bot.settings.rules import Variable
 from bot.settings.sections import (
+    GPT_FAMILY,
     SECTIONS,
     ChatSettings,
     CostSettings,
@@ -147,6 +148,10 @@ def _model_problems(settings: Settings) -> list[str]:
                 f"{v.env}={model!r} is not a known model family (expected a name starting with "
                 f"{' or '.join(v.model_family)})"
             )
+    if not settings.openai_base_url:
+        for model in settings.chat_model_choices():
+            if not model.startswith(GPT_FAMILY):
+                problems.append(f"CHAT_MODELS lists {model!r}, which is not a GPT-family chat model")
     return problems
 
 

@@ -118,6 +118,15 @@ class ChatSettings(Section):
         model_family=GPT_FAMILY,
         any_model_with_base_url=True,
     )
+    chat_models: str = setting(
+        "CHAT_MODELS",
+        "",
+        "Comma-separated chat models admins may choose with `/model`; the first is the default.",
+        details="Empty offers `CHAT_MODEL` alone. Without `OPENAI_BASE_URL` each must be a GPT-family name; with "
+        "it set, whatever you list. A server's or channel's choice that later leaves the list falls back to "
+        "the default.",
+        shown_default="empty (`CHAT_MODEL` only)",
+    )
     system_prompt: str = setting(
         "SYSTEM_PROMPT",
         "You are a helpful assistant in a Discord server. Answer concisely and use Discord markdown.",
@@ -148,6 +157,17 @@ class ChatSettings(Section):
         "max_completion_tokens",
         "The field that caps answer length; `max_tokens` for older compatible servers.",
     )
+    file_max_mb: PositiveFloat = setting(
+        "FILE_MAX_MB",
+        8.0,
+        "Largest file `/ask` and mentions read, in MiB (images also stop at the API's 20 MB).",
+    )
+    file_max_pages: PositiveInt = setting("FILE_MAX_PAGES", 50, "Most pages of a PDF `/ask` reads.")
+    file_max_tokens: PositiveInt = setting(
+        "FILE_MAX_TOKENS",
+        3000,
+        "Most tokens of a file's text given to the model; the rest is cut, with a note in the answer.",
+    )
     stream_edit_interval: PositiveFloat = setting(
         "STREAM_EDIT_INTERVAL",
         1.0,
@@ -158,7 +178,7 @@ class ChatSettings(Section):
         "SPECULATIVE_MODERATION",
         False,
         "Moderate the prompt while the chat request already runs.",
-        details='`/ask` answers sooner, but flagged prompts reach the chat model (docs/moderation.md).',
+        details="`/ask` answers sooner, but flagged prompts reach the chat model (docs/moderation.md).",
     )
     stream_moderation: Annotated[str, one_of("before", "after")] = setting(
         "STREAM_MODERATION",
@@ -171,6 +191,11 @@ class ChatSettings(Section):
             "(docs/moderation.md)."
         ),
     )
+
+    def chat_model_choices(self) -> tuple[str, ...]:
+        """The models `/model` offers, the default first (CHAT_MODELS, or CHAT_MODEL alone)."""
+        listed = tuple(dict.fromkeys(name.strip() for name in self.chat_models.split(",") if name.strip()))
+        return listed or (self.chat_model,)
 
 
 class SummarySettings(Section):
@@ -460,14 +485,14 @@ class RuntimeSettings(Section):
         "auto",
         "`auto` (uvloop where installed), `uvloop`, or `asyncio`.",
         details="uvloop has no Windows build; `uvloop` insists on it, `asyncio` uses Python's own loop. "
-        'uvloop costs less CPU per request (docs/performance.md).',
+        "uvloop costs less CPU per request (docs/performance.md).",
     )
     # On SIGTERM/SIGINT, requests in progress get this long to finish before they are told and stopped.
     shutdown_grace: NonNegativeFloat = setting(
         "SHUTDOWN_GRACE",
         8.0,
         "Seconds requests in progress get to finish on SIGTERM/SIGINT.",
-        details='The rest are told the bot is restarting (docs/reliability.md).',
+        details="The rest are told the bot is restarting (docs/reliability.md).",
     )
     log_format: Annotated[str, one_of("text", "json")] = setting(
         "LOG_FORMAT",

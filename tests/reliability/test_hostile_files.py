@@ -33,7 +33,7 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 async def ask_with(fake: FakeDiscord, world: World, attachment: dict[str, object]) -> FakeInteraction:
-    return await ask(fake, world, "What is this?", image=attachment)
+    return await ask(fake, world, "What is this?", file=attachment)
 
 
 async def test_a_decompression_bomb_is_refused_from_its_header(
@@ -110,7 +110,8 @@ async def test_a_stream_larger_than_declared_is_cut_off_at_the_cap(
     attachment = fake_discord.add_attachment("cat.png", bytes(21 * 1024 * 1024), "image/png")
     attachment["size"] = 1024  # what the message claims; the bytes keep coming
     done = await ask_with(fake_discord, world, attachment)
-    assert "`cat.png` is larger than 20 MiB" in done.all_text()
+    # FILE_MAX_MB (8 by default) caps every file /ask reads, images included.
+    assert "`cat.png` is larger than 8 MiB" in done.all_text()
     assert fake_openai.calls("/chat/completions") == []
 
 

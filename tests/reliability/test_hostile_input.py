@@ -168,7 +168,7 @@ async def test_hostile_images_given_to_ask(
         fake_discord,
         world,
         "ask",
-        [{"prompt": "what is in this picture?", "image": attachment}],
+        [{"prompt": "what is in this picture?", "file": attachment}],
         world.member_id,
     )
     text = assert_safe(done)
@@ -258,6 +258,6 @@ async def test_channel_moderation_survives_the_corpus(
     assert_database_intact(roomy_bot)
     png = fake_discord.add_attachment("ok.png", png_bytes(), "image/png")
     (after,) = await run_all(
-        fake_discord, world, "ask", [{"prompt": "still fine?", "image": png}], world.member_id
+        fake_discord, world, "ask", [{"prompt": "still fine?", "file": png}], world.member_id
     )
     assert after.all_text().startswith("Echo:")

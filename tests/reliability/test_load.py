@@ -97,7 +97,7 @@ async def test_500_interactions_2000_messages_50_attachments(
     for i in range(INTERACTIONS):
         options: dict[str, Any] = {"prompt": f"load question {i}"}
         if i < WITH_IMAGES:
-            options["image"] = fake_discord.add_attachment(f"pic{i}.png", image, "image/png")
+            options["file"] = fake_discord.add_attachment(f"pic{i}.png", image, "image/png")
         invoked.append(
             await fake_discord.invoke(
                 "ask",

@@ -136,7 +136,7 @@ async def test_image_goes_to_the_model_as_vision_input(
 ) -> None:
     attachment = fake_discord.add_attachment("cat.png", png_bytes(), "image/png")
     fake_openai.queue_chat_replies("A red square.")
-    done = await ask(fake_discord, world, "What is this?", image=attachment)
+    done = await ask(fake_discord, world, "What is this?", file=attachment)
     assert done.original["content"] == "A red square."
     content = chat_bodies(fake_openai)[0]["messages"][-1]["content"]
     assert content[0] == {"type": "text", "text": "What is this?"}
@@ -157,7 +157,7 @@ async def test_non_image_attachment_is_refused(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     attachment = fake_discord.add_attachment("notes.png", b"this is not an image", "image/png")
-    done = await ask(fake_discord, world, "What is this?", image=attachment)
+    done = await ask(fake_discord, world, "What is this?", file=attachment)
     assert "not an image" in done.all_text()
     assert done.followups and done.followups[-1]["flags"] & 64  # ephemeral
     assert chat_bodies(fake_openai) == []
