@@ -14,7 +14,7 @@ from bot.chat.history import Exchange, History
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
-from bot.storage.store import Store
+from bot.storage.store import Store, open_store
 
 GUILD = 1
 LONG_CHANNEL = 10
@@ -122,7 +122,7 @@ async def run(turns: int = 100_000, appends: int = 2000, runs: int = 200) -> lis
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         settings = Settings(openai_api_key="unused", database_url=f"sqlite:///{tmp}/bot.db")
-        store = await Store.open(settings.database_path)
+        store = await open_store(settings.database_url)
         gateway = OpenAIGateway.from_settings(settings)
         history = History(store, window_tokens=settings.history_token_budget)  # as the bot builds it
         conversations = Conversations(

@@ -27,7 +27,7 @@ from bot.moderation.strikes import Strikes
 from bot.openai_api.gateway import OpenAIGateway
 from bot.privacy.registry import Privacy, RetentionDays
 from bot.settings import Settings
-from bot.storage.store import Store
+from bot.storage.store import Store, open_store
 from bot.summary.summarizer import Summarizer, SummaryLimits
 
 
@@ -68,7 +68,7 @@ async def build_services(
 ) -> Services:
     """Every service, in dependency order. The Discord edge passes in what only it can do: post to a
     mod-log channel, and know the bot's own user id once logged in."""
-    store = await Store.open(settings.database_path)
+    store = await open_store(settings.database_url, pool_size=settings.database_pool_size)
     try:
         prices = load_prices(settings.prices_file)
         ledger = UsageLedger(store, prices)

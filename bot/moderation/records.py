@@ -61,7 +61,7 @@ class ActionLog(DataOwner):
             repeat = await cursor.fetchone() is not None
             cursor = await db.execute(
                 "INSERT INTO moderation_actions (guild_id, channel_id, message_id, author_id, source, "
-                "categories, scores, action, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "categories, scores, action, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     guild_id,
                     channel_id,
@@ -74,7 +74,8 @@ class ActionLog(DataOwner):
                     time.time(),
                 ),
             )
-            return int(cursor.lastrowid or 0), repeat
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0, repeat
 
     async def set_effects(self, action_id: int, *, deleted: bool, warned: str, timed_out: float) -> None:
         await self.store.execute(

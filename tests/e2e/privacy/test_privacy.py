@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from bot.discord_io.client import OpenAIBot
-from bot.storage.store import Store
+from bot.storage.store import open_store
 from testkit.discord import FakeDiscord, running_bot
 from testkit.driver import ask, run
 from testkit.openai import FakeOpenAI
+from tests.support.database import database_url
 from tests.support.server import BotFactory, World, make_settings
 
 
@@ -86,7 +87,7 @@ async def test_forget_me_deletes_the_callers_data_and_counts_it(
 async def test_retention_purges_old_history_periodically(
     start_bot: BotFactory, fake_discord: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store(database_url(tmp_path))
     now = time.time()
     for age_days, content in ((10, "ancient"), (8, "old"), (1, "recent")):
         created = now - age_days * 86400
