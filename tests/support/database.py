@@ -153,9 +153,10 @@ class Cluster:
         return f"{self.url_base}/{name}"
 
     def stop(self) -> None:
-        if self._admin is not None:
+        admin, self._admin = self._admin, None
+        if admin is not None and self._thread.is_alive():
             with contextlib.suppress(Exception):
-                self._run(self._admin.close(timeout=5))
+                self._run(admin.close(timeout=5))
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
