@@ -1,4 +1,5 @@
-"""`python -m bot [run|check|invite]`: parse settings, then run the bot, check the setup, or print the invite URL."""
+"""`python -m bot [run|check|invite|migrate-db]`: run the bot, check the setup, print the invite URL, or copy a
+database (`migrate-db --from sqlite:///... --to postgresql://...`)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,20 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate-db"]:
+        # Needs no Discord token or OpenAI key: only the two databases named on the command line.
+        from bot.ops.migrate_db import main as migrate_db
+
+        return migrate_db(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description="A Discord bot for the OpenAI API.")
     parser.add_argument(
         "command",
         nargs="?",
         default="run",
         choices=["run", "check", "invite"],
-        help="run the bot (default), check the configuration, or print the invite URL",
+        help="run the bot (default), check the configuration, or print the invite URL "
+        "(`migrate-db --help` copies a SQLite database into PostgreSQL)",
     )
     args = parser.parse_args(argv)
     try:

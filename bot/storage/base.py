@@ -154,6 +154,14 @@ class Store(ABC):
         """The names of every table the migrations created (schema_migrations included)."""
 
     @abstractmethod
+    async def columns(self, table: str) -> list[str]:
+        """A table's column names, in their order."""
+
+    @abstractmethod
+    async def reset_identity(self, table: str) -> None:
+        """After rows were copied in with their ids, the next generated id follows the largest."""
+
+    @abstractmethod
     async def _write_batch(self, statements: list[tuple[str, list[Params]]]) -> None:
         """Every statement's rows (executemany) in one transaction, rolled back whole if any fails."""
 

@@ -224,6 +224,25 @@ class PostgresStore(Store):
         row = await self.fetchone("SELECT COUNT(*) FROM schema_migrations")
         return row is not None
 
+    async def columns(self, table: str) -> list[str]:
+        rows = await self.fetchall(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def reset_identity(self, table: str) -> None:
+        if "id" not in await self.columns(table):
+            return
+        sequence = await self.fetchone("SELECT pg_get_serial_sequence(?, 'id')", (table,))
+        if sequence is None or sequence[0] is None:
+            return
+        await self.fetchone(
+            f"SELECT setval(?, COALESCE(MAX(id), 0) + 1, false) FROM {table}",  # noqa: S608 - a schema name
+            (sequence[0],),
+        )
+
     async def tables(self) -> list[str]:
         rows = await self.fetchall(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

@@ -203,6 +203,12 @@ class SqliteStore(Store):
         row = await self.fetchone("PRAGMA integrity_check")
         return row is not None and row[0] == "ok"
 
+    async def reset_identity(self, table: str) -> None:
+        """Nothing to do: SQLite's next rowid is always past the largest one in the table."""
+
+    async def columns(self, table: str) -> list[str]:
+        return [str(row[1]) for row in await self.fetchall("SELECT * FROM pragma_table_info(?)", (table,))]
+
     async def tables(self) -> list[str]:
         rows = await self.fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
