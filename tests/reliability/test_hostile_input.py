@@ -5,8 +5,6 @@ corrupted, no exception escapes (an ERROR log fails the test)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from tests.reliability.corpus import (
     png_bytes,
 )
 from tests.reliability.helpers import moderated_texts, turns
+from tests.support.database import integrity_ok, table_names
 from tests.support.server import BotFactory, World
 
 UNEXPECTED = "Something went wrong on my side"
@@ -70,10 +69,9 @@ async def run_all(
 
 
 def assert_database_intact(bot: OpenAIBot) -> None:
-    path = Path(bot.settings.database_path)
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    url = bot.settings.database_url
+    assert integrity_ok(url)
+    names = table_names(url)
     assert TABLES <= names, TABLES - names
 
 

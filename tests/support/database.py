@@ -16,15 +16,19 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+
+from bot.storage.postgres import placeholders
 
 T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
@@ -199,3 +203,39 @@ def database_url(tmp_path: Path) -> str:
     if tmp_path not in _urls:
         _urls[tmp_path] = cluster().create_database()
     return _urls[tmp_path]
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows read straight from a test database (no bot code in between), from sync or async tests alike.
+
+    SQL with `?` placeholders, in the subset both dialects share.
+    """
+    if not url.startswith(("postgresql://", "postgres://")):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            return [tuple(row) for row in conn.execute(sql, params)]
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await conn.fetch(placeholders(sql), *params)]
+        finally:
+            await conn.close()
+
+    # A thread of its own: the caller may be inside a running event loop.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, fetch()).result(timeout=60)
+
+
+def integrity_ok(url: str) -> bool:
+    """SQLite's page-by-page integrity check; PostgreSQL checks its own pages, so only that it answers."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return query(url, "SELECT 1") == [(1,)]
+    return query(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def table_names(url: str) -> set[str]:
+    if url.startswith(("postgresql://", "postgres://")):
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {str(row[0]) for row in query(url, sql)}
