@@ -258,7 +258,15 @@ class UsageLedger(DataOwner):
         if row is None or not row[0]:
             return UsageTotals()
         return UsageTotals(
-            int(row[0]), float(row[1]), int(row[2] or 0), int(row[3]), int(row[4]), int(row[5]), float(row[6])
+            int(row[0]),
+            # A float sum depends on the rows' order, which PostgreSQL changes when a row is updated (the
+            # pseudonymising of /forget me): to a billionth of a dollar, the same rows give the same total.
+            round(float(row[1]), 9),
+            int(row[2] or 0),
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            float(row[6]),
         )
 
     async def breakdown(self, guild_id: int, *, since: float, by: str, limit: int = 5) -> list[BreakdownRow]:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_lock key held while migrating: two processes starting at once must not both migrate.
 MIGRATION_LOCK_KEY = 0x6F61_6962_6F74  # "oaibot"
+NUL_REPLACEMENT = "\ufffd"
 _ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _OPEN_ERRORS: tuple[type[BaseException], ...] = (*_ERRORS, ValueError)  # ValueError: a malformed URL
 
@@ -81,6 +82,12 @@ def ddl(script: str) -> str:
 def _args(params: Params) -> Sequence[Any]:
     if isinstance(params, dict):
         raise TypeError("named parameters are not portable; use ? placeholders")
+    if any(isinstance(value, str) and "\x00" in value for value in params):
+        # PostgreSQL's text cannot hold NUL; SQLite's can. A NUL a user typed is stored as U+FFFD, the
+        # replacement character, rather than failing the whole write (docs/storage.md).
+        return [
+            value.replace("\x00", NUL_REPLACEMENT) if isinstance(value, str) else value for value in params
+        ]
     return params
 
 

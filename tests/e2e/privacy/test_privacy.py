@@ -30,12 +30,13 @@ async def add_moderation_records(bot: OpenAIBot, world: World, user_id: int) -> 
     async with bot.services.store.transaction() as db:
         cursor = await db.execute(
             "INSERT INTO moderation_actions (guild_id, channel_id, message_id, author_id, source, categories, "
-            "scores, action, created_at) VALUES (?, ?, 1, ?, 'message', '[]', '{}', 'warn', ?)",
+            "scores, action, created_at) VALUES (?, ?, 1, ?, 'message', '[]', '{}', 'warn', ?) RETURNING id",
             (world.guild_id, world.channel_id, user_id, now),
         )
+        action = await cursor.fetchone()
         await db.execute(
             "INSERT INTO moderation_strikes (guild_id, user_id, action_id, created_at) VALUES (?, ?, ?, ?)",
-            (world.guild_id, user_id, cursor.lastrowid, now),
+            (world.guild_id, user_id, action[0], now),
         )
         await db.execute(
             "INSERT INTO moderation_queue (guild_id, channel_id, message_id, subject, enqueued_at) "
@@ -184,6 +185,9 @@ def on_disk(tmp_path: Path) -> bytes:
     )
 
 
+@pytest.mark.sqlite_only(
+    "searches the bytes of bot.db and its WAL; PostgreSQL keeps dead tuples until vacuumed, docs/privacy.md"
+)
 async def test_forgotten_texts_are_gone_from_the_files_on_disk(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, tmp_path: Path
 ) -> None:
