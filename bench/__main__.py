@@ -19,7 +19,7 @@ from bench import ask_latency, memory_bench, store_bench
 from bench.harness import Figure, Upstream
 from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
-SECTIONS = ("ask", "speculative", "moderation", "store", "memory")
+SECTIONS = ("ask", "speculative", "moderation", "store", "backends", "memory")
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -97,6 +97,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
+        ("backends", lambda: store_bench.backend_figures(*((200, 2000) if smoke else (2000, 100_000)))),
         ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
     ]
     for name, step in steps:

@@ -1,8 +1,7 @@
 """The test database: a SQLite file per test, or (TEST_DATABASE=postgresql) a database per test on one cluster.
 
-The cluster is started once per pytest process (each xdist worker has its own), lazily on the first test
-that needs a database: `initdb` into a temporary folder as the `postgres` user when run as root, then the
-`postgres` server as a direct child that dies with this process (PR_SET_PDEATHSIG) and is stopped at exit.
+The cluster (testkit/postgres.py) is started once per pytest process (each xdist worker has its own), lazily
+on the first test that needs a database, and stopped when the process ends.
 """
 
 from __future__ import annotations
@@ -10,27 +9,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
-import glob
 import os
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import tempfile
-import threading
-import time
-from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
 from bot.storage.postgres import placeholders
+from testkit.postgres import Cluster
 
-T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -46,132 +35,6 @@ def backend() -> str:
 
 def on_postgres() -> bool:
     return backend() == "postgresql"
-
-
-def postgres_bindir() -> Path:
-    """Debian puts the server binaries in /usr/lib/postgresql/<version>/bin, off PATH: newest first."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]), reverse=True
-    )
-    if found:
-        return Path(found[0]).parent
-    on_path = shutil.which("initdb")
-    if on_path:
-        return Path(on_path).parent
-    raise RuntimeError("no PostgreSQL server binaries (initdb): apt-get install -y postgresql")
-
-
-def _die_with_parent() -> None:
-    # Runs in the child after it changed user: a server that outlived this process would keep its port.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Cluster:
-    """One throwaway PostgreSQL server: trust authentication on 127.0.0.1, fsync off, many connections."""
-
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="bot-test-pg-"))
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="test-postgres", daemon=True)
-        self._admin: asyncpg.Connection | None = None
-        self._created = 0
-        self._lock = threading.Lock()
-
-    @property
-    def url_base(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        bindir = postgres_bindir()
-        as_user: dict[str, Any] = {}
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            shutil.chown(self.folder, "postgres", "postgres")
-            as_user = {"user": "postgres", "group": "postgres", "extra_groups": []}
-        data = self.folder / "data"
-        subprocess.run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            **as_user,
-        )
-        self.process = subprocess.Popen(
-            [
-                str(bindir / "postgres"),
-                "-D", str(data),
-                "-p", str(self.port),
-                "-k", str(self.folder),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",  # a throwaway server: durability is not under test
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=500",
-                "-c", "shared_buffers=32MB",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.folder / "server.log", "wb"),  # noqa: SIM115 - the child keeps it open
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run Python in the child before exec
-            **as_user,
-        )  # fmt: skip
-        self._thread.start()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self._admin = self._run(asyncpg.connect(f"{self.url_base}/postgres", timeout=2))
-                break
-            except (TimeoutError, OSError, asyncpg.PostgresError):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = (self.folder / "server.log").read_text(errors="replace")
-                    raise RuntimeError(f"the test PostgreSQL server did not start:\n{log}") from None
-                time.sleep(0.1)
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=120)
-
-    def create_database(self) -> str:
-        """A new, empty database made from template0; its URL."""
-        with self._lock:
-            self._created += 1
-            name = f"test_{self._created}"
-        assert self._admin is not None
-        self._run(self._admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 STRATEGY FILE_COPY'))
-        return f"{self.url_base}/{name}"
-
-    def stop(self) -> None:
-        admin, self._admin = self._admin, None
-        if admin is not None and self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                self._run(admin.close(timeout=5))
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown: roll back, disconnect, stop
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _cluster: Cluster | None = None
