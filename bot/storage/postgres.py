@@ -209,10 +209,16 @@ class PostgresStore(Store):
 
     async def _write_batch(self, statements: list[tuple[str, list[Params]]]) -> None:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                for sql, rows in statements:
-                    # asyncpg pipelines executemany: one round trip for all the rows, not one per row.
+            async with self._pool.acquire() as conn:
+                if len(statements) == 1:
+                    # asyncpg runs a lone executemany atomically (its own implicit transaction) and pipelines
+                    # its rows: one exchange with the server, not BEGIN, the rows and COMMIT apart.
+                    [(sql, rows)] = statements
                     await conn.executemany(placeholders(sql), [_args(row) for row in rows])
+                    return
+                async with conn.transaction():
+                    for sql, rows in statements:
+                        await conn.executemany(placeholders(sql), [_args(row) for row in rows])
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc
 
