@@ -122,6 +122,12 @@ async def _prepare_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("numeric", encoder=str, decoder=float, schema="pg_catalog", format="text")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on every release (a round trip per read): the store leaves no session state
+    behind (no LISTEN, no SET, its one advisory lock released explicitly), and transactions end with their
+    context managers."""
+
+
 class PostgresStore(Store):
     """A pool of connections; each transaction, read and group commit takes one for its duration."""
 
@@ -136,7 +142,12 @@ class PostgresStore(Store):
     async def open(cls, url: str, *, pool_size: int = 10) -> PostgresStore:
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=pool_size, init=_prepare_connection, command_timeout=60
+                url,
+                min_size=1,
+                max_size=pool_size,
+                init=_prepare_connection,
+                reset=_no_reset,
+                command_timeout=60,
             )
         except _OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the PostgreSQL database at {_safe(url)}: {exc}") from exc
