@@ -380,7 +380,7 @@ async def backend_figures(levels: list[tuple[int, int]], upstream: Upstream, int
     try:
         cluster = Cluster()
         cluster.start()
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+    except (RuntimeError, OSError, LookupError, subprocess.CalledProcessError) as exc:
         return [Figure("/ask by backend", f"skipped: no PostgreSQL server here ({exc})", math.nan, "")]
     results: dict[str, dict[int, tuple[list[AskSample], float, float]]] = {}
     try:

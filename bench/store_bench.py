@@ -231,7 +231,7 @@ async def backend_figures(appends: int = 2000, migrate_turns: int = 100_000) -> 
     try:
         cluster = Cluster()
         cluster.start()
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+    except (RuntimeError, OSError, LookupError, subprocess.CalledProcessError) as exc:
         return [Figure("Store backends", f"skipped: no PostgreSQL server here ({exc})", math.nan, "")]
     figures: list[Figure] = []
     try:

@@ -41,10 +41,15 @@ def postgres_bindir() -> Path:
     raise RuntimeError("no PostgreSQL server binaries (initdb): apt-get install -y postgresql")
 
 
-def _die_with_parent() -> None:
-    # Runs in the child after it changed user: a server that outlived this process would keep its port.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Any:
+    """A pre-exec hook asking the kernel to stop the server when this process dies: a server that outlived
+    the run would keep its port and folder. libc is loaded here, in the parent, so the hook only calls it
+    (the child runs it after changing user, which would otherwise clear the setting)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGINT)  # SIGINT: fast shutdown, clients cut
 
 
 def _free_port() -> int:
@@ -109,7 +114,7 @@ class Cluster:
             ],
             stdout=subprocess.DEVNULL,
             stderr=open(self.folder / "server.log", "wb"),  # noqa: SIM115 - the child keeps it open
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run Python in the child before exec
+            preexec_fn=_die_with_parent_hook(),
             **as_user,
         )  # fmt: skip
         self._thread.start()
