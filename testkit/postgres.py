@@ -156,4 +156,10 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        # A backend still exiting after its postmaster may write a file while the folder is removed: retry.
+        deadline = time.monotonic() + 10
+        while True:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if not self.folder.exists() or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
