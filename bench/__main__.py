@@ -19,7 +19,7 @@ from bench import ask_latency, cache_bench, memory_bench, recall_bench, store_be
 from bench.harness import Figure, Upstream
 from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
-SECTIONS = ("ask", "speculative", "stream", "moderation", "store", "memory", "recall", "cache")
+SECTIONS = ("ask", "speculative", "stream", "moderation", "store", "backends", "memory", "recall", "cache")
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -98,6 +98,8 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
         ("stream", lambda: stream_moderation.figures(speculative, asks, interval)),
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
+        ("backends", lambda: store_bench.backend_figures(*((200, 2000) if smoke else (2000, 100_000)))),
+        ("backends", lambda: ask_latency.backend_figures([levels[0], levels[1]], upstream, interval)),
         ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
         ("recall", lambda: recall_bench.run(smoke)),
         ("cache", lambda: cache_bench.run(smoke)),

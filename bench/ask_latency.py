@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import random
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import BenchWorld, Figure, Upstream, median, percentile
+from bench.harness import BenchWorld, Figure, Upstream, cpu_seconds, median, percentile
 from testkit.discord import FakeInteraction
 from testkit.driver import Seat, invoke_ask
+from testkit.postgres import Cluster
 
 CURSOR = "▌"
 DISCORD_DEADLINE = 3.0
@@ -353,3 +357,81 @@ async def speculative_figures(upstream: Upstream, asks: int, interval: float) ->
             note="includes the answer's own moderation, which cannot overlap",
         ),
     ]
+
+
+def _server_cpu_seconds(postmaster_pid: int) -> float:
+    """CPU the PostgreSQL server spent: the postmaster and every backend it forked (Linux /proc)."""
+    total = cpu_seconds(postmaster_pid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == postmaster_pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def backend_figures(levels: list[tuple[int, int]], upstream: Upstream, interval: float) -> list[Figure]:
+    """/ask overhead p50/p99 and CPU per /ask with DATABASE_URL on PostgreSQL against SQLite, same run."""
+    try:
+        cluster = Cluster()
+        cluster.start()
+    except (RuntimeError, OSError, LookupError, subprocess.CalledProcessError) as exc:
+        return [Figure("/ask by backend", f"skipped: no PostgreSQL server here ({exc})", math.nan, "")]
+    results: dict[str, dict[int, tuple[list[AskSample], float, float]]] = {}
+    try:
+        assert cluster.process is not None
+        for name in ("sqlite", "postgresql"):
+            settings: dict[str, Any] = {"stream_edit_interval": interval}
+            if name == "postgresql":
+                settings["database_url"] = cluster.create_database()
+            async with BenchWorld(upstream=upstream, settings=settings) as world:
+                await run_asks(world, 1, 2, "warm")
+                results[name] = {}
+                for concurrency, asks in levels:
+                    bot_before, server_before = world.cpu_seconds(), _server_cpu_seconds(cluster.process.pid)
+                    if concurrency == 1:
+                        samples = await run_asks(world, 1, asks, "c1")
+                    else:
+                        samples = await run_in_flight(world, concurrency, asks, f"c{concurrency}")
+                    server = _server_cpu_seconds(cluster.process.pid) - server_before
+                    results[name][concurrency] = (
+                        samples,
+                        (world.cpu_seconds() - bot_before) / asks,
+                        server / asks if name == "postgresql" else 0.0,
+                    )
+    finally:
+        cluster.stop()
+    figures: list[Figure] = []
+    for concurrency, _ in levels:
+        pg_samples, pg_cpu, pg_server = results["postgresql"][concurrency]
+        lite_samples, lite_cpu, _ = results["sqlite"][concurrency]
+        section = f"/ask by backend, {concurrency} in flight ({len(pg_samples)} asks each)"
+        for q in (50, 99):
+            figures.append(
+                Figure(
+                    section,
+                    f"overhead p{q}, PostgreSQL",
+                    ms(percentile([s.overhead for s in pg_samples], q)),
+                    "ms",
+                    ms(percentile([s.overhead for s in lite_samples], q)),
+                    "SQLite",
+                )
+            )
+        figures.append(
+            Figure(section, "bot CPU per /ask, PostgreSQL", ms(pg_cpu), "ms", ms(lite_cpu), "SQLite")
+        )
+        figures.append(
+            Figure(
+                section,
+                "PostgreSQL server CPU per /ask (local, fsync off)",
+                ms(pg_server),
+                "ms",
+                note="outside the bot's process; SQLite's work is inside it",
+            )
+        )
+    return figures

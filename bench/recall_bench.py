@@ -29,7 +29,7 @@ from bot.openai_api.gateway import OpenAIGateway
 from bot.recall.index import DISCORD_EPOCH, Document, RecallIndex
 from bot.recall.service import Recall
 from bot.settings import Settings
-from bot.storage.store import Store
+from bot.storage.store import Store, open_store
 from testkit.openai import FakeOpenAI
 
 GUILD, CHANNELS = 1, 20
@@ -74,7 +74,7 @@ async def _index_rate(
     settings: Settings, fake: FakeOpenAI, directory: Path, count: int
 ) -> tuple[float, float]:
     """(messages per second, embeddings per request) through the real indexer and gateway."""
-    store = await Store.open(directory / f"index-{settings.recall_batch_size}.db")
+    store = await open_store(directory / f"index-{settings.recall_batch_size}.db")
     gateway = OpenAIGateway.from_settings(settings)
     try:
         moderator = channel_moderator(settings, gateway, store)
@@ -146,7 +146,7 @@ async def run(smoke: bool = False) -> list[Figure]:
             ]  # fmt: skip
 
             path = directory / "search.db"
-            store = await Store.open(path)
+            store = await open_store(path)
             try:
                 index = RecallIndex(store, base.embedding_model)
                 rng = random.Random(3)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import math
 import random
 import sqlite3
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -14,8 +18,10 @@ from bot.chat.history import Exchange, History
 from bot.chat.personas import Personas
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.gateway import OpenAIGateway
+from bot.ops.migrate_db import copy_database
 from bot.settings import Settings
-from bot.storage.store import Store
+from bot.storage.store import SqliteStore, Store, open_store
+from testkit.postgres import Cluster
 
 GUILD = 1
 LONG_CHANNEL = 10
@@ -123,7 +129,7 @@ async def run(turns: int = 100_000, appends: int = 2000, runs: int = 200) -> lis
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         settings = Settings(openai_api_key="unused", database_url=f"sqlite:///{tmp}/bot.db")
-        store = await Store.open(settings.database_path)
+        store = await open_store(settings.database_url)
         gateway = OpenAIGateway.from_settings(settings)
         history = History(store, window_tokens=settings.history_token_budget)  # as the bot builds it
         conversations = Conversations(
@@ -198,4 +204,91 @@ async def run(turns: int = 100_000, appends: int = 2000, runs: int = 200) -> lis
                 note=f"~{text_bytes:.0f} characters per turn",
             )
         )
+    return figures
+
+
+async def _append_rate(store: Store, appends: int, in_flight: int, conversations: Conversations) -> float:
+    """Turns per second History.append commits with `in_flight` exchanges appending at once."""
+    history = History(store, window_tokens=conversations.settings.history_token_budget)
+    rng = random.Random(7)
+    exchanges = [_exchange(rng, SHORT_CHANNEL + 2 + n % 20, n, conversations) for n in range(appends)]
+    pending = iter(exchanges)
+
+    async def appender() -> None:
+        for exchange in pending:
+            await history.append(exchange)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(appender() for _ in range(in_flight)))
+    return 2 * appends / (time.perf_counter() - started)
+
+
+async def backend_figures(appends: int = 2000, migrate_turns: int = 100_000) -> list[Figure]:
+    """The same History.append on SQLite and on PostgreSQL, side by side in one run; migrate-db's copy rate.
+
+    PostgreSQL is a throwaway local server (testkit/postgres.py, fsync off, as in the tests): the figures
+    compare the drivers' own cost on one machine, not a networked, durable production server.
+    """
+    try:
+        cluster = Cluster()
+        cluster.start()
+    except (RuntimeError, OSError, LookupError, subprocess.CalledProcessError) as exc:
+        return [Figure("Store backends", f"skipped: no PostgreSQL server here ({exc})", math.nan, "")]
+    figures: list[Figure] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
+            settings = Settings(openai_api_key="unused", database_url=f"sqlite:///{tmp}/bot.db")
+            gateway = OpenAIGateway.from_settings(settings)
+            sqlite_store = await open_store(settings.database_url)
+            pg_store = await open_store(cluster.create_database())
+            try:
+                history = History(sqlite_store, window_tokens=settings.history_token_budget)
+                conversations = Conversations(
+                    history,
+                    Personas(sqlite_store),
+                    gateway,
+                    ModerationGate(gateway),
+                    settings,
+                    bot_user_id=lambda: 1,
+                )
+                for in_flight in (1, 50):
+                    rates = {
+                        name: await _append_rate(store, appends, in_flight, conversations)
+                        for name, store in (("sqlite", sqlite_store), ("postgresql", pg_store))
+                    }
+                    figures.append(
+                        Figure(
+                            "Store backends",
+                            f"turns appended per second, {in_flight} in flight, PostgreSQL (local, fsync off)",
+                            rates["postgresql"],
+                            "turns/s",
+                            rates["sqlite"],
+                            "SQLite, same run",
+                        )
+                    )
+                rng = random.Random(8)
+                await _fill(sqlite_store, rng, LONG_CHANNEL, migrate_turns, conversations)
+            finally:
+                await sqlite_store.close()
+                await pg_store.close()
+                await gateway.close()
+            source = await open_store(settings.database_url)
+            target = await open_store(cluster.create_database(), pool_size=2)
+            try:
+                assert isinstance(source, SqliteStore)
+                report = await copy_database(source, target, out=io.StringIO())
+            finally:
+                await source.close()
+                await target.close()
+            figures.append(
+                Figure(
+                    "Store backends",
+                    f"migrate-db rows per second, {report.rows:,} rows ({migrate_turns:,} turns) SQLite -> PostgreSQL",
+                    report.rows / report.seconds,
+                    "rows/s",
+                    note=f"{report.seconds:.1f} s, counts verified: {not report.mismatched}",
+                )
+            )
+    finally:
+        cluster.stop()
     return figures

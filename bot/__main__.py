@@ -1,4 +1,5 @@
-"""`python -m bot [run|check|invite|prices|backup|restore]`: parse settings, then run the bot or one operator tool."""
+"""`python -m bot [run|check|invite|prices|backup|restore|migrate-db]`: run the bot or one operator tool
+(`migrate-db --from sqlite:///... --to postgresql://...` copies a database)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate-db"]:
+        # Needs no Discord token or OpenAI key: only the two databases named on the command line.
+        from bot.ops.migrate_db import main as migrate_db
+
+        return migrate_db(argv[1:])
     args = parser().parse_args(argv)
     command = args.command or "run"
     if command in ("backup", "restore"):

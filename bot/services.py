@@ -36,7 +36,7 @@ from bot.privacy.registry import Privacy, RetentionDays
 from bot.recall.index import RecallIndex
 from bot.recall.service import Recall
 from bot.settings import Settings
-from bot.storage.store import Store
+from bot.storage.store import Store, open_store
 from bot.summary.summarizer import Summarizer, SummaryLimits
 from bot.util.metrics import Metrics
 
@@ -89,7 +89,7 @@ async def build_services(
     mod-log channel, and know the bot's own user id once logged in."""
     # The one metrics registry; served only when METRICS_PORT is set, but always cheap to record into.
     metrics = Metrics(guild_labels=settings.metrics_guild_labels)
-    store = await Store.open(settings.database_path, metrics=metrics)
+    store = await open_store(settings.database_url, pool_size=settings.database_pool_size, metrics=metrics)
     try:
         prices = load_prices(settings.prices_file)
         ledger = UsageLedger(store, prices, metrics=metrics)

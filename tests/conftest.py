@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord, running_bot
 from testkit.openai import FakeOpenAI
+from tests.support.database import BACKENDS, backend, stop_cluster
 from tests.support.server import (
     ADMINISTRATOR,
     LOADING,
@@ -39,6 +41,39 @@ __all__ = [
     "assert_no_mentions_parsed",
     "make_settings",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=BACKENDS,
+        default=None,
+        help="the backend every test's bot uses (default: TEST_DATABASE, else sqlite)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--database")
+    if chosen:
+        os.environ["TEST_DATABASE"] = chosen  # xdist workers and tests/support/database.py read it
+    backend()  # a misspelt TEST_DATABASE stops the run here, not in every test
+
+
+def pytest_report_header() -> str:
+    return f"database backend: {backend()} (TEST_DATABASE)"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Tests that only make sense on one backend say so, and why: @pytest.mark.sqlite_only("reason").
+    for name in ("sqlite_only", "postgresql_only"):
+        marker = item.get_closest_marker(name)
+        if marker is not None and backend() != name.removesuffix("_only"):
+            reason = marker.args[0] if marker.args else ""
+            pytest.skip(f"{name.removesuffix('_only')} only: {reason}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_cluster()
 
 
 @pytest.fixture

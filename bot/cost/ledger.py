@@ -24,12 +24,13 @@ UTC = dt.UTC
 # Columns /usage may break a total down by (never user input inside SQL).
 BREAKDOWN_COLUMNS = {"command": "command", "model": "model", "user": "user_id"}
 _TOTALS = (
-    "COUNT(*), COALESCE(SUM(cost), 0), SUM(cost IS NULL), COALESCE(SUM(prompt_tokens), 0), "
+    "COUNT(*), COALESCE(SUM(cost), 0), SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END), COALESCE(SUM(prompt_tokens), 0), "
     "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(images), 0), COALESCE(SUM(audio_seconds), 0), "
     "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0)"
 )
-
-_BY_DAY = "CAST((created_at - ?) / 86400 AS INTEGER) AS day, COALESCE(SUM(cost), 0)"
+# Whole seconds, then integer division: both dialects divide BIGINTs alike. (PostgreSQL's cast rounds where
+# SQLite's truncates, so a call in the last half second of a UTC day may count on the next one there.)
+_BY_DAY = "CAST(created_at - ? AS BIGINT) / 86400 AS day, COALESCE(SUM(cost), 0)"
 
 
 def day_start(ts: float) -> float:
@@ -206,7 +207,7 @@ class UsageLedger(DataOwner):
             row = await self.store.fetchone("SELECT value FROM privacy_keys WHERE name = 'user_hash'")
             if row is None:
                 await self.store.execute(
-                    "INSERT OR IGNORE INTO privacy_keys (name, value) VALUES ('user_hash', ?)",
+                    "INSERT INTO privacy_keys (name, value) VALUES ('user_hash', ?) ON CONFLICT DO NOTHING",
                     (secrets.token_hex(32),),
                 )
                 row = await self.store.fetchone("SELECT value FROM privacy_keys WHERE name = 'user_hash'")
@@ -309,7 +310,9 @@ class UsageLedger(DataOwner):
             return UsageTotals()
         return UsageTotals(
             int(row[0]),
-            float(row[1]),
+            # A float sum depends on the rows' order, which PostgreSQL changes when a row is updated (the
+            # pseudonymising of /forget me): to a billionth of a dollar, the same rows give the same total.
+            round(float(row[1]), 9),
             int(row[2] or 0),
             int(row[3]),
             int(row[4]),

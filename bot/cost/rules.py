@@ -92,8 +92,8 @@ class LimitsStore(DataOwner):
             await db.execute(
                 "INSERT INTO guild_budgets (guild_id, user_daily_cap, server_monthly_cap, updated_by, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET "
-                "user_daily_cap = COALESCE(excluded.user_daily_cap, user_daily_cap), "
-                "server_monthly_cap = COALESCE(excluded.server_monthly_cap, server_monthly_cap), "
+                "user_daily_cap = COALESCE(excluded.user_daily_cap, guild_budgets.user_daily_cap), "
+                "server_monthly_cap = COALESCE(excluded.server_monthly_cap, guild_budgets.server_monthly_cap), "
                 "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                 (guild_id, user_daily, server_monthly, by, time.time()),
             )

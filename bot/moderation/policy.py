@@ -137,10 +137,16 @@ class PolicyRepo(DataOwner):
         policy = replace(await self.get(guild_id), **changes)
         validate(policy)
         await self.store.execute(
-            "INSERT OR REPLACE INTO moderation_policies (guild_id, enabled, thresholds, actions, "
+            "INSERT INTO moderation_policies (guild_id, enabled, thresholds, actions, "
             "default_action, strikes_to_timeout, strike_window, timeout_seconds, exempt_roles, "
             "exempt_channels, modlog_channel_id, fail_open, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET "
+            "enabled = excluded.enabled, thresholds = excluded.thresholds, actions = excluded.actions, "
+            "default_action = excluded.default_action, strikes_to_timeout = excluded.strikes_to_timeout, "
+            "strike_window = excluded.strike_window, timeout_seconds = excluded.timeout_seconds, "
+            "exempt_roles = excluded.exempt_roles, exempt_channels = excluded.exempt_channels, "
+            "modlog_channel_id = excluded.modlog_channel_id, fail_open = excluded.fail_open, "
+            "updated_at = excluded.updated_at",
             (
                 guild_id,
                 int(policy.enabled),

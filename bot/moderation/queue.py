@@ -152,7 +152,7 @@ class OutageQueue(DataOwner):
         where, params = guild_clause(guild_id)
         row = await self.store.fetchone(
             f"SELECT COUNT(*) FROM moderation_queue WHERE {where} "  # noqa: S608
-            "AND json_extract(subject, '$.author_id') = ?",
+            "AND CAST(json_extract(subject, '$.author_id') AS BIGINT) = ?",
             (*params, user_id),
         )
         return (

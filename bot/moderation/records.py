@@ -69,7 +69,7 @@ class ActionLog(DataOwner):
             repeat = await cursor.fetchone() is not None
             cursor = await db.execute(
                 "INSERT INTO moderation_actions (guild_id, channel_id, message_id, author_id, source, "
-                "categories, scores, action, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "categories, scores, action, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     guild_id,
                     channel_id,
@@ -82,7 +82,8 @@ class ActionLog(DataOwner):
                     time.time(),
                 ),
             )
-            return int(cursor.lastrowid or 0), repeat
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0, repeat
 
     async def recorded(self, message_ids: Sequence[int]) -> dict[int, bool]:
         """Of `message_ids`, those with an action on record: {message_id: still counts as flagged}

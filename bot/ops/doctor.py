@@ -21,7 +21,7 @@ from bot.openai_api.calls import CallContext
 from bot.openai_api.gateway import OpenAIGateway
 from bot.openai_api.retry import RetryPolicy
 from bot.settings import Settings
-from bot.storage.store import Store, StoreError
+from bot.storage.store import StoreError, is_postgres_url, open_store
 
 MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
 
@@ -203,19 +203,20 @@ async def _check_credit(gateway: OpenAIGateway, settings: Settings) -> CheckResu
 
 
 async def check_database(settings: Settings) -> list[CheckResult]:
+    postgres = is_postgres_url(settings.database_url)
+    where = "the PostgreSQL database" if postgres else str(settings.database_path)
+    fix = "the server, the user's password and rights" if postgres else "the folder's permissions"
     try:
-        store = await Store.open(settings.database_path)
+        store = await open_store(settings.database_url, pool_size=settings.database_pool_size)
     except StoreError as exc:
-        return [CheckResult("database", False, f"{exc}; fix DATABASE_URL or the folder's permissions")]
+        return [CheckResult("database", False, f"{exc}; fix DATABASE_URL or {fix}")]
     try:
         ok = await store.integrity_ok()
         return [
             CheckResult(
                 "database",
                 ok,
-                f"{settings.database_path} opened and migrated"
-                if ok
-                else f"{settings.database_path} failed PRAGMA integrity_check",
+                f"{where} opened and migrated" if ok else f"{where} failed its integrity check",
             )
         ]
     finally:

@@ -66,10 +66,7 @@ class Privacy:
 
     async def unclaimed_tables(self) -> list[str]:
         """Tables in the database no owner answers for: /forget me and the purge would miss them."""
-        rows = await self.store.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-        names = {str(r[0]) for r in rows} - INFRASTRUCTURE_TABLES
+        names = set(await self.store.tables()) - INFRASTRUCTURE_TABLES
         return sorted(names - set(self.policies))
 
     async def forget_user(self, guild_id: int | None, user_id: int) -> PrivacyReport:

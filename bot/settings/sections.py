@@ -23,10 +23,12 @@ DEFAULT_DATABASE_URL = "sqlite:///data/bot.db"
 GPT_FAMILY = ("gpt-", "o1", "o3", "o4", "chatgpt-")
 
 
-def _sqlite_url(url: str) -> str:
-    if not url.startswith("sqlite:///"):
-        raise ValueError("not a sqlite:/// URL")
-    return url
+def _database_url(url: str) -> str:
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return url
+    if url.startswith(("postgresql://", "postgres://")) and len(url.split("://", 1)[1]) > 0:
+        return url
+    raise ValueError("neither a sqlite:/// nor a postgresql:// URL")
 
 
 def _embedding_batch(size: int) -> int:
@@ -444,13 +446,25 @@ class StorageSettings(Section):
 
     title: ClassVar[str] = "Storage and privacy"
 
-    database_url: Annotated[str, Rule("must look like sqlite:///path/to/bot.db", check=_sqlite_url)] = (
-        setting(
-            "DATABASE_URL",
-            DEFAULT_DATABASE_URL,
-            "Where all state lives, as `sqlite:///path`.",
-            details="Conversation memory, moderation policy and the usage ledger. Its directory must be writable.",
-        )
+    database_url: Annotated[
+        str,
+        Rule(
+            "must look like sqlite:///path/to/bot.db or postgresql://user:password@host:5432/db",
+            check=_database_url,
+        ),
+    ] = setting(
+        "DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        "Where all state lives: `sqlite:///path` (one file) or `postgresql://user:password@host:5432/db`.",
+        details="Conversation memory, moderation policy and the usage ledger. A SQLite file's directory must be "
+        "writable; a PostgreSQL database must exist and be empty or this bot's (docs/storage.md).",
+    )
+    database_pool_size: PositiveInt = setting(
+        "DATABASE_POOL_SIZE",
+        10,
+        "PostgreSQL connections each bot process keeps open (ignored for SQLite).",
+        details="Reads and writes run on these concurrently; the PostgreSQL server's `max_connections` must cover "
+        "every process's pool.",
     )
     retention_days: NonNegativeInt = setting(
         "RETENTION_DAYS",

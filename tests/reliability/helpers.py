@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.driver import ask_settled
 from testkit.openai import FakeOpenAI
+from tests.support.database import integrity_ok
 from tests.support.server import World
 
 EPHEMERAL = 1 << 6
@@ -63,9 +62,8 @@ def refused_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def integrity_check(path: Path) -> str:
-    with sqlite3.connect(path) as conn:
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+def integrity_check(url: str) -> str:
+    return "ok" if integrity_ok(url) else "failed"
 
 
 def moderation_inputs(body: Any) -> list[str]:

@@ -25,6 +25,7 @@ from tests.reliability.helpers import (
     moderation_inputs,
     turns,
 )
+from tests.support.database import database_url, query
 from tests.support.server import BotFactory, World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ class ChildBot:
         self, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path, **env: str
     ) -> None:
         self.fake = fake_discord
-        self.db_path = tmp_path / "child.db"
+        self.db_url = database_url(tmp_path / "child")
         self.log_path = tmp_path / "child.log"
         self.env = {
             "PATH": os.environ.get("PATH", ""),
@@ -45,7 +46,7 @@ class ChildBot:
             "DISCORD_TOKEN": FakeDiscord.DEFAULT_TOKEN,
             "OPENAI_API_KEY": fake_openai.api_key,
             "OPENAI_BASE_URL": fake_openai.base_url,
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": self.db_url,
             "STREAM_EDIT_INTERVAL": "0.05",
             "OPENAI_TIMEOUT": "5",
             "USER_REQUESTS_PER_MINUTE": "100000",
@@ -120,9 +121,8 @@ async def child(
             await bot.stop()
 
 
-def db_turns(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as conn:
-        return [(r, c) for r, c in conn.execute("SELECT role, content FROM turns ORDER BY id")]
+def db_turns(url: str) -> list[tuple[str, str]]:
+    return [(r, c) for r, c in query(url, "SELECT role, content FROM turns ORDER BY id")]
 
 
 def final_answer(fi: FakeInteraction) -> str | None:
@@ -133,9 +133,8 @@ def final_answer(fi: FakeInteraction) -> str | None:
     return content if content.startswith("Echo: ") and not content.endswith("▌") else None
 
 
-def db_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as conn:
-        return list(conn.execute(sql))
+def db_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    return query(url, sql)
 
 
 async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resumes(
@@ -154,7 +153,7 @@ async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resume
         for i in range(20)
     ]
     await fake_discord.wait_until(
-        lambda: len(db_rows(child.db_path, "SELECT id FROM moderation_queue")) == len(posted), timeout=10
+        lambda: len(db_rows(child.db_url, "SELECT id FROM moderation_queue")) == len(posted), timeout=10
     )
     fake_openai.clear_injections()
 
@@ -175,22 +174,22 @@ async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resume
     }
     assert 15 <= len(acknowledged) < len(burst), "the kill must land mid-burst"
 
-    assert integrity_check(child.db_path) == "ok"
-    stored = db_turns(child.db_path)
+    assert integrity_check(child.db_url) == "ok"
+    stored = db_turns(child.db_url)
     for prompt, answer in acknowledged.items():
         assert ("user", prompt) in stored and ("assistant", answer) in stored, prompt
     roles = [role for role, _ in stored]
     assert roles == ["user", "assistant"] * (len(roles) // 2), "exchanges are stored whole or not at all"
-    assert len(db_rows(child.db_path, "SELECT id FROM moderation_queue")) == len(posted)
+    assert len(db_rows(child.db_url, "SELECT id FROM moderation_queue")) == len(posted)
 
     # 3. The restarted bot drains the queue, and the channel works.
     restarted = child.make(MODERATION_RETRY_INTERVAL="60")  # type: ignore[attr-defined]
     await restarted.start()
     await fake_discord.wait_until(
-        lambda: db_rows(child.db_path, "SELECT id FROM moderation_queue") == [], timeout=10, what="the queue"
+        lambda: db_rows(child.db_url, "SELECT id FROM moderation_queue") == [], timeout=10, what="the queue"
     )
     flagged = {int(m["id"]) for m in posted if "FLAGME" in m["content"]}
-    acted = {row[0] for row in db_rows(child.db_path, "SELECT message_id FROM moderation_actions")}
+    acted = {row[0] for row in db_rows(child.db_url, "SELECT message_id FROM moderation_actions")}
     assert acted == flagged
     moderated = {text for r in fake_openai.calls("/moderations") for text in moderation_inputs(r.json)}
     assert {m["content"] for m in posted} <= moderated, "every queued message was moderated"
@@ -198,7 +197,7 @@ async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resume
     fi = await invoke_ask(fake_discord, world, "after the crash")
     await fi.wait_done(timeout=10, settle=0.2)
     assert final_answer(fi) == "Echo: after the crash"
-    after = db_turns(child.db_path)
+    after = db_turns(child.db_url)
     assert after[: len(stored)] == stored and after[-1] == ("assistant", "Echo: after the crash")
     await restarted.signal(signal.SIGTERM)
     assert await restarted.wait() == 0
@@ -226,8 +225,8 @@ async def test_sigterm_finishes_what_it_can_tells_the_rest_and_refuses_new_work(
     assert long.followups[-1]["flags"] & EPHEMERAL and "▌" not in long.all_text()
     await late.wait_done(timeout=5)
     assert "restarting" in late.all_text() and late.responses[0]["json"]["data"]["flags"] & EPHEMERAL
-    assert db_turns(child.db_path) == [("user", "short one"), ("assistant", "Echo: short one")]
-    assert integrity_check(child.db_path) == "ok"
+    assert db_turns(child.db_url) == [("user", "short one"), ("assistant", "Echo: short one")]
+    assert integrity_check(child.db_url) == "ok"
 
 
 async def test_drain_in_process_waits_for_mention_replies(
@@ -271,7 +270,7 @@ async def test_drain_cuts_a_slow_mention_reply_cleanly(
         if (m.get("message_reference") or {}).get("message_id") == message["id"]
     ]
     assert len(replies) == 1 and "restarting" in replies[0], replies  # the partial answer was removed
-    assert db_turns(bot.settings.database_path) == [], "nothing half-done was stored"
+    assert db_turns(bot.settings.database_url) == [], "nothing half-done was stored"
 
 
 # -- the database fails under a running bot ------------------------------------------------------
@@ -292,6 +291,7 @@ async def fill_the_disk(bot: OpenAIBot) -> None:
                 break
 
 
+@pytest.mark.sqlite_only("fills SQLite's file (max_page_count) or makes its connection query_only")
 @pytest.mark.parametrize("fault", ["disk full", "read-only"])
 async def test_unwritable_database_gives_a_clear_error_and_the_bot_keeps_answering(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, fault: str
@@ -365,7 +365,7 @@ async def test_kill_9_mid_moderation_then_restart_acts_on_the_lost_messages_and_
     await fake_discord.wait_until(lambda: int(early["id"]) in fake_discord.deleted_message_ids, timeout=10)
     await fake_discord.wait_until(
         lambda: (
-            db_rows(child.db_path, "SELECT message_id FROM moderation_watermarks") == [(int(early["id"]),)]
+            db_rows(child.db_url, "SELECT message_id FROM moderation_watermarks") == [(int(early["id"]),)]
         ),
         timeout=5,
         what="the watermark's group commit",
@@ -384,7 +384,7 @@ async def test_kill_9_mid_moderation_then_restart_acts_on_the_lost_messages_and_
     assert await child.wait() == -signal.SIGKILL
     fake_openai.clear_injections()
     assert not {int(m["id"]) for m in lost} & fake_discord.deleted_message_ids
-    assert db_rows(child.db_path, "SELECT id FROM moderation_queue") == [], (
+    assert db_rows(child.db_url, "SELECT id FROM moderation_queue") == [], (
         "nothing reached the durable queue"
     )
 
@@ -397,7 +397,7 @@ async def test_kill_9_mid_moderation_then_restart_acts_on_the_lost_messages_and_
             what="a lost message",
         )
     await asyncio.sleep(0.3)  # time for a second action, if there were one
-    acted = sorted(row[0] for row in db_rows(child.db_path, "SELECT message_id FROM moderation_actions"))
+    acted = sorted(row[0] for row in db_rows(child.db_url, "SELECT message_id FROM moderation_actions"))
     assert acted == sorted([int(early["id"])] + [int(m["id"]) for m in lost])
     moderated = texts_moderated(fake_openai)
     assert moderated.count("a clean hello") == 1 and moderated.count("early FLAGME") == 1
@@ -424,7 +424,7 @@ async def test_kill_9_mid_stream_then_restart_tells_the_asker_the_answer_was_int
     await restarted.start()
     await cut.wait_for(lambda fi: "interrupted" in (fi.original or {}).get("content", ""), timeout=5)
     assert "ask again" in cut.original["content"] and "▌" not in cut.original["content"]
-    assert db_rows(child.db_path, "SELECT id FROM inflight_answers") == []
+    assert db_rows(child.db_url, "SELECT id FROM inflight_answers") == []
 
     fake_openai.stream_chunk_delay = 0.0
     done = await invoke_ask(fake_discord, world, "after the restart")
@@ -432,4 +432,4 @@ async def test_kill_9_mid_stream_then_restart_tells_the_asker_the_answer_was_int
     assert final_answer(done) == "Echo: after the restart"
     await restarted.signal(signal.SIGTERM)
     assert await restarted.wait() == 0
-    assert db_rows(child.db_path, "SELECT id FROM inflight_answers") == [], "a finished answer leaves no row"
+    assert db_rows(child.db_url, "SELECT id FROM inflight_answers") == [], "a finished answer leaves no row"

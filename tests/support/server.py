@@ -12,6 +12,7 @@ from bot.discord_io.client import OpenAIBot
 from bot.settings import Settings
 from testkit.discord import FakeDiscord
 from testkit.openai import FakeOpenAI
+from tests.support.database import database_url
 
 ADMINISTRATOR = 1 << 3
 MANAGE_MESSAGES = 1 << 13
@@ -39,7 +40,7 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI, **overrides: Any) -> 
         discord_token=FakeDiscord.DEFAULT_TOKEN,
         openai_api_key=fake_openai.api_key,
         openai_base_url=fake_openai.base_url,
-        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+        database_url=database_url(tmp_path),  # a SQLite file, or this test's own PostgreSQL database
         stream_edit_interval=0.05,
         openai_max_retries=2,
         openai_timeout=5.0,

@@ -18,10 +18,11 @@ from bot.moderation.batcher import ModerationBatcher
 from bot.openai_api.calls import CallContext, PlannedCall
 from bot.openai_api.gateway import OpenAIGateway
 from bot.settings import Settings
-from bot.storage.store import Store, StoreError
+from bot.storage.store import Store, StoreError, open_store
 from testkit.discord import FakeDiscord
 from testkit.driver import ask, chat_bodies
 from testkit.openai import FakeOpenAI
+from tests.support.database import database_url
 from tests.support.server import World
 
 CONTEXT = CallContext(1, 2, 3, "test")
@@ -29,7 +30,7 @@ CONTEXT = CallContext(1, 2, 3, "test")
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "bot.db")
+    opened = await open_store(database_url(tmp_path))
     await opened.execute("CREATE TABLE numbers (n INTEGER NOT NULL)")
     yield opened
     await opened.close()

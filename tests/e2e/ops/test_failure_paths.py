@@ -13,9 +13,10 @@ import pytest
 from bot.cost.rules import LimitsStore
 from bot.moderation.channel import ChannelModerator
 from bot.privacy.registry import Privacy
-from bot.storage.store import Store
+from bot.storage.store import open_store
 from testkit.discord import FakeDiscord
 from testkit.openai import FakeOpenAI
+from tests.support.database import database_url
 from tests.support.moderation import actions, moderator
 from tests.support.server import BotFactory, World
 
@@ -89,7 +90,7 @@ async def test_the_moderation_queue_drainer_outlives_a_database_error(
 async def test_the_retention_purge_outlives_a_database_error(
     start_bot: BotFactory, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store(database_url(tmp_path))
     await store.execute(
         "INSERT INTO turns (guild_id, channel_id, author_id, role, content, tokens, created_at) "
         "VALUES (?, ?, ?, 'user', 'ancient', 1, ?)",

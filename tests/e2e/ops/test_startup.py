@@ -63,7 +63,11 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("OPENAI_TIMEOUT", "-1", "OPENAI_TIMEOUT must be a positive number"),
         ("ALLOW_DMS", "maybe", "ALLOW_DMS must be true or false"),
         ("IMAGE_MODEL", "dall-e-3", "IMAGE_MODEL='dall-e-3' is not a known model family"),
-        ("DATABASE_URL", "postgres://x", "DATABASE_URL must look like sqlite:///"),
+        (
+            "DATABASE_URL",
+            "mysql://x",
+            "DATABASE_URL must look like sqlite:///path/to/bot.db or postgresql://",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, phrase: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from bot.ops.backup import BackupError, backup, known_schema_version, restore
 from bot.ops.doctor import check_openai, collect, run_checks
-from bot.storage.store import SchemaTooNew, Store
+from bot.storage.store import SchemaTooNew, open_store
 from testkit.discord import FakeDiscord, patched_discord_py
 from testkit.openai import FakeOpenAI
 from tests.e2e.ops.test_startup import run_module
@@ -78,14 +78,14 @@ async def test_backup_while_the_bot_writes_is_consistent_and_restore_waits_for_t
 
 async def test_restore_replaces_a_stopped_database_and_keeps_the_previous_one(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    store = await Store.open(database)
+    store = await open_store(database)
     await store.execute(
         "INSERT INTO usage_events (created_at, guild_id, command, kind, model, cost) "
         "VALUES (1, 1, 'ask', 'chat', 'm', 0)"
     )
     await store.close()
     saved = backup(database, tmp_path / "saved.db")
-    store = await Store.open(database)
+    store = await open_store(database)
     await store.execute("DELETE FROM usage_events")
     await store.close()
 
@@ -94,20 +94,20 @@ async def test_restore_replaces_a_stopped_database_and_keeps_the_previous_one(tm
     assert count(database, "SELECT COUNT(*) FROM usage_events") == 1
     assert restored.kept_previous is not None
     assert count(Path(restored.kept_previous), "SELECT COUNT(*) FROM usage_events") == 0
-    store = await Store.open(database)  # the bot starts on the restored file
+    store = await open_store(database)  # the bot starts on the restored file
     await store.close()
 
 
 async def test_a_database_from_a_newer_version_refuses_to_start_naming_both_versions(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    store = await Store.open(database)
+    store = await open_store(database)
     newer = known_schema_version() + 3
     await store.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, '9999_future.sql', 0)", (newer,)
     )
     await store.close()
     with pytest.raises(SchemaTooNew) as caught:
-        await Store.open(database)
+        await open_store(database)
     message = str(caught.value)
     assert f"schema version {newer}" in message and f"up to {known_schema_version()}" in message
     # The refusal left the file unlocked and untouched: a restore of an older backup can proceed.

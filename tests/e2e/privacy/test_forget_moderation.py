@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bot.discord_io.client import OpenAIBot
 from testkit import FakeDiscord, FakeOpenAI
 from testkit.driver import run
@@ -68,13 +70,19 @@ async def test_moderation_records_expire_after_their_own_retention(
             cursor = await db.execute(
                 "INSERT INTO moderation_actions (guild_id, channel_id, message_id, author_id, source, "
                 "categories, scores, action, created_at) "
-                "VALUES (?, ?, ?, ?, 'message', '[]', '{}', 'warn', strftime('%s', 'now') - ?)",
-                (world.guild_id, world.channel_id, message_id, world.member_id, age_days * 86400),
+                "VALUES (?, ?, ?, ?, 'message', '[]', '{}', 'warn', ?) RETURNING id",
+                (
+                    world.guild_id,
+                    world.channel_id,
+                    message_id,
+                    world.member_id,
+                    time.time() - age_days * 86400,
+                ),
             )
+            action = await cursor.fetchone()
             await db.execute(
-                "INSERT INTO moderation_strikes (guild_id, user_id, action_id, created_at) "
-                "VALUES (?, ?, ?, strftime('%s', 'now') - ?)",
-                (world.guild_id, world.member_id, cursor.lastrowid, age_days * 86400),
+                "INSERT INTO moderation_strikes (guild_id, user_id, action_id, created_at) VALUES (?, ?, ?, ?)",
+                (world.guild_id, world.member_id, action[0], time.time() - age_days * 86400),
             )
     privacy = bot.services.privacy
     assert privacy is not None

@@ -12,10 +12,11 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from bot.ops.logs import formatter_for
-from bot.storage.store import Store
+from bot.storage.store import open_store
 from testkit.discord import FakeDiscord, running_bot
 from testkit.driver import ask, run
 from testkit.openai import FakeOpenAI
+from tests.support.database import database_url
 from tests.support.server import BotFactory, World, make_settings
 
 
@@ -30,12 +31,13 @@ async def add_moderation_records(bot: OpenAIBot, world: World, user_id: int) -> 
     async with bot.services.store.transaction() as db:
         cursor = await db.execute(
             "INSERT INTO moderation_actions (guild_id, channel_id, message_id, author_id, source, categories, "
-            "scores, action, created_at) VALUES (?, ?, 1, ?, 'message', '[]', '{}', 'warn', ?)",
+            "scores, action, created_at) VALUES (?, ?, 1, ?, 'message', '[]', '{}', 'warn', ?) RETURNING id",
             (world.guild_id, world.channel_id, user_id, now),
         )
+        action = await cursor.fetchone()
         await db.execute(
             "INSERT INTO moderation_strikes (guild_id, user_id, action_id, created_at) VALUES (?, ?, ?, ?)",
-            (world.guild_id, user_id, cursor.lastrowid, now),
+            (world.guild_id, user_id, action[0], now),
         )
         await db.execute(
             "INSERT INTO moderation_queue (guild_id, channel_id, message_id, subject, enqueued_at) "
@@ -87,7 +89,7 @@ async def test_forget_me_deletes_the_callers_data_and_counts_it(
 async def test_retention_purges_old_history_periodically(
     start_bot: BotFactory, fake_discord: FakeDiscord, world: World, tmp_path: Path
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store(database_url(tmp_path))
     now = time.time()
     for age_days, content in ((10, "ancient"), (8, "old"), (1, "recent")):
         created = now - age_days * 86400
@@ -201,6 +203,9 @@ def on_disk(tmp_path: Path) -> bytes:
     )
 
 
+@pytest.mark.sqlite_only(
+    "searches the bytes of bot.db and its WAL; PostgreSQL keeps dead tuples until vacuumed, docs/privacy.md"
+)
 async def test_forgotten_texts_are_gone_from_the_files_on_disk(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.moderation.watermarks import Watermarks
-from bot.storage.store import Store
+from bot.storage.store import Store, open_store
 
 GUILD, CHANNEL = 1, 10
 
@@ -17,7 +17,7 @@ async def stored(store: Store) -> list[tuple[int, int]]:
 
 
 async def test_the_mark_waits_for_older_messages_in_flight_and_is_saved_in_one_write(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "w.db")
+    store = await open_store(tmp_path / "w.db")
     await store.migrate()
     marks = Watermarks(store, flush_interval=60)
     for message_id in (101, 102, 103):

@@ -22,16 +22,9 @@ def privacy_of(bot: OpenAIBot) -> Privacy:
 
 
 async def schema(bot: OpenAIBot) -> dict[str, list[str]]:
-    """Every table after all migrations, with its column names (PRAGMA table_info)."""
+    """Every table after all migrations, with its column names (as the backend reports them)."""
     store = bot.services.store
-    tables = await store.fetchall(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-    )
-    columns: dict[str, list[str]] = {}
-    for (name,) in tables:
-        info = await store.fetchall("SELECT name FROM pragma_table_info(?)", (str(name),))
-        columns[str(name)] = [str(r[0]) for r in info]
-    return columns
+    return {name: await store.columns(name) for name in await store.tables()}
 
 
 async def test_every_table_with_a_user_or_channel_id_is_claimed_by_an_owner(bot: OpenAIBot) -> None:
