@@ -62,6 +62,8 @@ class AskRequest:
     image_names: Sequence[str] = ()
     command: str = "ask"
     admitted: bool = False  # see CallContext.admitted
+    # Regenerate: the answer this one replaces; it is left out of the context and swapped in memory.
+    replaces_answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,15 @@ def select_history(turns: Sequence[Turn], budget: int, max_turns: int | None = N
     return kept
 
 
+def without_exchange(turns: Sequence[Turn], user_id: int, answer: str) -> list[Turn]:
+    """`turns` minus the newest exchange of `user_id` answered with `answer` (the one being regenerated)."""
+    for index in range(len(turns) - 1, 0, -1):
+        turn, question = turns[index], turns[index - 1]
+        if turn.role == "assistant" and turn.content == answer and question.author_id == user_id:
+            return [*turns[: index - 1], *turns[index + 1 :]]
+    return list(turns)
+
+
 class Conversations:
     """The /ask flow. Plain data in (`AskRequest`), plain data out (`Answer`); domain errors raised."""
 
@@ -145,6 +156,8 @@ class Conversations:
             self.counter.count_message(system) + self.counter.count_message(prompt_content) + TOKENS_PER_REPLY
         )
         turns = await self.history.window(request.channel_id)
+        if request.replaces_answer is not None:
+            turns = without_exchange(turns, request.user_id, request.replaces_answer)
         kept = select_history(turns, max(0, history_budget - fixed), max_turns)
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         for turn in kept:
@@ -314,6 +327,16 @@ class Conversations:
         if request.image_names:
             question += "\n" + "\n".join(f"[image attached: {name}]" for name in request.image_names)
         try:
+            if request.replaces_answer is not None:
+                replaced = await self.history.replace_answer(
+                    request.channel_id,
+                    request.user_id,
+                    request.replaces_answer,
+                    result.text,
+                    self.counter.count(result.text),
+                )
+                if replaced:
+                    return True
             await self.history.append(
                 Exchange(
                     guild_id=request.guild_id,
@@ -331,3 +354,10 @@ class Conversations:
             log.warning("could not store an exchange in channel %s", request.channel_id, exc_info=True)
             return False
         return True
+
+    async def remember_in(self, channel_id: int, request: AskRequest, answer_text: str) -> bool:
+        """Copy an exchange into another channel's memory (a thread started from the answer)."""
+        return await self._remember(
+            replace(request, channel_id=channel_id, replaces_answer=None),
+            ChatResult(answer_text, "stop", self.settings.chat_model, 0, 0),
+        )
