@@ -187,11 +187,13 @@ async def test_slow_stream_outliving_the_interaction_token_continues_in_the_chan
     channel_messages = lambda: [  # noqa: E731
         m for m in fake_discord.messages_in(world.channel_id) if m.get("interaction_metadata") is None
     ]
-    await fake_discord.wait_until(lambda: any(m["content"] == answer for m in channel_messages()), timeout=10)
+    await fake_discord.wait_until(
+        lambda: any(answer_text(m["content"]) == answer for m in channel_messages()), timeout=10
+    )
     note, posted = channel_messages()[-2:]
     assert f"<@{world.member_id}>" in note["content"] and "15 minutes" in note["content"], note
     assert "continues here in the channel" in note["content"]
-    assert posted["content"] == answer
+    assert answer_text(posted["content"]) == answer
     assert interaction.original is not None and answer.startswith(
         answer_text(interaction.original["content"]).removesuffix(" ▌")
     )
