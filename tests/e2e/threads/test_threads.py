@@ -126,3 +126,18 @@ async def test_bot_threads_are_remembered_across_a_restart(
     await fake_discord.post_message(thread_id, world.member_id, "are you there?")
     await settle()
     assert chat_bodies(fake_openai)[-1]["messages"][-1]["content"] == "are you there?"
+
+
+async def test_a_turn_without_mention_passes_the_same_admission_as_a_mention(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    thread_id = await start_thread(fake_discord, fake_openai, world)
+    await run(
+        fake_discord, world, "limits command", {"command": "ask", "enabled": False}, user=world.moderator_id
+    )
+    calls = len(chat_bodies(fake_openai))
+    await fake_discord.post_message(thread_id, world.member_id, "one more question")
+    await settle()
+    assert len(chat_bodies(fake_openai)) == calls
+    refusal = fake_discord.messages_in(thread_id)[-1]
+    assert refusal["author"]["id"] == str(fake_discord.world.bot_user_id) and "/ask" in refusal["content"]
