@@ -498,11 +498,33 @@ class AnswerButton(
         )
         if self.kind == "regen":
             await interaction.response.defer()  # the answer is replaced in place
-            await cog.stream_answer(interaction, request, private=record.private)
+            try:
+                await cog.stream_answer(interaction, request, private=record.private)
+            except Exception as exc:
+                # The failure handler would delete the interaction's message: here that is the old answer.
+                await self.restore(cog, interaction, record)
+                if not is_expected(exc):
+                    log.exception("regenerating an answer failed")
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.followup.send(describe_failure(exc), ephemeral=True)
         else:
             await interaction.response.defer(ephemeral=record.private, thinking=True)
             await cog.stream_answer(
                 interaction, request, private=record.private, quoted=f"(continued) {record.prompt}"
+            )
+
+    async def restore(self, cog: Ask, interaction: discord.Interaction[Any], record: AnswerRecord) -> None:
+        """Put back the answer a failed Regenerate had started to overwrite, with its buttons."""
+        text = record.answer
+        if record.truncated:
+            text += (
+                f"\n-# (answer cut at the {cog.settings.max_answer_tokens}-token limit; ask me to continue)"
+            )
+        header = "" if record.private else quote_line(record.prompt, record.user_id)
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.edit_original_response(
+                content=preview(header + text, 2000),
+                view=answer_view(record.answer_key, stop=False, more=record.truncated),
             )
 
 

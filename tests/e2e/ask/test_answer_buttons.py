@@ -191,3 +191,18 @@ async def test_buttons_pass_admission_like_ask(
     )
     await click.wait_done()
     assert click.ephemeral and len(chat_bodies(fake_openai)) == 1
+
+
+async def test_a_failed_regenerate_keeps_the_old_answer(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    fake_openai.queue_chat_replies("first try", "FLAGME second try")
+    done = await ask(fake_discord, world, "tell me a joke")
+    message_id = int(done.original["id"])
+    click = await fake_discord.click(message_id, f"ask:regen:{done.id}", user_id=world.member_id)
+    await click.wait_done(settle=0.3)
+    message = fake_discord.world.message_index[message_id]
+    assert answer_text(message["content"]) == "first try"
+    assert custom_ids(message) == [f"ask:regen:{done.id}"]
+    assert click.followups and click.followups[-1].get("flags", 0) & 64
+    assert await turns(bot, world.channel_id) == [("user", "tell me a joke"), ("assistant", "first try")]
