@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.harness import BenchWorld, Figure, Upstream, cpu_seconds, median, percentile
 from testkit.discord import FakeInteraction
-from testkit.driver import Seat, invoke_ask
+from testkit.driver import Seat, answer_text, invoke_ask
 from testkit.postgres import Cluster
 
 CURSOR = "▌"
@@ -51,7 +51,7 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
 
 
 def _content(response: dict[str, Any]) -> str:
-    return str((response.get("json") or {}).get("content") or "")
+    return answer_text((response.get("json") or {}).get("content"))
 
 
 def _finished_text(response: dict[str, Any], ident: str) -> bool:

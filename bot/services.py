@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.chat.answers import AnswerRecords, RunningAnswers
 from bot.chat.conversation import Conversations
 from bot.chat.history import History
 from bot.chat.inflight import InflightAnswers
 from bot.chat.models import ChatModels
 from bot.chat.personas import Personas
+from bot.chat.threads import ChatThreads, ThreadTitles
 from bot.cost.admission import Admission
 from bot.cost.alerts import BudgetAlerts
 from bot.cost.breaker import QuotaBreaker
@@ -63,6 +65,10 @@ class Services:
     chat_models: ChatModels
     conversations: Conversations
     inflight_answers: InflightAnswers
+    chat_threads: ChatThreads
+    thread_titles: ThreadTitles
+    answer_records: AnswerRecords
+    running_answers: RunningAnswers
     images: ImageMaker
     transcriber: Transcriber
     speaker: Speaker
@@ -127,6 +133,8 @@ async def build_services(
     inflight_answers = InflightAnswers(store)
     personas = Personas(store)
     chat_models = ChatModels(store, settings)
+    chat_threads = ChatThreads(store)
+    answer_records = AnswerRecords(store)
     recall_index = RecallIndex(store, settings.embedding_model)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
@@ -143,6 +151,8 @@ async def build_services(
             auto_transcribe,
             inflight_answers,
             recall_index,
+            chat_threads,
+            answer_records,
         ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
@@ -175,6 +185,10 @@ async def build_services(
         personas=personas,
         chat_models=chat_models,
         inflight_answers=inflight_answers,
+        chat_threads=chat_threads,
+        thread_titles=ThreadTitles(gateway, moderation),
+        answer_records=answer_records,
+        running_answers=RunningAnswers(),
         images=ImageMaker(gateway, moderation, moderate_output=settings.image_output_moderation),
         transcriber=Transcriber(
             gateway,

@@ -1,4 +1,5 @@
-"""/ask and the @mention / reply trigger: chat with the channel's memory, streamed into Discord."""
+"""/ask and the @mention / reply trigger: chat with the channel's memory, streamed into Discord, with
+Stop / Regenerate / Continue buttons on answers and threads started from them."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import contextlib
 import logging
 import re
 from dataclasses import replace
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
+from bot.chat.answers import AnswerRecord, Streaming
 from bot.chat.conversation import Answer, AskRequest, Conversations
+from bot.chat.threads import BotThread
 from bot.cost.admission import Admission
-from bot.discord_io.admission import requester
+from bot.discord_io.admission import admit_interaction, requester
 from bot.discord_io.attachments import AskFiles, check_file_size, read_ask_files
 from bot.discord_io.client import OpenAIBot
-from bot.discord_io.failures import describe_failure
+from bot.discord_io.failures import describe_failure, is_expected, send_failure
 from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
@@ -27,11 +31,16 @@ from bot.discord_io.replies import (
     StreamingReply,
     send_followup,
 )
+from bot.discord_io.text import preview
+from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.util.aio import stop_task
 from bot.util.metrics import Stopwatch
 
 log = logging.getLogger(__name__)
+
+QUOTE_CHARS = 150  # of the question quoted above a public answer
+CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped, without repeating it."
 
 
 def render_answer(answer: Answer, max_tokens: int) -> str:
@@ -43,6 +52,17 @@ def render_answer(answer: Answer, max_tokens: int) -> str:
     for note in answer.notes:
         text += f"\n-# ({note})"
     return text
+
+
+def quote_line(prompt: str, user_id: int) -> str:
+    """ "> question… — @asker" above a public answer; `<@id>` pings nobody (allowed mentions are none)."""
+    question = preview(" ".join(prompt.split()), QUOTE_CHARS) or "…"
+    return f"> {question} — <@{user_id}>\n"
+
+
+def stopped_text(header: str, shown: str, stopper_id: int) -> str:
+    body = shown if shown.strip() else "…"
+    return f"{header}{body}\n-# (stopped by <@{stopper_id}> before the end)"
 
 
 def can_reply(message: discord.Message) -> bool:
@@ -80,12 +100,16 @@ class Ask(commands.Cog):
         self.admission = admission
         self.settings = settings
         self.inflight = bot.services.inflight_answers
+        self.records = bot.services.answer_records
+        self.running = bot.services.running_answers
+        self.threads = bot.services.chat_threads
 
     @app_commands.command(name="ask", description="Ask the AI; it remembers this channel's conversation.")
     @app_commands.describe(
         prompt="Your question or request",
         file="An image to look at, or a document to read: text, code, Markdown, CSV, JSON or PDF",
         private="Only you see the answer, and only your own questions remember it",
+        thread="Start a public thread (or a forum post) from the answer to keep talking there",
     )
     async def ask(
         self,
@@ -93,14 +117,21 @@ class Ask(commands.Cog):
         prompt: str,
         file: discord.Attachment | None = None,
         private: bool = False,
+        thread: bool = False,
     ) -> None:
         if file is not None:
             check_file_size(file.filename, file.size, max_bytes=self._file_max_bytes)
+        if thread and private:
+            raise errors.InvalidInput("A thread is public: ask with `private` or with `thread`, not both.")
+        if thread and interaction.guild is None:
+            raise errors.InvalidInput("Threads exist only in servers: ask without `thread` here.")
         # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
         # of one round trip after it; the deferral still goes on the wire first (README, "Performance").
         deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watch = Stopwatch(self.bot.services.metrics)  # /ask latency: deferral, first token, final
-        answering = asyncio.create_task(self._answer(interaction, deferred, prompt, file, private, watch))
+        answering = asyncio.create_task(
+            self._answer(interaction, deferred, prompt, file, private, thread, watch)
+        )
         try:
             await interaction.response.defer(ephemeral=private, thinking=True)
         except BaseException:
@@ -122,6 +153,7 @@ class Ask(commands.Cog):
         prompt: str,
         file: discord.Attachment | None,
         private: bool,
+        thread: bool,
         watch: Stopwatch,
     ) -> None:
         files = await self._read_files([file] if file is not None else [])
@@ -138,41 +170,170 @@ class Ask(commands.Cog):
             private=private,
             documents=files.documents,
         )
+        answer = await self.stream_answer(
+            interaction, request, private=private, deferral=deferral, watch=watch
+        )
+        if thread and answer is not None:
+            await self._start_thread(interaction, request, answer)
 
+    async def stream_answer(
+        self,
+        interaction: discord.Interaction[Any],
+        request: AskRequest,
+        *,
+        private: bool,
+        deferral: asyncio.Future[None] | None = None,
+        watch: Stopwatch | None = None,
+        quoted: str | None = None,
+    ) -> Answer | None:
+        """Stream an answer into the interaction's response with a Stop button, then leave Regenerate (and
+        Continue when it was cut at the token limit). None when Stop cut it short."""
         # A very slow answer can outlive the 15-minute token: it then continues in the channel (or a DM).
         fallback = ExpiryFallback(interaction, private=private)
 
         async def create_followup(content: str) -> Editable:
             return await send_followup(interaction, content, ephemeral=private, fallback=fallback)
 
-        reply = StreamingReply(
-            OriginalResponse(interaction, fallback, deferral=deferral),
-            create_followup,
-            interval=self.settings.stream_edit_interval,
-        )
+        original = OriginalResponse(interaction, fallback, deferral=deferral)
+        reply = StreamingReply(original, create_followup, interval=self.settings.stream_edit_interval)
+        # Members reading the channel see what was asked and by whom; private answers need no reminder.
+        header = "" if private else quote_line(quoted or request.prompt, request.user_id)
+        key = interaction.id
+        shown = ""  # the newest text on screen: with STREAM_MODERATION=before it passed moderation
 
         async def on_text(text: str) -> None:
-            watch.stage("first_token")
-            await reply.update(text)
+            nonlocal shown
+            shown = text
+            if watch is not None:
+                watch.stage("first_token")
+            await reply.update(header + text)
 
+        original.set_view(answer_view(key, stop=True))
         # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
         started = self.inflight.started(interaction.application_id, interaction.token)
+        chat: asyncio.Task[Answer] = asyncio.create_task(
+            self.conversations.ask(request, on_text=on_text), name="ask-chat"
+        )
+        streaming = self.running.add(key, chat, request.user_id)
         try:
             try:
-                answer = await self.conversations.ask(request, on_text=on_text)
+                answer = await chat
+            except asyncio.CancelledError:
+                if not self._stopped(streaming):
+                    await reply.discard()
+                    raise
+                assert streaming.stopped_by is not None
+                await self._show_stopped(original, reply, request, key, header, shown, streaming, private)
+                return None
             except BaseException:
                 await reply.discard()
                 raise
+            finally:
+                self.running.remove(key)
             # A short answer may first show whole: its first text is then the final one.
-            watch.stage("first_token")
-            await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
-            watch.stage("final")
+            if watch is not None:
+                watch.stage("first_token")
+            original.set_view(answer_view(key, stop=False, more=answer.truncated))
+            await reply.finish(header + render_answer(answer, self.settings.max_answer_tokens))
+            await original.show_view()
+            if watch is not None:
+                watch.stage("final")
+            await self._save(key, request, answer.text, answer.truncated, private)
+            return answer
         finally:
             await self.inflight.ended(interaction.token, started)
 
+    @staticmethod
+    def _stopped(streaming: Streaming) -> bool:
+        """Stop cancelled the chat, not a shutdown cancelling this command."""
+        task = asyncio.current_task()
+        return streaming.stopped_by is not None and (task is None or not task.cancelling())
+
+    async def _show_stopped(
+        self,
+        original: OriginalResponse,
+        reply: StreamingReply,
+        request: AskRequest,
+        key: int,
+        header: str,
+        shown: str,
+        streaming: Streaming,
+        private: bool,
+    ) -> None:
+        """Keep what was shown, marked as stopped; nothing is remembered, Regenerate stays for the asker."""
+        assert streaming.stopped_by is not None
+        original.set_view(answer_view(key, stop=False))
+        await reply.finish(stopped_text(header, shown, streaming.stopped_by))
+        await original.show_view()
+        await self._save(key, request, shown, False, private)
+
+    async def _save(self, key: int, request: AskRequest, text: str, truncated: bool, private: bool) -> None:
+        record = AnswerRecord(
+            key,
+            request.guild_id,
+            request.channel_id,
+            request.user_id,
+            request.user_name,
+            request.prompt,
+            text,
+            truncated,
+            private,
+        )
+        try:
+            await self.records.save(record)
+        except Exception:
+            # The answer stands; only its buttons will say they no longer know it.
+            log.warning("could not store answer %s for its buttons", key, exc_info=True)
+
+    async def _start_thread(
+        self, interaction: discord.Interaction, request: AskRequest, answer: Answer
+    ) -> None:
+        """A public thread from the answer (a post in a forum), named by the model, with its own memory."""
+        channel = interaction.channel
+        if isinstance(channel, discord.Thread):
+            await interaction.followup.send(
+                "We are already in a thread: the conversation continues here.", ephemeral=True
+            )
+            return
+        context = CallContext(request.guild_id, request.channel_id, request.user_id, "ask", admitted=True)
+        title = await self.bot.services.thread_titles.title(request.prompt, context)
+        every_message = await self.threads.every_message(request.guild_id)
+        intro = f"🧵 Started by <@{request.user_id}> with `{self.settings.chat_model}`. " + (
+            "Keep talking here: every message in this thread is for me."
+            if every_message
+            else "Mention me or reply to me to continue."
+        )
+        try:
+            if isinstance(channel, discord.ForumChannel):
+                body = f"{intro}\n{quote_line(request.prompt, request.user_id)}{answer.text}"
+                created = await channel.create_thread(name=title, content=preview(body, 2000))
+                thread = created.thread
+            else:
+                message = await interaction.original_response()
+                thread = await message.create_thread(name=title)
+                await thread.send(intro)
+        except discord.Forbidden:
+            await interaction.followup.send(
+                "I could not start a thread: I need the Create Public Threads and Send Messages in "
+                "Threads permissions here. The answer above stays.",
+                ephemeral=True,
+            )
+            return
+        await self.threads.record(
+            BotThread(
+                thread.id, request.guild_id, request.channel_id, request.user_id, self.settings.chat_model
+            )
+        )
+        # The thread's memory starts with the exchange that opened it.
+        await self.conversations.remember_in(thread.id, request, answer.text)
+        if isinstance(channel, discord.ForumChannel):
+            await interaction.followup.send(f"Started a post: {thread.mention}", ephemeral=True)
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or self.bot.user is None or not self._addresses_bot(message):
+        if message.author.bot or self.bot.user is None:
+            return
+        if not self._addresses_bot(message) and not await self._thread_turn(message):
             return
         if message.guild is None and not self.settings.allow_dms:
             return
@@ -252,6 +413,19 @@ class Ask(commands.Cog):
         with contextlib.suppress(discord.HTTPException):
             await message.reply(describe_failure(error), mention_author=False)
 
+    async def _thread_turn(self, message: discord.Message) -> bool:
+        """A member's message in a thread /ask started is a turn without a mention, unless the server
+        turned that off; a thread the bot did not start still needs a mention or a reply."""
+        if message.guild is None or not isinstance(message.channel, discord.Thread):
+            return False
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return False
+        if not message.content.strip():
+            return False  # a sticker or a bare attachment: nothing was asked
+        return await self.threads.is_bot_thread(message.channel.id) and await self.threads.every_message(
+            message.guild.id
+        )
+
     def _addresses_bot(self, message: discord.Message) -> bool:
         assert self.bot.user is not None
         if self.bot.user in message.mentions and not message.mention_everyone:
@@ -262,6 +436,131 @@ class Ask(commands.Cog):
         return False
 
 
+def answer_view(key: int, *, stop: bool, more: bool = False) -> discord.ui.View:
+    """Stop while the answer streams; Regenerate after (and Continue when it was cut at the token limit)."""
+    view = discord.ui.View(timeout=None)
+    kinds = ["stop"] if stop else ["regen", *(["more"] if more else [])]
+    for kind in kinds:
+        view.add_item(AnswerButton(kind, key))
+    return view
+
+
+BUTTONS = {
+    "stop": ("Stop", "⏹️", discord.ButtonStyle.danger),
+    "regen": ("Regenerate", "🔁", discord.ButtonStyle.secondary),
+    "more": ("Continue", "⏩", discord.ButtonStyle.primary),
+}
+
+
+class AnswerButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ask:(?P<kind>stop|regen|more):(?P<key>\d+)"
+):
+    """An answer's buttons. Their custom id carries the answer's key; what Regenerate and Continue need is
+    read from the database, so they work after a restart. Stop only cancels (it never spends)."""
+
+    def __init__(self, kind: str, key: int) -> None:
+        label, emoji, style = BUTTONS[kind]
+        super().__init__(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"ask:{kind}:{key}")
+        )
+        self.kind = kind
+        self.key = key
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> AnswerButton:
+        return cls(match["kind"], int(match["key"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        bot: OpenAIBot = interaction.client
+        cog = bot.get_cog("Ask")
+        try:
+            if not isinstance(cog, Ask):
+                raise errors.BotError("answers are not available right now")
+            if self.kind == "stop":
+                await self.stop(cog, interaction)
+            else:
+                await self.again(cog, interaction)
+        except Exception as exc:
+            if not is_expected(exc):
+                log.exception("an answer button failed (%s)", self.kind)
+            await send_failure(interaction, exc)
+
+    async def stop(self, cog: Ask, interaction: discord.Interaction[Any]) -> None:
+        streaming = cog.running.get(self.key)
+        if streaming is None or streaming.task.done():
+            await interaction.response.send_message("This answer has already finished.", ephemeral=True)
+            return
+        if interaction.user.id != streaming.asker_id and not interaction.permissions.manage_messages:
+            await interaction.response.send_message(
+                "Only the person who asked, or a member with Manage Messages, can stop this answer.",
+                ephemeral=True,
+            )
+            return
+        await interaction.response.defer()  # the answer's own edit shows it stopped
+        cog.running.stop(self.key, interaction.user.id)
+
+    async def again(self, cog: Ask, interaction: discord.Interaction[Any]) -> None:
+        record = await cog.records.get(self.key)
+        if record is None:
+            raise errors.InvalidInput("I no longer have this answer (it was forgotten). Use /ask again.")
+        if interaction.user.id != record.user_id:
+            what = "regenerate" if self.kind == "regen" else "continue"
+            await interaction.response.send_message(
+                f"Only the person who asked can {what} this answer. Use /ask for your own.", ephemeral=True
+            )
+            return
+        # Like a slash command (GuardedTree): a shutdown lets it finish, or tells its user why it stopped.
+        in_flight = cog.bot.in_flight
+        if not in_flight.accepting:
+            raise errors.ShuttingDown()
+        in_flight.track(lambda: send_failure(interaction, errors.ShuttingDown()))
+        # The same admission as /ask itself: allowlist, /limits rules and roles, rate and budgets.
+        prompt = record.prompt if self.kind == "regen" else CONTINUE_PROMPT
+        await admit_interaction(cog.admission, interaction, "ask", {"prompt": prompt})
+        request = AskRequest(
+            record.guild_id,
+            record.channel_id,
+            record.user_id,
+            interaction.user.display_name,
+            prompt,
+            admitted=True,
+            replaces_answer=record.answer if self.kind == "regen" else None,
+        )
+        if self.kind == "regen":
+            await interaction.response.defer()  # the answer is replaced in place
+            try:
+                await cog.stream_answer(interaction, request, private=record.private)
+            except Exception as exc:
+                # The failure handler would delete the interaction's message: here that is the old answer.
+                await self.restore(cog, interaction, record)
+                if not is_expected(exc):
+                    log.exception("regenerating an answer failed")
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.followup.send(describe_failure(exc), ephemeral=True)
+        else:
+            await interaction.response.defer(ephemeral=record.private, thinking=True)
+            await cog.stream_answer(
+                interaction, request, private=record.private, quoted=f"(continued) {record.prompt}"
+            )
+
+    async def restore(self, cog: Ask, interaction: discord.Interaction[Any], record: AnswerRecord) -> None:
+        """Put back the answer a failed Regenerate had started to overwrite, with its buttons."""
+        text = record.answer
+        if record.truncated:
+            text += (
+                f"\n-# (answer cut at the {cog.settings.max_answer_tokens}-token limit; ask me to continue)"
+            )
+        header = "" if record.private else quote_line(record.prompt, record.user_id)
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.edit_original_response(
+                content=preview(header + text, 2000),
+                view=answer_view(record.answer_key, stop=False, more=record.truncated),
+            )
+
+
 async def setup(bot: OpenAIBot) -> None:
     services = bot.services
+    bot.add_dynamic_items(AnswerButton)
     await bot.add_cog(Ask(bot, services.conversations, services.admission, services.settings))

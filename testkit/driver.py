@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -124,3 +125,11 @@ async def ask(
 def chat_bodies(fake_openai: FakeOpenAI) -> list[Any]:
     """The JSON body of every chat completion request, in order."""
     return [r.json for r in fake_openai.calls("/chat/completions")]
+
+
+QUOTE_LINE = re.compile(r"\A> .*? — <@\d+>\n")
+
+
+def answer_text(content: str | None) -> str:
+    """A public answer's text without the quote of the question above it ("> question — @asker")."""
+    return QUOTE_LINE.sub("", content or "", count=1)

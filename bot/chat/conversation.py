@@ -86,6 +86,9 @@ class AskRequest:
     def has_files(self) -> bool:
         return bool(self.documents or self.image_urls)
 
+    # Regenerate: the answer this one replaces; it is left out of the context and swapped in memory.
+    replaces_answer: str | None = None
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -174,6 +177,15 @@ def select_history(turns: Sequence[Turn], budget: int, max_turns: int | None = N
     while kept and kept[0].role == "assistant":
         kept.pop(0)
     return kept
+
+
+def without_exchange(turns: Sequence[Turn], user_id: int, answer: str) -> list[Turn]:
+    """`turns` minus the newest exchange of `user_id` answered with `answer` (the one being regenerated)."""
+    for index in range(len(turns) - 1, 0, -1):
+        turn, question = turns[index], turns[index - 1]
+        if turn.role == "assistant" and turn.content == answer and question.author_id == user_id:
+            return [*turns[: index - 1], *turns[index + 1 :]]
+    return list(turns)
 
 
 class Conversations:
@@ -279,6 +291,8 @@ class Conversations:
         turns = await self.history.window(
             request.channel_id, private_to=request.user_id if request.private else SHARED
         )
+        if request.replaces_answer is not None:
+            turns = without_exchange(turns, request.user_id, request.replaces_answer)
         kept = select_history(turns, max(0, history_budget - fixed), max_turns)
         speakers = Speakers()
         history_messages: list[dict[str, Any]] = []
@@ -474,6 +488,16 @@ class Conversations:
             question += "\n" + "\n".join(f"[file attached: {doc.name}]" for doc in request.documents)
         counter = self.counter_for(request.model or self.settings.chat_model)
         try:
+            if request.replaces_answer is not None:
+                replaced = await self.history.replace_answer(
+                    request.channel_id,
+                    request.user_id,
+                    request.replaces_answer,
+                    result.text,
+                    self.counter.count(result.text),
+                )
+                if replaced:
+                    return True
             await self.history.append(
                 Exchange(
                     guild_id=request.guild_id,
@@ -492,3 +516,10 @@ class Conversations:
             log.warning("could not store an exchange in channel %s", request.channel_id, exc_info=True)
             return False
         return True
+
+    async def remember_in(self, channel_id: int, request: AskRequest, answer_text: str) -> bool:
+        """Copy an exchange into another channel's memory (a thread started from the answer)."""
+        return await self._remember(
+            replace(request, channel_id=channel_id, replaces_answer=None),
+            ChatResult(answer_text, "stop", self.settings.chat_model, 0, 0),
+        )

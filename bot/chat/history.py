@@ -200,6 +200,25 @@ class History(DataOwner):
             ],
         )
 
+    async def replace_answer(
+        self, channel_id: int, user_id: int, old_answer: str, new_answer: str, tokens: int
+    ) -> bool:
+        """Regenerate: the newest answer `old_answer` to `user_id` in the channel becomes `new_answer`."""
+        self.forget_windows(channel_id)
+        try:
+            return (
+                await self.store.execute(
+                    "UPDATE turns SET content = ?, tokens = ? WHERE id = (SELECT a.id FROM turns a "
+                    "JOIN turns q ON q.id = a.id - 1 AND q.channel_id = a.channel_id "
+                    "WHERE a.channel_id = ? AND a.role = 'assistant' AND a.content = ? "
+                    "AND q.role = 'user' AND q.author_id = ? ORDER BY a.id DESC LIMIT 1)",
+                    (new_answer, tokens, channel_id, old_answer, user_id),
+                )
+                > 0
+            )
+        finally:
+            self.forget_windows(channel_id)
+
     async def forget_channel(self, channel_id: int) -> int:
         self.forget_windows(channel_id)
         try:

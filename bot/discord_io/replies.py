@@ -117,11 +117,33 @@ class OriginalResponse(_Relocatable):
         super().__init__(fallback)
         self.interaction = interaction
         self.deferral = deferral  # a deferral still in flight; a failed one raises here
+        # Buttons sent with every edit (MISSING keeps what the message has, None removes them).
+        self.view: Any = discord.utils.MISSING
+        self.view_sent = True
+
+    def set_view(self, view: discord.ui.View | None) -> None:
+        self.view = view
+        self.view_sent = False
+
+    async def show_view(self) -> None:
+        """Send the buttons set last if no edit carried them yet (the text may not have changed)."""
+        if not self.view_sent and self.moved is None:
+            await self._edit_view()
+
+    async def _edit_view(self) -> None:
+        if self.deferral is not None:
+            await self.deferral
+        await self.interaction.edit_original_response(view=self.view)
+        self.view_sent = True
 
     async def _edit_here(self, content: str) -> Any:
         if self.deferral is not None:
             await self.deferral
-        return await self.interaction.edit_original_response(content=content)
+        view = self.view
+        message = await self.interaction.edit_original_response(content=content, view=view)
+        if view is self.view:
+            self.view_sent = True
+        return message
 
     async def _delete_here(self) -> Any:
         if self.deferral is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord, FakeInteraction
-from testkit.driver import ask_settled
+from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
 from tests.support.database import integrity_ok
 from tests.support.server import World
@@ -48,7 +48,9 @@ async def assert_next_ask_works(
     fake_openai.queue_chat_replies("back to normal")
     before = await turns(bot, channel)
     done = await ask_settled(fake_discord, world, "are you there?", channel=channel)
-    assert done.original is not None and done.original["content"] == "back to normal", done.describe()
+    assert done.original is not None and answer_text(done.original["content"]) == "back to normal", (
+        done.describe()
+    )
     after = await turns(bot, channel)
     assert after == [*before, ("user", "are you there?"), ("assistant", "back to normal")], after
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import ask_settled
+from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
 from tests.reliability.helpers import assert_next_ask_works, turns
 from tests.support.server import VIEW_AND_SEND, World
@@ -46,7 +46,7 @@ async def test_rate_limited_edits_are_retried_after_retry_after(
     fake_openai.stream_chunk_delay = 0.005
     fake_discord.fail_next("PATCH", r"/messages/@original$", 429, times=3)
     done = await ask_settled(fake_discord, world, "stream please")
-    assert done.original is not None and done.original["content"] == answer
+    assert done.original is not None and answer_text(done.original["content"]) == answer
     statuses = [r.status for r in fake_discord.requests_to("PATCH", r"/messages/@original$")]
     assert statuses[:3] == [429, 429, 429] and statuses[-1] == 200, statuses
     assert await turns(bot, world.channel_id) == [("user", "stream please"), ("assistant", answer)]
@@ -110,7 +110,7 @@ async def test_resumable_gateway_close_loses_and_duplicates_nothing(
     assert fake_discord.resume_count == 1 and fake_discord.identify_count == identifies
     for fi in gap_interactions:
         assert callbacks(fi) == 1 and fi.original is not None
-        assert fi.original["content"].startswith("Echo: gap question"), fi.describe()
+        assert answer_text(fi.original["content"]).startswith("Echo: gap question"), fi.describe()
     for message in [racing, *gap_messages]:
         assert len(replies_to(fake_discord, world.channel_id, message["id"])) == 1
     stored = [content for role, content in await turns(bot, world.channel_id) if role == "user"]

@@ -13,6 +13,7 @@ from bot.discord_io.client import OpenAIBot
 from bot.moderation.normalize import normalize
 from bot.storage.postgres import NUL_REPLACEMENT
 from testkit.discord import FakeDiscord, FakeInteraction
+from testkit.driver import answer_text
 from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import (
     HOSTILE_TEXTS,
@@ -107,7 +108,7 @@ async def test_every_text_command_survives_the_corpus(
         assert len(done) == len(texts)
         stored = [content for role, content in await turns(roomy_bot, world.channel_id) if role == "user"]
         for text, fi in zip(texts, done, strict=True):
-            answered = (fi.original or {}).get("content", "").startswith("Echo:")
+            answered = answer_text((fi.original or {}).get("content", "")).startswith("Echo:")
             # PostgreSQL's text holds no NUL: its driver stores U+FFFD there (docs/storage.md).
             as_stored = text.replace("\x00", NUL_REPLACEMENT) if on_postgres() else text
             assert answered == (as_stored in stored), (text[:40], fi.describe())
@@ -175,7 +176,9 @@ async def test_hostile_images_given_to_ask(
     text = assert_safe(done)
     really_an_image = file.data.startswith(b"\x89PNG") and len(file.data) < 10_000 and name != "truncated png"
     if really_an_image:
-        assert text.startswith("Echo:"), done.describe()  # the bytes decide, not the name or MIME type
+        assert answer_text(text).startswith("Echo:"), (
+            done.describe()
+        )  # the bytes decide, not the name or MIME type
     else:
         assert file.filename in text, done.describe()  # the refusal names the file it refuses
         assert done.ephemeral or (done.followups and done.followups[-1]["flags"] & 64), done.describe()
@@ -261,4 +264,4 @@ async def test_channel_moderation_survives_the_corpus(
     (after,) = await run_all(
         fake_discord, world, "ask", [{"prompt": "still fine?", "file": png}], world.member_id
     )
-    assert after.all_text().startswith("Echo:")
+    assert answer_text(after.all_text()).startswith("Echo:")

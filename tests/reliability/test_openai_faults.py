@@ -9,7 +9,7 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import ask_settled
+from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
 from tests.reliability.helpers import assert_clear_failure, assert_next_ask_works, refused_port, turns
 from tests.support.server import BotFactory, World
@@ -91,7 +91,7 @@ async def test_429_with_retry_after_is_waited_out_and_answered(
     fake_openai.inject_rate_limit("/chat/completions", retry_after=0.15, times=2)
     fake_openai.queue_chat_replies("answered after two waits")
     done = await ask_settled(fake_discord, world, "hello")
-    assert done.original is not None and done.original["content"] == "answered after two waits"
+    assert done.original is not None and answer_text(done.original["content"]) == "answered after two waits"
     first, second, third = fake_openai.calls("/chat/completions")
     assert second.time - first.time >= 0.14 and third.time - second.time >= 0.14
     assert await turns(bot, world.channel_id) == [
@@ -108,7 +108,7 @@ async def test_short_5xx_burst_is_retried_invisibly(
     fake_openai.inject("/moderations", status, times=1)
     fake_openai.queue_chat_replies("fine in the end")
     done = await ask_settled(fake_discord, world, "hello")
-    assert done.original is not None and done.original["content"] == "fine in the end"
+    assert done.original is not None and answer_text(done.original["content"]) == "fine in the end"
     assert len(fake_openai.calls("/chat/completions")) == 3
     assert len(await turns(bot, world.channel_id)) == 2
 
@@ -187,13 +187,15 @@ async def test_slow_stream_outliving_the_interaction_token_continues_in_the_chan
     channel_messages = lambda: [  # noqa: E731
         m for m in fake_discord.messages_in(world.channel_id) if m.get("interaction_metadata") is None
     ]
-    await fake_discord.wait_until(lambda: any(m["content"] == answer for m in channel_messages()), timeout=10)
+    await fake_discord.wait_until(
+        lambda: any(answer_text(m["content"]) == answer for m in channel_messages()), timeout=10
+    )
     note, posted = channel_messages()[-2:]
     assert f"<@{world.member_id}>" in note["content"] and "15 minutes" in note["content"], note
     assert "continues here in the channel" in note["content"]
-    assert posted["content"] == answer
+    assert answer_text(posted["content"]) == answer
     assert interaction.original is not None and answer.startswith(
-        interaction.original["content"].removesuffix(" ▌")
+        answer_text(interaction.original["content"]).removesuffix(" ▌")
     )
     assert await turns(bot, world.channel_id) == [("user", "talk slowly"), ("assistant", answer)]
     fake_discord.token_lifetime = 900.0

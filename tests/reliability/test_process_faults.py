@@ -16,7 +16,7 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord, FakeInteraction
-from testkit.driver import ask_settled, invoke_ask
+from testkit.driver import answer_text, ask_settled, invoke_ask
 from testkit.openai import FakeOpenAI
 from tests.reliability.helpers import (
     EPHEMERAL,
@@ -129,7 +129,7 @@ def final_answer(fi: FakeInteraction) -> str | None:
     """The answer the user was shown as finished (no streaming cursor), else None."""
     if fi.original is None or fi.loading:
         return None
-    content = fi.original.get("content") or ""
+    content = answer_text(fi.original.get("content"))
     return content if content.startswith("Echo: ") and not content.endswith("▌") else None
 
 
@@ -308,7 +308,7 @@ async def test_unwritable_database_gives_a_clear_error_and_the_bot_keeps_answeri
     fake_openai.queue_chat_replies("the answer still arrives")
     done = await ask_settled(fake_discord, world, long_prompt)
     assert done.original is not None
-    assert done.original["content"].startswith("the answer still arrives")
+    assert answer_text(done.original["content"]).startswith("the answer still arrives")
     assert "could not save this exchange" in done.original["content"]
 
     persona = await fake_discord.invoke(
@@ -384,9 +384,7 @@ async def test_kill_9_mid_moderation_then_restart_acts_on_the_lost_messages_and_
     assert await child.wait() == -signal.SIGKILL
     fake_openai.clear_injections()
     assert not {int(m["id"]) for m in lost} & fake_discord.deleted_message_ids
-    assert db_rows(child.db_url, "SELECT id FROM moderation_queue") == [], (
-        "nothing reached the durable queue"
-    )
+    assert db_rows(child.db_url, "SELECT id FROM moderation_queue") == [], "nothing reached the durable queue"
 
     restarted = child.make()  # type: ignore[attr-defined]
     await restarted.start()

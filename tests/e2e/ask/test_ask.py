@@ -11,7 +11,7 @@ from PIL import Image
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import ask, chat_bodies
+from testkit.driver import answer_text, ask, chat_bodies
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
 
@@ -29,7 +29,10 @@ async def test_round_trip_defers_then_answers(
     done = await ask(fake_discord, world, "What is the capital of France?")
     assert done.responses[0]["kind"] == "callback"
     assert done.responses[0]["json"]["type"] == 5  # deferred before any slow call
-    assert done.original is not None and done.original["content"] == "Paris is the capital of France."
+    assert (
+        done.original is not None
+        and answer_text(done.original["content"]) == "Paris is the capital of France."
+    )
     body = chat_bodies(fake_openai)[0]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["messages"][-1]["content"] == "What is the capital of France?"
@@ -49,9 +52,9 @@ async def test_streaming_edits_are_throttled(
     fake_openai.stream_chunk_delay = 0.01  # ~100 chunks over ~1 s
     done = await ask(fake_discord, world, "count for me")
     edits = done.edits()
-    assert done.original is not None and done.original["content"] == answer
+    assert done.original is not None and answer_text(done.original["content"]) == answer
     assert 3 <= len(edits) <= 12, f"{len(edits)} edits for ~100 chunks"
-    intermediate = [e["json"]["content"] for e in edits[:-1]]
+    intermediate = [answer_text(e["json"]["content"]) for e in edits[:-1]]
     assert any(answer.startswith(text.removesuffix(" ▌")) and text != answer for text in intermediate)
     gaps = [b["time"] - a["time"] for a, b in zip(edits, edits[1:-1], strict=False)]
     assert all(gap >= 0.15 for gap in gaps), gaps
@@ -126,7 +129,7 @@ async def test_context_length_error_trims_and_retries_once(
     )
     fake_openai.queue_chat_replies("fits now")
     done = await ask(fake_discord, world, "question 3")
-    assert done.original["content"] == "fits now"
+    assert answer_text(done.original["content"]) == "fits now"
     first, second = chat_bodies(fake_openai)[-2:]
     assert len(second["messages"]) < len(first["messages"])
 
@@ -137,7 +140,7 @@ async def test_image_goes_to_the_model_as_vision_input(
     attachment = fake_discord.add_attachment("cat.png", png_bytes(), "image/png")
     fake_openai.queue_chat_replies("A red square.")
     done = await ask(fake_discord, world, "What is this?", file=attachment)
-    assert done.original["content"] == "A red square."
+    assert answer_text(done.original["content"]) == "A red square."
     content = chat_bodies(fake_openai)[0]["messages"][-1]["content"]
     assert content[0] == {"type": "text", "text": "What is this?"}
     url = content[1]["image_url"]["url"]

@@ -6,7 +6,7 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import ask, chat_bodies
+from testkit.driver import answer_text, ask, chat_bodies
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
 
@@ -52,7 +52,7 @@ async def test_rate_limit_is_retried_honouring_retry_after(
     fake_openai.inject_rate_limit("/chat/completions", retry_after=0.2, times=1)
     fake_openai.queue_chat_replies("after the wait")
     done = await ask(fake_discord, world, "hello")
-    assert done.original["content"] == "after the wait"
+    assert answer_text(done.original["content"]) == "after the wait"
     first, second = fake_openai.calls("/chat/completions")
     assert second.time - first.time >= 0.18
 
@@ -125,7 +125,7 @@ async def test_conversation_keeps_working_after_a_failure(
     fake_openai.clear_injections()
     fake_openai.queue_chat_replies("works again")
     done = await ask(fake_discord, world, "second try")
-    assert done.original["content"] == "works again"
+    assert answer_text(done.original["content"]) == "works again"
     assert await bot.services.history.count(world.channel_id) == 2
     contents = [m["content"] for m in chat_bodies(fake_openai)[-1]["messages"]]
     assert "first try" not in contents

@@ -8,7 +8,7 @@ from typing import Any
 from bot.chat.conversation import FILE_ONLY_PROMPT
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import ask, chat_bodies
+from testkit.driver import answer_text, ask, chat_bodies
 from testkit.openai import FakeOpenAI
 from tests.support.files import pdf_bytes
 from tests.support.server import BotFactory, World
@@ -25,7 +25,7 @@ async def test_a_text_file_is_read_and_the_memory_notes_it(
     paste = fake_discord.add_attachment("message.txt", b"def add(a, b):\n    return a + b\n", "text/plain")
     fake_openai.queue_chat_replies("It adds two numbers.")
     done = await ask(fake_discord, world, "What does this do?", file=paste)
-    assert done.original["content"] == "It adds two numbers."
+    assert answer_text(done.original["content"]) == "It adds two numbers."
     text = last_user_text(fake_openai)
     assert text.startswith("What does this do?") and "Attached file `message.txt`" in text
     assert "return a + b" in text

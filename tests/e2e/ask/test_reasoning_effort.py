@@ -6,7 +6,7 @@ import pytest
 
 from bot.settings import SettingsError, load_settings
 from testkit.discord import FakeDiscord
-from testkit.driver import ask, chat_bodies
+from testkit.driver import answer_text, ask, chat_bodies
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
 
@@ -27,7 +27,7 @@ async def test_reasoning_effort_is_sent_only_where_it_is_accepted(
     await start_bot(chat_model=model, reasoning_effort=effort)
     fake_openai.queue_chat_replies("fine")
     done = await ask(fake_discord, world, "hello")
-    assert done.original is not None and done.original["content"] == "fine"
+    assert done.original is not None and answer_text(done.original["content"]) == "fine"
     assert chat_bodies(fake_openai)[0].get("reasoning_effort") == sent
 
 

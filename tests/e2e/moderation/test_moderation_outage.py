@@ -6,7 +6,7 @@ import asyncio
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import ask_settled
+from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
 from tests.support.moderation import actions, bot_posts, moderator, set_policy
 from tests.support.server import BotFactory, World
@@ -116,4 +116,4 @@ async def test_command_input_fails_closed_unless_the_server_fails_open(
     await set_policy(bot, world.guild_id, fail_open=True)
     fake_openai.queue_chat_replies("Yes, it is.")
     answered = await ask_settled(fake_discord, world, "is this safe now?")
-    assert answered.original is not None and answered.original["content"] == "Yes, it is."
+    assert answered.original is not None and answer_text(answered.original["content"]) == "Yes, it is."

@@ -1,0 +1,1 @@
+"""Threads /ask starts, and talking to the bot in them."""
