@@ -14,7 +14,7 @@ from bot.chat.history import Exchange, History, Turn
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
 from bot.openai_api.gateway import CallContext, ChatResult, OpenAIGateway
-from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
+from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter
 from bot.settings import Settings
 from bot.storage.store import StoreError
 from bot.util.aio import stop_task
@@ -145,7 +145,6 @@ class Conversations:
         call_context = CallContext(
             request.guild_id, request.channel_id, request.user_id, request.command, admitted=request.admitted
         )
-        await load_encoding(self.counter.model)
         if self.settings.speculative_moderation:
             context, result = await self._ask_speculatively(request, call_context, on_text)
         else:

@@ -17,7 +17,7 @@ from bot.cost.ledger import UsageLedger, next_day_start, next_month_start
 from bot.cost.pricing import PriceTable
 from bot.cost.rules import Budgets, LimitsStore
 from bot.openai_api.gateway import PlannedCall
-from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
+from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,6 @@ class Limits:
         if self.breaker.is_open and self.breaker.retry_after() > 0:
             await self.breaker.before_call(guild_id)
         self.check_rate(guild_id, user_id)
-        if call is not None:
-            await load_encoding(call.model)
         await self.check_budgets(guild_id, user_id, self.estimate(call) if call is not None else 0.0)
 
     # -- the gateway's guard --------------------------------------------------------------------
@@ -244,7 +242,6 @@ class Limits:
     async def _reserve(self, call: PlannedCall) -> Reservation:
         guild_id = call.context.guild_id or 0
         user_id = call.context.user_id
-        await load_encoding(call.model)
         estimate = self.estimate(call)
         # The database is read first, outside the lock: reads serialised under one lock per server made
         # 200 concurrent /asks queue for seconds (README, "Performance"). Checking the in-flight

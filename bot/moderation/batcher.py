@@ -55,8 +55,12 @@ class ModerationBatcher:
     queueing requests. Identical inputs in flight share one future; verdicts are cached `cache_ttl` s.
 
     Urgent inputs (a user waits on them: a command's input or output) have their own lane and
-    `urgent_concurrency` slots: no window, and channel traffic can never hold them up. While their slots
-    are busy they batch the same way.
+    `urgent_concurrency` slots, and channel traffic can never hold them up. A lone urgent input, with no
+    urgent request in flight, is sent at once from its caller's task. Otherwise the waiting urgent inputs
+    go together as soon as the event loop is idle (a turn of the loop took under `urgent_idle_gap`: the
+    burst that queued them has been read) or `urgent_window` after the first one queued, whichever is
+    first: a burst of commands becomes a few multi-input requests instead of one request per command
+    until the slots run out and then a whole round trip of waiting for the rest.
     """
 
     @classmethod
@@ -79,6 +83,8 @@ class ModerationBatcher:
         max_chars: int = 100_000,
         concurrency: int = 8,
         urgent_concurrency: int | None = None,
+        urgent_window: float = 0.005,
+        urgent_idle_gap: float = 0.0005,
         cache_ttl: float = 60.0,
         cache_size: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
@@ -97,6 +103,11 @@ class ModerationBatcher:
         # channel lane, prompts waited for a slot (README, "Performance").
         self.urgent_concurrency = urgent_concurrency or 2 * concurrency
         self._urgent_in_flight = 0
+        self.urgent_window = urgent_window
+        self.urgent_idle_gap = urgent_idle_gap
+        self._urgent_armed = False
+        self._urgent_since = 0.0
+        self._urgent_last_turn = 0.0
         self._urgent: deque[_Pending] = deque()
         self._pending: deque[_Pending] = deque()
         self._pending_chars = 0
@@ -245,24 +256,47 @@ class ModerationBatcher:
             task.add_done_callback(self._requests.discard)
 
     async def _send_urgent(self, futures: list[asyncio.Future[ModerationResult]]) -> None:
-        """Send the urgent lane's inputs while it has free slots.
+        """Send the caller's urgent inputs at once when the lane is idle; otherwise coalesce (see the class).
 
-        When the caller's own inputs are all that is queued, its request goes from the caller's task: a
-        request task waited for a turn of the event loop, several milliseconds with hundreds of /asks in
-        flight (README, "Performance"), and only the caller's own cancellation can cut it short then.
+        A lone caller's request goes from its own task: a request task waited for a turn of the event
+        loop, several milliseconds with hundreds of /asks in flight (README, "Performance"), and only the
+        caller's own cancellation can cut it short then.
         """
         own = {id(f) for f in futures}
         if (
             self._urgent
-            and self._urgent_in_flight < self.urgent_concurrency
+            and self._urgent_in_flight == 0
+            and not self._urgent_armed
             and all(id(item.future) in own for item in self._urgent)
         ):
             batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
             await self._send(batch, urgent=True)
-        self._pump_urgent()
+        elif self._urgent and not self._urgent_armed:
+            self._urgent_armed = True
+            self._urgent_since = self._urgent_last_turn = time.monotonic()
+            asyncio.get_running_loop().call_soon(self._urgent_turn)
+
+    def _urgent_turn(self) -> None:
+        """One turn of the event loop while urgent inputs wait: send them once the loop is idle."""
+        now = time.monotonic()
+        idle = now - self._urgent_last_turn < self.urgent_idle_gap
+        if (
+            self._closed
+            or not self._urgent
+            or idle
+            or now - self._urgent_since >= self.urgent_window
+            or len(self._urgent) >= self.max_inputs
+        ):
+            self._urgent_armed = False
+            self._pump_urgent()
+            return
+        self._urgent_last_turn = now
+        asyncio.get_running_loop().call_soon(self._urgent_turn)
 
     def _pump_urgent(self) -> None:
+        if self._urgent_armed:
+            return  # a burst is still being read: its inputs go together when the loop is idle
         while self._urgent and self._urgent_in_flight < self.urgent_concurrency and not self._closed:
             batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
