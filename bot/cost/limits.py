@@ -65,12 +65,14 @@ class ServerJobs:
         semaphore = self._slots.setdefault(guild_id, asyncio.Semaphore(self.limit))
         if semaphore.locked():
             if self._waiting[guild_id] >= self.queue_size:
-                raise errors.SlowDown(10.0, "this server has too many requests in progress")
+                raise errors.SlowDown(10.0, "this server has too many requests in progress", kind="slots")
             self._waiting[guild_id] += 1
             try:
                 await asyncio.wait_for(semaphore.acquire(), QUEUE_WAIT)
             except TimeoutError:
-                raise errors.SlowDown(30.0, "this server has too many requests in progress") from None
+                raise errors.SlowDown(
+                    30.0, "this server has too many requests in progress", kind="slots"
+                ) from None
             finally:
                 self._waiting[guild_id] -= 1
         else:

@@ -4,8 +4,9 @@ An exact encoder (bpe-openai) held about 135 MB resident for the life of the pro
 loaded it. The budgets only need a number that is never below the real count for the text people send, so
 this module estimates it from the text's shape instead, in a few µs and no memory:
 
-- a run of ASCII letters (with its leading space) is one token plus one per 4 letters, plus 0.7 per capital
-  after the first (camelCase and random identifiers split at case changes);
+- a run of ASCII letters (with its leading space) that reads like a word is one token, plus one per 3
+  letters past 4; any other run is one plus one per 4 letters, plus 0.7 per capital after the first
+  (camelCase and random identifiers split at case changes);
 - digits go in groups of three (both encodings split numbers so);
 - each space or newline run, and each ASCII punctuation mark, is one token;
 - any other character costs by its UTF-8 length: 1 (2 bytes: Cyrillic, Greek, Arabic, accents),
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 # Tokens the chat format adds around each message and to prime the reply (OpenAI's cookbook figures).
@@ -33,10 +35,15 @@ TOKENS_PER_REPLY = 3
 TOKENS_PER_IMAGE = 85
 
 _PIECES = re.compile(r" ?[A-Za-z]+| ?[0-9]+|[ \t]+|[\r\n]+|[!-/:-@\[-`{-~]|[^\x00-\x7f]|[\x00-\x1f\x7f]")
+# Letters that read like a word: vowels, and never four consonants in a row (hex, base64 and random
+# letters rarely do; they tokenise at up to 0.7 tokens per letter).
+_PRONOUNCEABLE = re.compile(
+    r"[A-Za-z](?=[a-z]*[aeiouy])(?:[a-z]*?[aeiouy][b-df-hj-np-tv-xz]{0,3})*[a-z]{0,3}"
+)
 _WIDE_CHAR_COST = {2: 1.0, 3: 2.0, 4: 3.0}
 
 
-def _piece_cost(piece: str) -> float:
+def _piece_cost(piece: str, joined: bool = False) -> float:
     first = piece[0]
     if first == " " and len(piece) > 1 and piece[1] != " ":
         body = piece[1:]
@@ -45,6 +52,9 @@ def _piece_cost(piece: str) -> float:
         body = piece
     if first.isascii() and first.isalpha():
         capitals = sum(1 for char in body[1:] if char.isupper())
+        # `joined`: the letters continue a word begun with a non-ASCII letter ("Überall"), not a word alone.
+        if not capitals and not joined and _PRONOUNCEABLE.fullmatch(body):
+            return 1 + max(0, len(body) - 4) / 3  # a word: common ones up to ~10 letters are one token
         return 1 + len(body) / 4 + capitals * 0.7
     if first.isdigit():
         return math.ceil(len(body) / 3) + (len(piece) - len(body))
@@ -59,7 +69,14 @@ def estimate_tokens(text: str) -> int:
         return 0
     if text.isascii() and len(text) <= 16:
         return len(text)  # a short piece: at most one token per character, the exact worst case
-    return math.ceil(sum(_piece_cost(match.group()) for match in _PIECES.finditer(text)))
+    return math.ceil(sum(_piece_cost(piece, joined) for piece, joined, _ in _pieces(text)))
+
+
+def _pieces(text: str) -> Iterator[tuple[str, bool, int]]:
+    """Each piece, whether it follows a non-ASCII character directly, and where it ends."""
+    for match in _PIECES.finditer(text):
+        start = match.start()
+        yield match.group(), start > 0 and not text[start - 1].isascii(), match.end()
 
 
 def truncate_to_tokens(text: str, max_tokens: int) -> str:
@@ -68,12 +85,14 @@ def truncate_to_tokens(text: str, max_tokens: int) -> str:
         return text
     used = 0.0
     end = 0
-    for match in _PIECES.finditer(text):
-        cost = _piece_cost(match.group())
+    for piece, joined, piece_end in _pieces(text):
+        cost = _piece_cost(piece, joined)
         if math.ceil(used + cost) > max_tokens:
             break
         used += cost
-        end = match.end()
+        end = piece_end
+    while end and estimate_tokens(text[:end]) > max_tokens:
+        end -= 1  # a short cut is counted one token per character (estimate_tokens)
     return text[:end]
 
 
