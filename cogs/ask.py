@@ -26,6 +26,7 @@ from bot.discord_io.replies import (
     describe_failure,
     send_followup,
 )
+from bot.discord_io.text import message_text
 from bot.settings import Settings
 from bot.util.aio import stop_task
 
@@ -166,6 +167,7 @@ class Ask(commands.Cog):
             prompt,
             command="mention",
             admitted=True,
+            moderation_text=message_text(message),
         )
 
         async def create_reply(content: str) -> SentMessage:

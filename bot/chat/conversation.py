@@ -38,6 +38,11 @@ class AskRequest:
     image_names: Sequence[str] = ()
     command: str = "ask"
     admitted: bool = False  # see CallContext.admitted
+    # What moderation judges instead of the prompt, when the prompt was cut from a message that channel
+    # moderation judges whole (an @mention: the prompt is the message without the mention). The whole
+    # text covers its part, and being the same text it shares that check's request and cached verdict:
+    # one moderation of the question instead of two.
+    moderation_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,9 @@ class Conversations:
             raise errors.InvalidInput(
                 f"Your prompt is over {MAX_PROMPT_CHARS} characters; please shorten it."
             )
-        await self.moderation.require_clean_input(request.prompt, context=context, what="Your prompt")
+        await self.moderation.require_clean_input(
+            request.moderation_text or request.prompt, context=context, what="Your prompt"
+        )
         for url in request.image_urls:
             await self.moderation.require_clean_image(url, context=context, what="Your image")
 

@@ -214,6 +214,8 @@ class ModerationBatcher:
         shared = self._inflight.get(key)
         if shared is not None:
             self.stats.cache_hits += 1
+            if urgent:
+                self._promote(key)
             return shared
         self.stats.inputs += 1
         future: asyncio.Future[ModerationResult] = loop.create_future()
@@ -232,6 +234,15 @@ class ModerationBatcher:
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="moderation-batcher")
         return future
+
+    def _promote(self, key: bytes) -> None:
+        """Move a channel input a user now waits on (an @mention's own text) to the urgent lane."""
+        for item in self._pending:
+            if item.key == key:
+                self._pending.remove(item)
+                self._pending_chars -= len(item.text)
+                self._urgent.append(item)
+                return
 
     async def _dispatch(self) -> None:
         while not self._closed:

@@ -11,6 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot import errors
+from bot.discord_io.text import message_text
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject
 from bot.storage.store import StoreError
@@ -36,24 +37,6 @@ def image_urls(message: discord.Message) -> tuple[str, ...]:
         if embed.type in ("image", "gifv") and embed.thumbnail and embed.thumbnail.url:
             urls.append(embed.thumbnail.url)
     return tuple(dict.fromkeys(urls))
-
-
-def message_text(message: discord.Message) -> str:
-    """Every text a member can show with a message: its content, file names, embeds and poll."""
-    parts = [message.content or ""]
-    parts += [attachment.filename for attachment in message.attachments]
-    for embed in message.embeds:
-        parts += [
-            embed.title or "",
-            embed.description or "",
-            embed.author.name or "",
-            embed.footer.text or "",
-        ]
-        parts += [f"{field.name}\n{field.value}" for field in embed.fields]
-    if message.poll is not None:
-        parts.append(message.poll.question or "")
-        parts += [answer.text or "" for answer in message.poll.answers]
-    return "\n".join(part for part in parts if part)
 
 
 def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: str) -> MessageSubject | None:
