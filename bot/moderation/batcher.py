@@ -106,6 +106,9 @@ class ModerationBatcher:
         self.urgent_window = urgent_window
         self.urgent_idle_gap = urgent_idle_gap
         self._urgent_armed = False
+        # False sends each command's check on its own while a slot is free, as before coalescing: the
+        # benchmark's baseline (bench/coalesce_bench.py).
+        self.urgent_coalescing = True
         self._urgent_since = 0.0
         self._urgent_last_turn = 0.0
         self._urgent: deque[_Pending] = deque()
@@ -276,17 +279,20 @@ class ModerationBatcher:
         own = {id(f) for f in futures}
         if (
             self._urgent
-            and self._urgent_in_flight == 0
+            and (self._urgent_in_flight == 0 or not self.urgent_coalescing)
+            and self._urgent_in_flight < self.urgent_concurrency
             and not self._urgent_armed
             and all(id(item.future) in own for item in self._urgent)
         ):
             batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
             await self._send(batch, urgent=True)
-        elif self._urgent and not self._urgent_armed:
+        elif self._urgent and not self._urgent_armed and self.urgent_coalescing:
             self._urgent_armed = True
             self._urgent_since = self._urgent_last_turn = time.monotonic()
             asyncio.get_running_loop().call_soon(self._urgent_turn)
+            return
+        self._pump_urgent()
 
     def _urgent_turn(self) -> None:
         """One turn of the event loop while urgent inputs wait: send them once the loop is idle."""
