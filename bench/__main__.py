@@ -101,14 +101,19 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         speculative = Upstream(moderation_latency=0.3, chat_ttft=0.5, chunk_delay=0.02, answer_chars=200)
         levels, burst, asks, interval = [(1, 25), (50, 300), (200, 1000)], (200, 2), 8, 1.0
         # Issue 17's workload: moderation 100 ms, chat 300 ms to the first token then 20 chunks 20 ms apart.
-        coalesce_upstream = Upstream(moderation_latency=0.1, chat_ttft=0.3, chunk_delay=0.02, answer_chars=160)
+        coalesce_upstream = Upstream(
+            moderation_latency=0.1, chat_ttft=0.3, chunk_delay=0.02, answer_chars=160
+        )
         bursts, mentions = [50, 200], 10
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
         ("coalesce", lambda: coalesce_figures(bursts, mentions, coalesce_upstream)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
-        ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
+        (
+            "memory",
+            lambda: memory_bench.run(*((3, 100, 0.2, 5, 10) if smoke else (100, 10_000, 2.0, 200, 400))),
+        ),
     ]
     for name, step in steps:
         if name in only:

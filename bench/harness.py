@@ -105,6 +105,15 @@ def rss_mb(pid: int) -> float:
     return math.nan
 
 
+def hwm_mb(pid: int) -> float:
+    """Peak resident set size of a process so far (VmHWM), in MiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used, all its threads (Linux /proc)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
