@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import ask_latency, coalesce_bench, memory_bench, store_bench
+from bench import ask_latency, capacity, coalesce_bench, memory_bench, store_bench
 from bench.harness import Figure, Upstream
 from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
-SECTIONS = ("ask", "coalesce", "speculative", "moderation", "store", "memory")
+SECTIONS = ("ask", "coalesce", "speculative", "moderation", "capacity", "store", "memory")
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -87,6 +87,12 @@ async def coalesce_figures(bursts: list[int], mentions: int, upstream: Upstream)
     )
 
 
+async def capacity_figures(rates: list[float], seconds: float, smoke: bool) -> list[Figure]:
+    figures, steps = await capacity.run(rates, seconds, *((5, 2) if smoke else (50, 4)))
+    print("sustained channel moderation, each step:\n" + capacity.render_steps(steps), file=sys.stderr)
+    return figures
+
+
 async def run(smoke: bool, only: set[str]) -> list[Figure]:
     figures: list[Figure] = []
     notes: list[str] = []
@@ -95,6 +101,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         speculative = Upstream(moderation_latency=0.03, chat_ttft=0.05, chunk_delay=0.005, answer_chars=80)
         levels, burst, asks, interval = [(1, 3), (5, 10)], (5, 1), 2, 0.05
         coalesce_upstream, bursts, mentions = upstream, [5], 2
+        capacity_rates, capacity_seconds = [100.0, 200.0], 0.5
     else:
         upstream = Upstream()
         # moderation 300 ms; chat 1 s = 500 ms to the first token + 25 chunks 20 ms apart
@@ -105,10 +112,12 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
             moderation_latency=0.1, chat_ttft=0.3, chunk_delay=0.02, answer_chars=160
         )
         bursts, mentions = [50, 200], 10
+        capacity_rates, capacity_seconds = [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0], 4.0
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
         ("coalesce", lambda: coalesce_figures(bursts, mentions, coalesce_upstream)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
+        ("capacity", lambda: capacity_figures(capacity_rates, capacity_seconds, smoke)),
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
         (
             "memory",
