@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,11 @@ _PIECES = re.compile(r" ?[A-Za-z]+| ?[0-9]+|[ \t]+|[\r\n]+|[!-/:-@\[-`{-~]|[^\x0
 _PRONOUNCEABLE = re.compile(
     r"[A-Za-z](?=[a-z]*[aeiouy])(?:[a-z]*?[aeiouy][b-df-hj-np-tv-xz]{0,3})*[a-z]{0,3}"
 )
+_ASCII_PIECES = re.compile(r" ?[A-Za-z]+| ?[0-9]+|[ \t]+|[\r\n]+|[!-/:-@\[-`{-~]|[\x00-\x1f\x7f]")
+_JOINED_LETTERS = re.compile(r"(?<=[^\x00-\x7f])[A-Za-z]+")
+_TWO_BYTES = re.compile("[\u0080-\u07ff]")
+_THREE_BYTES = re.compile("[\u0800-\uffff]")
+_FOUR_BYTES = re.compile("[\U00010000-\U0010ffff]")
 _WIDE_CHAR_COST = {2: 1.0, 3: 2.0, 4: 3.0}
 
 
@@ -67,9 +73,27 @@ def estimate_tokens(text: str) -> int:
     """A count of `text`'s tokens that is never below the real one for the text people write (module doc)."""
     if not text:
         return 0
-    if text.isascii() and len(text) <= 16:
-        return len(text)  # a short piece: at most one token per character, the exact worst case
-    return math.ceil(sum(_piece_cost(piece, joined) for piece, joined, _ in _pieces(text)))
+    if text.isascii():
+        if len(text) <= 16:
+            return len(text)  # a short piece: at most one token per character, the exact worst case
+        # Every piece stands alone in ASCII text; words repeat, so their costs come from a cache.
+        return math.ceil(sum(map(_ascii_piece_cost, _PIECES.findall(text))))
+    # Other characters cost by their UTF-8 length; the ASCII pieces between them as above, except letters
+    # that continue a word begun with a non-ASCII letter ("Überall"), which get no word discount.
+    joined = _JOINED_LETTERS.findall(text)
+    return math.ceil(
+        sum(map(_ascii_piece_cost, _ASCII_PIECES.findall(text)))
+        - sum(map(_ascii_piece_cost, joined))
+        + sum(_piece_cost(run, joined=True) for run in joined)
+        + len(_TWO_BYTES.findall(text)) * _WIDE_CHAR_COST[2]
+        + len(_THREE_BYTES.findall(text)) * _WIDE_CHAR_COST[3]
+        + len(_FOUR_BYTES.findall(text)) * _WIDE_CHAR_COST[4]
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _ascii_piece_cost(piece: str) -> float:
+    return _piece_cost(piece)
 
 
 def _pieces(text: str) -> Iterator[tuple[str, bool, int]]:
