@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 # Tokens the chat format adds around each message and to prime the reply (OpenAI's cookbook figures).
