@@ -82,9 +82,7 @@ async def moderation_section(smoke: bool) -> tuple[list[Figure], str]:
 
 
 async def coalesce_figures(bursts: list[int], mentions: int, upstream: Upstream) -> list[Figure]:
-    return await coalesce_bench.burst_figures(bursts, upstream) + await coalesce_bench.mention_figures(
-        mentions, upstream
-    )
+    return await coalesce_bench.burst_figures(bursts, upstream, mentions)
 
 
 async def capacity_figures(rates: list[float], seconds: float, smoke: bool) -> list[Figure]:
@@ -101,7 +99,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         speculative = Upstream(moderation_latency=0.03, chat_ttft=0.05, chunk_delay=0.005, answer_chars=80)
         levels, burst, asks, interval = [(1, 3), (5, 10)], (5, 1), 2, 0.05
         coalesce_upstream, bursts, mentions = upstream, [5], 2
-        capacity_rates, capacity_seconds = [100.0, 200.0], 0.5
+        capacity_rates, capacity_seconds = [200.0], 0.3
     else:
         upstream = Upstream()
         # moderation 300 ms; chat 1 s = 500 ms to the first token + 25 chunks 20 ms apart
@@ -121,7 +119,9 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
         (
             "memory",
-            lambda: memory_bench.run(*((3, 100, 0.2, 5, 10) if smoke else (100, 10_000, 2.0, 200, 400))),
+            lambda: memory_bench.run(
+                *((3, 100, 0.2, 5, 10) if smoke else (100, 10_000, 2.0, 200, 400)), upstream
+            ),
         ),
     ]
     for name, step in steps:

@@ -165,7 +165,7 @@ def _heartbeat_worst(times: list[float]) -> float:
 
 @contextlib.asynccontextmanager
 async def _world(
-    upstream: Upstream, clock: VerdictClock, servers: int, channels_per_server: int
+    upstream: Upstream, clock: VerdictClock, servers: int, channels_per_server: int, settle: float = 1.0
 ) -> AsyncIterator[tuple[BenchWorld, list[tuple[int, int]]]]:
     """The bot connected to `servers` servers of `channels_per_server` channels, one talker each, warmed up."""
     async with BenchWorld(
@@ -178,8 +178,8 @@ async def _world(
             channels += [
                 (world.discord.add_channel(guild, f"c{c}"), member) for c in range(channels_per_server)
             ]
-        await asyncio.sleep(1.0)  # GUILD_CREATEs reach the bot
-        await _stream(world, clock, 50, 0.5, "warm", channels)
+        await asyncio.sleep(settle)  # GUILD_CREATEs reach the bot
+        await _stream(world, clock, 50, settle / 2, "warm", channels)
         yield world, channels
 
 
@@ -188,7 +188,10 @@ async def run(
 ) -> tuple[list[Figure], list[Step]]:
     upstream = Upstream(moderation_latency=0.1)
     async with verdict_clock(upstream.moderation_latency) as clock:
-        async with _world(upstream, clock, servers, channels_per_server) as (world, channels):
+        async with _world(upstream, clock, servers, channels_per_server, min(1.0, seconds)) as (
+            world,
+            channels,
+        ):
             steps: list[Step] = []
             for index, rate in enumerate(rates):
                 step = await _stream(world, clock, rate, seconds, f"s{index}", channels)
@@ -201,7 +204,10 @@ async def run(
         # The steady runs get a fresh process: the saturated step's aftermath (a heap grown by its
         # backlog, which full collections then walk) is not what a process at that rate would carry.
         at = {}
-        async with _world(upstream, clock, servers, channels_per_server) as (world, channels):
+        async with _world(upstream, clock, servers, channels_per_server, min(1.0, seconds)) as (
+            world,
+            channels,
+        ):
             for share in (0.5, 0.8):
                 tag = f"p{int(share * 100)}"
                 at[share] = await _stream(world, clock, share * saturation, seconds, tag, channels)

@@ -22,22 +22,31 @@ def _prompt_requests(world: BenchWorld, tag: str) -> int:
     return count
 
 
-async def _burst(size: int, upstream: Upstream, coalescing: bool) -> tuple[list[AskSample], float]:
-    """One burst of `size` /asks at the same instant: samples, and moderation requests per burst for prompts."""
+async def _bursts(
+    sizes: list[int], upstream: Upstream, coalescing: bool, mentions: int = 0
+) -> tuple[dict[int, tuple[list[AskSample], float]], list[Figure]]:
+    """Per size, two bursts of `size` /asks at the same instant: samples, and moderation requests per
+    burst for the prompts; then `mentions` @mentions in the same process."""
     tweaks = {} if coalescing else {"moderation.batcher.urgent_coalescing": False}
+    results: dict[int, tuple[list[AskSample], float]] = {}
     async with BenchWorld(upstream=upstream, settings={"stream_edit_interval": 1.0}, tweaks=tweaks) as world:
         await run_asks(world, 1, 2, "warm")
         rounds = 2
-        samples = await run_asks(world, size, rounds, f"b{size}")
-        return samples, _prompt_requests(world, f"b{size}") / rounds
+        for size in sizes:
+            samples = await run_asks(world, size, rounds, f"b{size}")
+            results[size] = samples, _prompt_requests(world, f"b{size}") / rounds
+        mention_rows = await _mentions(world, mentions, upstream) if mentions else []
+    return results, mention_rows
 
 
-async def burst_figures(sizes: list[int], upstream: Upstream) -> list[Figure]:
+async def burst_figures(sizes: list[int], upstream: Upstream, mentions: int) -> list[Figure]:
     figures: list[Figure] = []
     targets = {50: (60.0, 6), 200: (150.0, None)}
+    coalesced, mention_rows = await _bursts(sizes, upstream, True, mentions)
+    separate, _ = await _bursts(sizes, upstream, False)
     for size in sizes:
-        after, after_requests = await _burst(size, upstream, True)
-        before, before_requests = await _burst(size, upstream, False)
+        after, after_requests = coalesced[size]
+        before, before_requests = separate[size]
         section = f"Command moderation, {size} /asks at once (coalesced vs one request per check)"
         p99_limit, request_limit = targets.get(size, (None, None))
         p99 = ms(percentile([s.overhead for s in after], 99))
@@ -52,26 +61,24 @@ async def burst_figures(sizes: list[int], upstream: Upstream) -> list[Figure]:
                    f"<= {request_limit}" if request_limit else "",
                    after_requests <= request_limit if request_limit else None),
         ]  # fmt: skip
-    return figures
+    return figures + mention_rows
 
 
-async def mention_figures(mentions: int, upstream: Upstream) -> list[Figure]:
+async def _mentions(world: BenchWorld, mentions: int, upstream: Upstream) -> list[Figure]:
     """Moderation requests and ledger rows per @mention, beside the same per /ask, in one world."""
-    async with BenchWorld(upstream=upstream, settings={"stream_edit_interval": 1.0}) as world:
-        await run_asks(world, 1, 1, "warm")
-        before_ask = len(world.openai.calls("/moderations"))
-        await run_asks(world, 1, mentions, "ma")
-        per_ask = (len(world.openai.calls("/moderations")) - before_ask) / mentions
-        bot_id = world.discord.bot_user_id
-        started = len(world.openai.calls("/moderations"))
-        for n in range(mentions):
-            channel = world.channel_ids[n % len(world.channel_ids)]
-            await world.discord.post_message(
-                channel, world.member_ids[n], f"<@{bot_id}> Qmn{n} {PROMPT_MARK}?", mentions_bot=True
-            )
-            await _wait_answered(world, channel, f"Qmn{n}")
-        await asyncio.sleep(upstream.moderation_latency * 3)  # a separate channel check would be done now
-        per_mention = (len(world.openai.calls("/moderations")) - started) / mentions
+    before_ask = len(world.openai.calls("/moderations"))
+    await run_asks(world, 1, mentions, "ma")
+    per_ask = (len(world.openai.calls("/moderations")) - before_ask) / mentions
+    bot_id = world.discord.bot_user_id
+    started = len(world.openai.calls("/moderations"))
+    for n in range(mentions):
+        channel = world.channel_ids[n % len(world.channel_ids)]
+        await world.discord.post_message(
+            channel, world.member_ids[n], f"<@{bot_id}> Qmn{n} {PROMPT_MARK}?", mentions_bot=True
+        )
+        await _wait_answered(world, channel, f"Qmn{n}")
+    await asyncio.sleep(upstream.moderation_latency * 3)  # a separate channel check would be done now
+    per_mention = (len(world.openai.calls("/moderations")) - started) / mentions
     section = f"@mention moderation ({mentions} mentions, channel moderation on)"
     return [
         Figure(section, "moderation requests (and ledger rows) per @mention", per_mention, "req",

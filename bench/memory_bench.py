@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bench.ask_latency import run_asks, run_in_flight
-from bench.harness import BenchWorld, Figure, hwm_mb
+from bench.harness import BenchWorld, Figure, Upstream, hwm_mb
 
 
 async def _settle(world: BenchWorld, seconds: float) -> float:
@@ -18,13 +18,18 @@ async def _settle(world: BenchWorld, seconds: float) -> float:
 
 
 async def run(
-    servers: int = 100, messages: int = 10_000, settle: float = 2.0, in_flight: int = 200, asks: int = 400
+    servers: int = 100,
+    messages: int = 10_000,
+    settle: float = 2.0,
+    in_flight: int = 200,
+    asks: int = 400,
+    upstream: Upstream | None = None,
 ) -> list[Figure]:
     async with BenchWorld(bare=True, channels=1, members=2) as bare_world:
         bare = await _settle(bare_world, settle)
         bare_peak = hwm_mb(bare_world.pid)
-    # The bot at idle, after /asks and at `in_flight` /asks in progress, on its own (no extra servers).
-    async with BenchWorld(channels=20, members=200) as world:
+    # The bot at idle, after /asks and at `in_flight` /asks in progress, before any other server.
+    async with BenchWorld(upstream=upstream or Upstream(), channels=20, members=200) as world:
         idle = await _settle(world, settle)
         await run_asks(world, 1, 3, "mem")
         after_asks = await _settle(world, settle)
@@ -35,7 +40,7 @@ async def run(
             await asyncio.sleep(0.1)
         await loaded_task
         peak = hwm_mb(world.pid)
-    async with BenchWorld(channels=1, members=2) as world:
+        # Then the same process with many servers and messages (one process: each start costs seconds).
         channels: list[tuple[int, int]] = [(world.channel_ids[0], world.member_ids[0])]
         for n in range(servers - 1):
             guild = world.discord.add_guild(f"Server {n}")
