@@ -15,11 +15,32 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import ask_latency, cache_bench, memory_bench, recall_bench, store_bench, stream_moderation
+from bench import (
+    ask_latency,
+    cache_bench,
+    capacity,
+    coalesce_bench,
+    memory_bench,
+    recall_bench,
+    store_bench,
+    stream_moderation,
+)
 from bench.harness import Figure, Upstream
 from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
-SECTIONS = ("ask", "speculative", "stream", "moderation", "store", "backends", "memory", "recall", "cache")
+SECTIONS = (
+    "ask",
+    "coalesce",
+    "speculative",
+    "stream",
+    "moderation",
+    "capacity",
+    "store",
+    "backends",
+    "memory",
+    "recall",
+    "cache",
+)
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -81,6 +102,16 @@ async def moderation_section(smoke: bool) -> tuple[list[Figure], str]:
     return moderation_figures(rows, latency), ""
 
 
+async def coalesce_figures(bursts: list[int], mentions: int, upstream: Upstream) -> list[Figure]:
+    return await coalesce_bench.burst_figures(bursts, upstream, mentions)
+
+
+async def capacity_figures(rates: list[float], seconds: float, smoke: bool) -> list[Figure]:
+    figures, steps = await capacity.run(rates, seconds, *((5, 2) if smoke else (50, 4)))
+    print("sustained channel moderation, each step:\n" + capacity.render_steps(steps), file=sys.stderr)
+    return figures
+
+
 async def run(smoke: bool, only: set[str]) -> list[Figure]:
     figures: list[Figure] = []
     notes: list[str] = []
@@ -88,19 +119,34 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         upstream = Upstream(moderation_latency=0.01, chat_ttft=0.02, chunk_delay=0.005, answer_chars=80)
         speculative = Upstream(moderation_latency=0.03, chat_ttft=0.05, chunk_delay=0.005, answer_chars=80)
         levels, burst, asks, interval = [(1, 3), (5, 10)], (5, 1), 2, 0.05
+        coalesce_upstream, bursts, mentions = upstream, [5], 2
+        capacity_rates, capacity_seconds = [200.0], 0.3
     else:
         upstream = Upstream()
         # moderation 300 ms; chat 1 s = 500 ms to the first token + 25 chunks 20 ms apart
         speculative = Upstream(moderation_latency=0.3, chat_ttft=0.5, chunk_delay=0.02, answer_chars=200)
         levels, burst, asks, interval = [(1, 25), (50, 300), (200, 1000)], (200, 2), 8, 1.0
+        # Issue 17's workload: moderation 100 ms, chat 300 ms to the first token then 20 chunks 20 ms apart.
+        coalesce_upstream = Upstream(
+            moderation_latency=0.1, chat_ttft=0.3, chunk_delay=0.02, answer_chars=160
+        )
+        bursts, mentions = [50, 200], 10
+        capacity_rates, capacity_seconds = [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0], 4.0
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
+        ("coalesce", lambda: coalesce_figures(bursts, mentions, coalesce_upstream)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
         ("stream", lambda: stream_moderation.figures(speculative, asks, interval)),
+        ("capacity", lambda: capacity_figures(capacity_rates, capacity_seconds, smoke)),
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
         ("backends", lambda: store_bench.backend_figures(*((200, 2000) if smoke else (2000, 100_000)))),
         ("backends", lambda: ask_latency.backend_figures([levels[0], levels[1]], upstream, interval)),
-        ("memory", lambda: memory_bench.run(*((3, 100, 0.2) if smoke else (100, 10_000, 2.0)))),
+        (
+            "memory",
+            lambda: memory_bench.run(
+                *((3, 100, 0.2, 5, 10) if smoke else (100, 10_000, 2.0, 200, 400)), upstream
+            ),
+        ),
         ("recall", lambda: recall_bench.run(smoke)),
         ("cache", lambda: cache_bench.run(smoke)),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -83,7 +84,15 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     logging.basicConfig(level=config.get("log_level", "WARNING"), stream=sys.stderr)
     # The runtime `python -m bot` uses (bot/runner.py): the figures are the product's, not a bench's.
-    run_on_runtime(serve(config), config["settings"].get("event_loop", "auto"))
+    profile_to = os.environ.get("BENCH_PROFILE")  # a file for cProfile's stats of the bot's process
+    if not profile_to:
+        run_on_runtime(serve(config), config["settings"].get("event_loop", "auto"))
+        return
+    import cProfile
+
+    with cProfile.Profile() as profiler:
+        run_on_runtime(serve(config), config["settings"].get("event_loop", "auto"))
+    profiler.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,15 @@ def rss_mb(pid: int) -> float:
     return math.nan
 
 
+def hwm_mb(pid: int) -> float:
+    """Peak resident set size of a process so far (VmHWM), in MiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used, all its threads (Linux /proc)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
@@ -123,6 +132,9 @@ class BenchWorld:
     bare: bool = False  # a plain discord.py client instead of the bot (the memory baseline)
     floor: bool = False  # bench/floor_bot.py instead of the bot (the CPU baseline)
     tweaks: dict[str, Any] = field(default_factory=dict)  # service attributes set once the bot is up
+    heartbeat_ms: int | None = None  # the gateway's heartbeat interval (Discord's: 41,250 ms)
+    # (base URL, key) of an OpenAI the bot uses instead of this process's fake (a fake in another process)
+    openai_endpoint: tuple[str, str] | None = None
     discord: FakeDiscord = field(init=False)
     openai: FakeOpenAI = field(init=False)
     guild_id: int = field(init=False, default=0)
@@ -139,6 +151,8 @@ class BenchWorld:
         await self.discord.start()
         await self.openai.start()
         self.upstream.apply(self.openai)
+        if self.heartbeat_ms is not None:
+            self.discord.heartbeat_interval_ms = self.heartbeat_ms
         self.guild_id = self.discord.add_guild("Bench Guild")
         self.channel_ids = [self.discord.add_channel(self.guild_id, f"c{i}") for i in range(self.channels)]
         self.member_ids = [self.discord.add_member(self.guild_id, name=f"u{i}") for i in range(self.members)]
@@ -148,8 +162,8 @@ class BenchWorld:
     async def _spawn(self) -> None:
         settings = {
             "discord_token": FakeDiscord.DEFAULT_TOKEN,
-            "openai_api_key": self.openai.api_key,
-            "openai_base_url": self.openai.base_url,
+            "openai_api_key": self.openai_endpoint[1] if self.openai_endpoint else self.openai.api_key,
+            "openai_base_url": self.openai_endpoint[0] if self.openai_endpoint else self.openai.base_url,
             "database_url": f"sqlite:///{self._tmp}/bot.db",
             "log_level": "WARNING",
             # One guild stands for many servers here: its per-server and per-user limits are lifted so

@@ -175,10 +175,13 @@ class BudgetExceeded(BotError):
 class SlowDown(BotError):
     """A per-user rate limit or a full per-server queue refused the request before any call."""
 
-    def __init__(self, retry_after: float, reason: str = "you are sending requests too fast") -> None:
+    def __init__(
+        self, retry_after: float, reason: str = "you are sending requests too fast", *, kind: str = "rate"
+    ) -> None:
         super().__init__(f"slow down {retry_after:.1f}s")
         self.retry_after = retry_after
         self.reason = reason
+        self.kind = kind  # "rate" (the user's rate limit) or "slots" (the server's requests in progress)
 
     def user_message(self) -> str:
         return f"Slow down: {self.reason}. Try again in {max(1, math.ceil(self.retry_after))} s."

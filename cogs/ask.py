@@ -31,7 +31,7 @@ from bot.discord_io.replies import (
     StreamingReply,
     send_followup,
 )
-from bot.discord_io.text import preview
+from bot.discord_io.text import message_text, preview
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.util.aio import stop_task
@@ -356,6 +356,7 @@ class Ask(commands.Cog):
             prompt,
             command="mention",
             admitted=True,
+            moderation_text=message_text(message),
         )
 
         async def create_reply(content: str) -> SentMessage:

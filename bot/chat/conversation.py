@@ -20,7 +20,7 @@ from bot.moderation.normalize import is_blank
 from bot.moderation.screen import ScreenedText
 from bot.openai_api.calls import CallContext, ChatResult
 from bot.openai_api.gateway import OpenAIGateway
-from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter, load_encoding
+from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter
 from bot.settings import Settings
 from bot.storage.store import StoreError
 from bot.util.aio import stop_task
@@ -88,6 +88,11 @@ class AskRequest:
 
     # Regenerate: the answer this one replaces; it is left out of the context and swapped in memory.
     replaces_answer: str | None = None
+    # What moderation judges instead of the prompt, when the prompt was cut from a message that channel
+    # moderation judges whole (an @mention: the prompt is the message without the mention). The whole
+    # text covers its part, and being the same text it shares that check's request and cached verdict:
+    # one moderation of the question instead of two.
+    moderation_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,6 @@ class Conversations:
     async def prepare(self, request: AskRequest) -> AskRequest:
         """The request with its channel's model, and each document cut to FILE_MAX_TOKENS with a note."""
         model = request.model or await self.model_for(request.guild_id, request.channel_id)
-        await load_encoding(model)
         if not request.documents or request.file_texts:
             return replace(request, model=model)
         counter = self.counter_for(model)
@@ -320,7 +324,9 @@ class Conversations:
                 f"Your prompt is over {MAX_PROMPT_CHARS} characters; please shorten it."
             )
         if not is_blank(request.prompt):
-            await self.moderation.require_clean_input(request.prompt, context=context, what="Your prompt")
+            await self.moderation.require_clean_input(
+                request.moderation_text or request.prompt, context=context, what="Your prompt"
+            )
         await self.check_files(request, context)
         for url in request.image_urls:
             await self.moderation.require_clean_image(url, context=context, what="Your image")

@@ -6,8 +6,6 @@ import asyncio
 import base64
 import io
 
-from PIL import Image, UnidentifiedImageError
-
 from bot import errors
 from bot.util.images import check_pixels
 
@@ -16,6 +14,9 @@ MAX_VISION_BYTES = 20 * 1024 * 1024
 
 
 def _sniff_image(data: bytes) -> str | None:
+    # Pillow is imported where an image is opened: a bot nobody sends images holds none of it.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.verify()

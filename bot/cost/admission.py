@@ -31,6 +31,25 @@ class Requester:
     channel_id: int | None = None  # where it is asked: a channel may have its own chat model (/model)
 
 
+def refusal_reason(error: errors.BotError) -> str:
+    """Why admission refused, for the log: a few words, never the request's content."""
+    if isinstance(error, errors.SlowDown):
+        if error.kind == "slots":
+            return "slots (the server's requests in progress)"
+        return "rate (the user's limit)"
+    if isinstance(error, errors.BudgetExceeded):
+        return "budget (the user's daily)" if error.scope == "daily" else "budget (the server's monthly)"
+    if isinstance(error, errors.CommandDisabled):
+        return "rule (command turned off in this server)"
+    if isinstance(error, errors.RoleRequired):
+        return "rule (role required)"
+    if isinstance(error, errors.GuildNotAllowed):
+        return "server not allowed"
+    if isinstance(error, errors.QuotaPaused):
+        return "quota breaker open"
+    return type(error).__name__
+
+
 def guild_allowed(settings: Settings, guild_id: int | None) -> bool:
     return not settings.allowed_guild_ids or guild_id is None or guild_id in settings.allowed_guild_ids
 

@@ -18,7 +18,7 @@ from bot.cost.pricing import PriceTable
 from bot.cost.rules import Budgets, LimitsStore
 from bot.openai_api.calls import CallContext, PlannedCall
 from bot.openai_api.gateway import expected_speech_seconds
-from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
+from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,14 @@ class ServerJobs:
         semaphore = self._slots.setdefault(guild_id, asyncio.Semaphore(self.limit))
         if semaphore.locked():
             if self._waiting[guild_id] >= self.queue_size:
-                raise errors.SlowDown(10.0, "this server has too many requests in progress")
+                raise errors.SlowDown(10.0, "this server has too many requests in progress", kind="slots")
             self._waiting[guild_id] += 1
             try:
                 await asyncio.wait_for(semaphore.acquire(), QUEUE_WAIT)
             except TimeoutError:
-                raise errors.SlowDown(30.0, "this server has too many requests in progress") from None
+                raise errors.SlowDown(
+                    30.0, "this server has too many requests in progress", kind="slots"
+                ) from None
             finally:
                 self._waiting[guild_id] -= 1
         else:
@@ -201,8 +203,6 @@ class Limits:
         if self.breaker.is_open and self.breaker.retry_after() > 0:
             await self.breaker.before_call(guild_id)
         self.check_rate(guild_id, user_id)
-        if call is not None:
-            await load_encoding(call.model)
         await self.check_budgets(guild_id, user_id, self.estimate(call) if call is not None else 0.0)
 
     # -- the gateway's guard --------------------------------------------------------------------
@@ -247,7 +247,6 @@ class Limits:
     async def _reserve(self, call: PlannedCall) -> Reservation:
         guild_id = call.context.guild_id or 0
         user_id = call.context.user_id
-        await load_encoding(call.model)
         estimate = self.estimate(call)
         # The database is read first, outside the lock, so a busy server's requests do not queue behind
         # each other's reads. Checking the in-flight reservations and taking ours stays atomic, so

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 
 from bot import errors
-from bot.cost.admission import Admission, Requester
+from bot.cost.admission import Admission, Requester, refusal_reason
 
 
 class AdmissionRefused(app_commands.CheckFailure):
@@ -18,6 +18,7 @@ class AdmissionRefused(app_commands.CheckFailure):
     def __init__(self, error: errors.BotError) -> None:
         super().__init__(error.user_message())
         self.error = error
+        self.reason = refusal_reason(error)
 
 
 def root_command_name(command: object) -> str:

@@ -79,7 +79,8 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
             log.info(
                 "/%s refused: %s (guild %s, channel %s)",
                 command,
-                type(getattr(error, "original", error)).__name__,
+                # Admission's reason (rate, slots, budget, rule), never content; else the error's type.
+                getattr(error, "reason", None) or type(getattr(error, "original", error)).__name__,
                 interaction.guild_id,
                 interaction.channel_id,
                 extra=context,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import discord
+
 MESSAGE_LIMIT = 2000
 _FENCE_LINE = re.compile(r"^[ \t]*```([\w+#.\-]{0,20})")
 _CLOSER = "```"
@@ -94,3 +96,21 @@ def preview(text: str, limit: int) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut + "…"
+
+
+def message_text(message: discord.Message) -> str:
+    """Every text a member can show with a message: its content, file names, embeds and poll."""
+    parts = [message.content or ""]
+    parts += [attachment.filename for attachment in message.attachments]
+    for embed in message.embeds:
+        parts += [
+            embed.title or "",
+            embed.description or "",
+            embed.author.name or "",
+            embed.footer.text or "",
+        ]
+        parts += [f"{field.name}\n{field.value}" for field in embed.fields]
+    if message.poll is not None:
+        parts.append(message.poll.question or "")
+        parts += [answer.text or "" for answer in message.poll.answers]
+    return "\n".join(part for part in parts if part)

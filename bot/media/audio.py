@@ -7,10 +7,13 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
-
-import av
+from typing import TYPE_CHECKING
 
 from bot import errors
+
+if TYPE_CHECKING:
+    import av
+    import av.container
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ class Probe:
 
 def probe(data: bytes) -> Probe:
     """Open the container and decode its first audio frames; raises ValueError-like av errors when corrupt."""
+    import av  # imported on first use: PyAV is ~16 MiB resident (docs/performance.md)
+
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.audio:
             return Probe(None, False)
@@ -131,6 +136,8 @@ def prepare_upload(
     A file the API takes as it is goes up once, named with the extension of its real format. A file over
     `limit_bytes` (or longer than one request may be) is decoded and re-encoded as Ogg Opus parts.
     """
+    import av
+
     if not data:
         raise NotAudio(f"`{filename}` is empty. Attach an audio or video file ({ACCEPTED_TEXT}).")
     extension = sniff_format(data)
@@ -164,6 +171,8 @@ def split_audio(
     max_seconds: float = float("inf"),
 ) -> list[AudioPart]:
     """Decode `data` and re-encode it as Ogg Opus parts, each under `limit_bytes` and `max_part_seconds`."""
+    import av
+
     # Opus is variable bitrate: plan for 60% of the limit (Ogg pages, VBR peaks), then halve on overflow.
     seconds = min(max_part_seconds, limit_bytes * 0.6 * 8 / PART_BITRATE)
     for _attempt in range(4):
@@ -182,6 +191,8 @@ def split_audio(
 
 class _PartWriter:
     def __init__(self) -> None:
+        import av
+
         self.buffer = io.BytesIO()
         self.container = av.open(self.buffer, mode="w", format="ogg")
         self.stream = self.container.add_stream("libopus", rate=PART_RATE)
@@ -209,6 +220,8 @@ def _resampled(source: av.container.InputContainer, resampler: av.AudioResampler
 
 
 def _encode_parts(filename: str, data: bytes, part_seconds: float, max_seconds: float) -> Iterator[AudioPart]:
+    import av
+
     stem = PurePath(filename).stem or "audio"
     part_samples = max(PART_RATE, int(part_seconds * PART_RATE))
     resampler = av.AudioResampler(format="s16", layout="mono", rate=PART_RATE)

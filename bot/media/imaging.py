@@ -7,8 +7,7 @@ import base64
 import io
 import logging
 from dataclasses import dataclass
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from bot import errors
 from bot.moderation.gate import ModerationGate
@@ -16,6 +15,9 @@ from bot.moderation.normalize import is_blank
 from bot.openai_api.calls import CallContext, GeneratedImage
 from bot.openai_api.gateway import OpenAIGateway
 from bot.util.images import check_pixels, header_size
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,9 @@ def fit_upload(data: bytes, extension: str, limit: int) -> FittedImage:
     if len(data) <= limit:
         return FittedImage(data, extension, False)
     check_pixels("the generated image", data)
+    # Pillow is imported where an image is worked on: idle memory holds none of it (docs/performance.md).
+    from PIL import Image
+
     with Image.open(io.BytesIO(data)) as opened:
         image = opened.copy()
     for scale in (1.0, 0.75, 0.5, 0.35, 0.25):
@@ -113,6 +118,8 @@ def moderation_url(data: bytes, extension: str) -> str:
     """A data: URL of the image for the Moderation endpoint (a JPEG preview when the image is large)."""
     if len(data) > MAX_MODERATION_BYTES:
         check_pixels("the generated image", data)
+        from PIL import Image
+
         with Image.open(io.BytesIO(data)) as opened:
             preview = opened.convert("RGB")
             preview.thumbnail((1024, 1024))
@@ -143,6 +150,8 @@ def inspect_picture(name: str, data: bytes) -> _Picture:
     """Format and size from the header (pixels checked before anything is decoded); InvalidInput otherwise."""
     check_pixels(name, data)
     if header_size(data) is not None:
+        from PIL import Image
+
         with Image.open(io.BytesIO(data)) as opened:  # the header only: decoding is lazy
             extension = _EDIT_FORMATS.get(opened.format or "")
             if extension is not None:

@@ -57,8 +57,12 @@ class ModerationBatcher:
     queueing requests. Identical inputs in flight share one future; verdicts are cached `cache_ttl` s.
 
     Urgent inputs (a user waits on them: a command's input or output) have their own lane and
-    `urgent_concurrency` slots: no window, and channel traffic can never hold them up. While their slots
-    are busy they batch the same way.
+    `urgent_concurrency` slots, and channel traffic can never hold them up. A lone urgent input, with no
+    urgent request in flight, is sent at once from its caller's task. Otherwise the waiting urgent inputs
+    go together as soon as the event loop is idle (a turn of the loop took under `urgent_idle_gap`: the
+    burst that queued them has been read) or `urgent_window` after the first one queued, whichever is
+    first: a burst of commands becomes a few multi-input requests instead of one request per command
+    until the slots run out and then a whole round trip of waiting for the rest.
     """
 
     @classmethod
@@ -84,6 +88,8 @@ class ModerationBatcher:
         max_chars: int = 100_000,
         concurrency: int = 8,
         urgent_concurrency: int | None = None,
+        urgent_window: float = 0.005,
+        urgent_idle_gap: float = 0.0005,
         cache_ttl: float = 60.0,
         cache_size: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
@@ -103,6 +109,14 @@ class ModerationBatcher:
         # load (fewer, larger batches are cheaper), while as many as the channel lane leave prompts waiting.
         self.urgent_concurrency = urgent_concurrency or 2 * concurrency
         self._urgent_in_flight = 0
+        self.urgent_window = urgent_window
+        self.urgent_idle_gap = urgent_idle_gap
+        self._urgent_armed = False
+        # False sends each command's check on its own while a slot is free, as before coalescing: the
+        # benchmark's baseline (bench/coalesce_bench.py).
+        self.urgent_coalescing = True
+        self._urgent_since = 0.0
+        self._urgent_last_turn = 0.0
         self._urgent: deque[_Pending] = deque()
         self._pending: deque[_Pending] = deque()
         self._pending_chars = 0
@@ -205,6 +219,8 @@ class ModerationBatcher:
         shared = self._inflight.get(key)
         if shared is not None:
             self.stats.cache_hits += 1
+            if urgent:
+                self._promote(key)
             return shared
         self.stats.inputs += 1
         future: asyncio.Future[ModerationResult] = loop.create_future()
@@ -223,6 +239,15 @@ class ModerationBatcher:
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="moderation-batcher")
         return future
+
+    def _promote(self, key: bytes) -> None:
+        """Move a channel input a user now waits on (an @mention's own text) to the urgent lane."""
+        for item in self._pending:
+            if item.key == key:
+                self._pending.remove(item)
+                self._pending_chars -= len(item.text)
+                self._urgent.append(item)
+                return
 
     async def _dispatch(self) -> None:
         while not self._closed:
@@ -247,7 +272,7 @@ class ModerationBatcher:
             task.add_done_callback(self._requests.discard)
 
     async def _send_urgent(self, futures: list[asyncio.Future[ModerationResult]]) -> None:
-        """Send the urgent lane's inputs while it has free slots.
+        """Send the caller's urgent inputs at once when the lane is idle; otherwise coalesce (see the class).
 
         When the caller's own inputs are all that is queued, its request goes from the caller's task: a
         request task would first wait for a turn of a busy event loop, and only the caller's own
@@ -256,15 +281,41 @@ class ModerationBatcher:
         own = {id(f) for f in futures}
         if (
             self._urgent
+            and (self._urgent_in_flight == 0 or not self.urgent_coalescing)
             and self._urgent_in_flight < self.urgent_concurrency
+            and not self._urgent_armed
             and all(id(item.future) in own for item in self._urgent)
         ):
             batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
             await self._send(batch, urgent=True)
+        elif self._urgent and not self._urgent_armed and self.urgent_coalescing:
+            self._urgent_armed = True
+            self._urgent_since = self._urgent_last_turn = time.monotonic()
+            asyncio.get_running_loop().call_soon(self._urgent_turn)
+            return
         self._pump_urgent()
 
+    def _urgent_turn(self) -> None:
+        """One turn of the event loop while urgent inputs wait: send them once the loop is idle."""
+        now = time.monotonic()
+        idle = now - self._urgent_last_turn < self.urgent_idle_gap
+        if (
+            self._closed
+            or not self._urgent
+            or idle
+            or now - self._urgent_since >= self.urgent_window
+            or len(self._urgent) >= self.max_inputs
+        ):
+            self._urgent_armed = False
+            self._pump_urgent()
+            return
+        self._urgent_last_turn = now
+        asyncio.get_running_loop().call_soon(self._urgent_turn)
+
     def _pump_urgent(self) -> None:
+        if self._urgent_armed:
+            return  # a burst is still being read: its inputs go together when the loop is idle
         while self._urgent and self._urgent_in_flight < self.urgent_concurrency and not self._closed:
             batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1

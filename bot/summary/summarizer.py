@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from bot import errors
 from bot.openai_api.calls import CallContext, ChatResult
 from bot.openai_api.gateway import OpenAIGateway
-from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter, load_encoding
+from bot.openai_api.tokens import TOKENS_PER_REPLY, TokenCounter
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,6 @@ class Summarizer:
         ordered = sorted((m for m in messages if m.content.strip()), key=lambda m: (m.created_at, m.id))
         if not ordered:
             raise errors.NothingToSummarise()
-        await load_encoding(self.counter.model)
         refs = dict(enumerate(ordered, 1))
         # Tokenising up to TLDR_MAX_MESSAGES messages takes hundreds of ms: not on the event loop.
         chunks = await asyncio.to_thread(self.plan, ordered)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import warnings
 
-from PIL import Image, UnidentifiedImageError
-
 from bot import errors
 
 # 40 megapixels: more than any camera photo or screen capture people share, far below what would take
@@ -20,6 +18,9 @@ class ImageTooLarge(errors.InvalidInput):
 
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the header alone, or None when the bytes are not an image Pillow knows."""
+    # Imported on first use: Pillow is resident memory a bot that never sees an image does not need.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

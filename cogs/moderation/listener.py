@@ -14,6 +14,7 @@ import discord
 from discord.ext import commands
 
 from bot import errors
+from bot.discord_io.text import message_text
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject, Source
 from bot.storage.store import StoreError
@@ -50,24 +51,6 @@ class CatchUpLimits:
     @property
     def enabled(self) -> bool:
         return self.hours > 0 and self.messages > 0
-
-
-def message_text(message: discord.Message) -> str:
-    """Every text a member can show with a message: its content, file names, embeds and poll."""
-    parts = [message.content or ""]
-    parts += [attachment.filename for attachment in message.attachments]
-    for embed in message.embeds:
-        parts += [
-            embed.title or "",
-            embed.description or "",
-            embed.author.name or "",
-            embed.footer.text or "",
-        ]
-        parts += [f"{field.name}\n{field.value}" for field in embed.fields]
-    if message.poll is not None:
-        parts.append(message.poll.question or "")
-        parts += [answer.text or "" for answer in message.poll.answers]
-    return "\n".join(part for part in parts if part)
 
 
 def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: Source) -> MessageSubject | None:

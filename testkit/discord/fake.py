@@ -141,6 +141,7 @@ class FakeDiscord:
     gateway_connections = Forwarded[list[str]]("gateway")
     gateway_received = Forwarded[list[JSON]]("gateway")
     heartbeat_interval_ms = Forwarded[int]("gateway")
+    heartbeat_times = Forwarded[list[float]]("gateway")
     identify_count = Forwarded[int]("gateway")
     members_intent = Forwarded[bool]("gateway")
     presences_intent = Forwarded[bool]("gateway")

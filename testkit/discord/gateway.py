@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class Gateway:
         self.resume_count = 0
         self.gateway_connections: list[str] = []  # path?query of every websocket connection
         self.gateway_received: list[JSON] = []  # every frame the bot sent except heartbeats
+        self.heartbeat_times: list[float] = []  # time.monotonic() of each heartbeat (op 1) received
         self.undelivered_events: list[JSON] = []  # events produced while no session existed
         self._pending_events: list[tuple[str, JSON, int | None]] = []
         self._open_sockets: set[web.WebSocketResponse] = set()
@@ -92,6 +94,7 @@ class Gateway:
                 frame = json.loads(msg.data)
                 op = frame.get("op")
                 if op == 1:
+                    self.heartbeat_times.append(time.monotonic())
                     await self._send_raw(ws, {"op": 11, "d": None, "s": None, "t": None})
                     continue
                 self.gateway_received.append(frame)

@@ -222,3 +222,52 @@ async def test_empty_prompt_is_refused(
     done = await ask(fake_discord, world, prompt)
     assert "empty" in done.all_text()
     assert chat_bodies(fake_openai) == []
+
+
+async def test_a_mention_is_moderated_once_with_the_channel_message(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    """The mention's text is judged once (its channel check and its prompt check share one verdict)."""
+    fake_openai.queue_chat_replies("Sunny all week.")
+    text = f"<@{bot.user.id}> what is the weather like"
+    message = await fake_discord.post_message(world.channel_id, world.member_id, text, mentions_bot=True)
+
+    def answered() -> bool:
+        return any(
+            str((sent.get("message_reference") or {}).get("message_id")) == str(message["id"])
+            and sent["content"] == "Sunny all week."
+            for sent in fake_discord.messages_in(world.channel_id)
+        )
+
+    await fake_discord.wait_until(answered, timeout=10, what="the answer")
+    await asyncio.sleep(0.2)  # the channel check, had it been separate, would have been sent by now
+    inputs = [
+        item
+        for request in fake_openai.calls("/moderations")
+        for item in (
+            request.json["input"] if isinstance(request.json["input"], list) else [request.json["input"]]
+        )
+    ]
+    assert inputs.count(text) == 1
+    assert "what is the weather like" not in inputs  # the prompt is not moderated again on its own
+    assert "Sunny all week." in inputs
+    assert chat_bodies(fake_openai)[0]["messages"][-1]["content"] == "what is the weather like"
+    rows = await bot.services.store.fetchall("SELECT COUNT(*) FROM usage_events WHERE kind = 'moderation'")
+    assert rows[0][0] == len(fake_openai.calls("/moderations")) == 2
+
+
+async def test_a_flagged_mention_makes_no_chat_request(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    await fake_discord.post_message(
+        world.channel_id, world.member_id, f"<@{bot.user.id}> I will kill you", mentions_bot=True
+    )
+
+    def refused() -> bool:
+        return any(
+            "flagged" in m["content"] and int(m["author"]["id"]) == fake_discord.bot_user_id
+            for m in fake_discord.messages_in(world.channel_id)
+        )
+
+    await fake_discord.wait_until(refused, timeout=10, what="the refusal")
+    assert chat_bodies(fake_openai) == []

@@ -201,7 +201,9 @@ async def test_spending_during_the_day_counts_towards_the_budget(
 ) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text(
-        json.dumps({"models": {"gpt-5-mini": {"input_per_million": 800, "output_per_million": 0}}})
+        # The admission estimate counts tokens conservatively (bot/openai_api/tokens.py: up to ~1.3x here),
+        # so the price leaves the first call's estimate inside the budget.
+        json.dumps({"models": {"gpt-5-mini": {"input_per_million": 700, "output_per_million": 0}}})
     )
     bot = await start_bot(user_daily_budget=0.02, prices_file=str(prices))
     context = CallContext(world.guild_id, world.channel_id, world.member_id, "test")
@@ -214,3 +216,22 @@ async def test_spending_during_the_day_counts_towards_the_budget(
     with pytest.raises(errors.BudgetExceeded):
         await bot.services.gateway.complete_chat(messages, context=context)
     assert len(fake_openai.calls("/chat/completions")) == 1
+
+
+async def test_a_refused_ask_logs_why_at_info_and_never_the_prompt(
+    start_bot: BotFactory,
+    fake_discord: FakeDiscord,
+    world: World,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start_bot(user_daily_budget=0.50, user_burst=1, user_requests_per_minute=1)
+    await spend(bot, world, 0.499)
+    caplog.set_level(logging.INFO, logger="bot")
+    await ask(fake_discord, world, "a secret expensive question")
+    await ask(fake_discord, world, "a second secret question")
+    refusals = [
+        r.getMessage() for r in caplog.records if "refused" in r.getMessage() and r.levelno == logging.INFO
+    ]
+    assert any("/ask refused: budget (the user's daily)" in line for line in refusals), refusals
+    assert any("/ask refused: rate (the user's limit)" in line for line in refusals), refusals
+    assert not any("secret" in r.getMessage() for r in caplog.records)

@@ -166,3 +166,28 @@ async def test_flagged_answer_to_a_mention_is_not_posted(
     await asyncio.sleep(0.1)
     assert not any("kill you" in m["content"] for m in fake_discord.messages_in(world.channel_id))
     assert int(message["id"]) not in fake_discord.deleted_message_ids
+
+
+async def test_a_lone_urgent_check_goes_at_once_and_a_burst_goes_as_a_few_requests(
+    gateway: OpenAIGateway, fake_openai: FakeOpenAI
+) -> None:
+    """Commands' checks: a lone one is sent straight away; a burst arriving while one is in flight
+    coalesces instead of taking one request per check until the slots run out."""
+    fake_openai.moderation_latency = 0.1
+    batcher = ModerationBatcher(gateway, window=0.02, concurrency=8)
+    [result] = await batcher.texts(["a lone prompt"], context=CONTEXT, urgent=True)
+    assert not result.flagged and len(fake_openai.calls("/moderations")) == 1
+
+    async def burst_member(n: int) -> bool:
+        await asyncio.sleep(0)  # each arrives in its own task, as /asks do
+        [verdict] = await batcher.texts([f"prompt number {n}"], context=CONTEXT, urgent=True)
+        return verdict.flagged
+
+    texts = [f"prompt number {n}" for n in range(50)]
+    flagged = await asyncio.gather(*(burst_member(n) for n in range(50)))
+    assert flagged == [False] * 50
+    burst_requests = fake_openai.calls("/moderations")[1:]
+    assert sorted(t for r in burst_requests for t in r.json["input"]) == sorted(texts)
+    assert len(burst_requests) <= 3  # the first alone, the rest together once the loop is idle
+    assert max_overlap(fake_openai) <= batcher.urgent_concurrency
+    await batcher.close()
