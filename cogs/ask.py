@@ -126,7 +126,7 @@ class Ask(commands.Cog):
         if thread and interaction.guild is None:
             raise errors.InvalidInput("Threads exist only in servers: ask without `thread` here.")
         # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
-        # of one round trip after it; the deferral still goes on the wire first (README, "Performance").
+        # of one round trip after it; the deferral still goes on the wire first (docs/performance.md).
         deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watch = Stopwatch(self.bot.services.metrics)  # /ask latency: deferral, first token, final
         answering = asyncio.create_task(

@@ -1,7 +1,7 @@
 """Reads a streamed chat completion's server-sent events as plain dicts, straight from the HTTP body.
 
 The SDK builds a typed object for every chunk, about 0.2 ms of CPU each; at one chunk per token and
-hundreds of concurrent answers that alone saturates the event loop (see README, "Performance").
+hundreds of concurrent answers that alone saturates the event loop (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Lines of an SSE body (LF, CRLF or CR endings), from its bytes as they arrive.
 
     The decoded-text and line iterators of the HTTP client cost two more async generators and a
-    character decoder per network read; UTF-8 only needs decoding inside the JSON (README, "Performance").
+    character decoder per network read; UTF-8 only needs decoding inside the JSON (docs/performance.md).
     """
     pending = b""
     async for chunk in chunks:

@@ -164,7 +164,7 @@ class OpenAIGateway:
             timeout=settings.openai_timeout,
             max_retries=0,
             # aiohttp (already here for discord.py) instead of httpcore: its pool and chunk reads cost a
-            # fraction of the CPU under hundreds of concurrent streams (README, "Performance").
+            # fraction of the CPU under hundreds of concurrent streams (docs/performance.md).
             http_client=openai.DefaultAioHttpClient(timeout=settings.openai_timeout),
         )
         return cls(client, settings, **kwargs)

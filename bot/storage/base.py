@@ -186,7 +186,7 @@ class Store(ABC):
         """Insert `rows` atomically, committed together with the other inserts queued meanwhile.
 
         Every /ask writes its usage and its exchange: one transaction each made concurrent /asks queue for
-        the writer (README, "Performance"). Queued inserts share one transaction and one executemany per
+        the writer (docs/performance.md). Queued inserts share one transaction and one executemany per
         statement; the caller still returns only once its rows are committed (or gets the StoreError).
         """
         await self.insert_soon(sql, rows)

@@ -181,7 +181,7 @@ class SqliteStore(Store):
             try:
                 # One trip to the writer's thread for the whole transaction, not one per statement: under
                 # load every trip waited for a turn of the busy event loop, and each /ask awaits two of
-                # these commits (README, "Performance"). aiosqlite's `_execute` queues a callable on that
+                # these commits (docs/performance.md). aiosqlite's `_execute` queues a callable on that
                 # thread; tests/e2e/ask/test_hot_path.py pins the atomicity this relies on.
                 await writer._execute(_write_batch_here, writer, statements)
             except sqlite3.Error as exc:
@@ -190,7 +190,7 @@ class SqliteStore(Store):
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         # One trip to the connection's thread, not three (execute, fetch, close): under load each trip
-        # waits for a turn of a busy event loop (README, "Performance").
+        # waits for a turn of a busy event loop (docs/performance.md).
         try:
             return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
