@@ -298,7 +298,8 @@ class Ask(commands.Cog):
         context = CallContext(request.guild_id, request.channel_id, request.user_id, "ask", admitted=True)
         title = await self.bot.services.thread_titles.title(request.prompt, context)
         every_message = await self.threads.every_message(request.guild_id)
-        intro = f"🧵 Started by <@{request.user_id}> with `{self.settings.chat_model}`. " + (
+        model = answer.model or self.settings.chat_model  # the model that answered (/model may choose it)
+        intro = f"🧵 Started by <@{request.user_id}> with `{model}`. " + (
             "Keep talking here: every message in this thread is for me."
             if every_message
             else "Mention me or reply to me to continue."
@@ -320,9 +321,7 @@ class Ask(commands.Cog):
             )
             return
         await self.threads.record(
-            BotThread(
-                thread.id, request.guild_id, request.channel_id, request.user_id, self.settings.chat_model
-            )
+            BotThread(thread.id, request.guild_id, request.channel_id, request.user_id, model)
         )
         # The thread's memory starts with the exchange that opened it.
         await self.conversations.remember_in(thread.id, request, answer.text)

@@ -43,8 +43,12 @@ class AnswerRecords(DataOwner):
 
     async def save(self, record: AnswerRecord) -> None:
         await self.store.execute(
-            "INSERT OR REPLACE INTO chat_answers (answer_key, guild_id, channel_id, user_id, user_name, prompt, "
-            "answer, truncated, private, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chat_answers (answer_key, guild_id, channel_id, user_id, user_name, prompt, "
+            "answer, truncated, private, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (answer_key) DO UPDATE SET guild_id = excluded.guild_id, "
+            "channel_id = excluded.channel_id, user_id = excluded.user_id, user_name = excluded.user_name, "
+            "prompt = excluded.prompt, answer = excluded.answer, truncated = excluded.truncated, "
+            "private = excluded.private, created_at = excluded.created_at",
             (
                 record.answer_key,
                 record.guild_id,

@@ -105,8 +105,10 @@ class ChatThreads(DataOwner):
     async def record(self, thread: BotThread) -> None:
         self._writes += 1
         await self.store.execute(
-            "INSERT OR REPLACE INTO chat_threads (thread_id, guild_id, parent_id, started_by, model, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chat_threads (thread_id, guild_id, parent_id, started_by, model, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO UPDATE SET guild_id = excluded.guild_id, "
+            "parent_id = excluded.parent_id, started_by = excluded.started_by, model = excluded.model, "
+            "created_at = excluded.created_at",
             (
                 thread.thread_id,
                 thread.guild_id,

@@ -151,8 +151,8 @@ class BudgetAlerts(DataOwner):
             # A jump over several thresholds sends one alert, the highest.
             now = self.clock()
             await self.store.insert(
-                "INSERT OR IGNORE INTO budget_alerts (guild_id, month, threshold, sent_at, delivered) "
-                "VALUES (?, ?, ?, ?, 0)",
+                "INSERT INTO budget_alerts (guild_id, month, threshold, sent_at, delivered) "
+                "VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
                 [(guild_id, month, t, now) for t in new],
             )
             sent.update(new)

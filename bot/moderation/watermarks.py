@@ -171,7 +171,10 @@ class Watermarks(DataOwner):
             await db.executemany(
                 "INSERT INTO moderation_watermarks (channel_id, guild_id, message_id, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET "
-                "message_id = MAX(message_id, excluded.message_id), updated_at = excluded.updated_at",
+                # The mark never moves back; CASE, not MAX()/GREATEST(), which only one dialect each knows.
+                "message_id = CASE WHEN excluded.message_id > moderation_watermarks.message_id "
+                "THEN excluded.message_id ELSE moderation_watermarks.message_id END, "
+                "updated_at = excluded.updated_at",
                 [(cid, gid, mark, now) for cid, gid, mark in changed],
             )
         for cid, _gid, mark in changed:

@@ -194,8 +194,13 @@ class RecallIndex(DataOwner):
             for d, blob in zip(documents, blobs, strict=True)
         ]
         await self.store.insert(
-            "INSERT OR REPLACE INTO recall_vectors (message_id, guild_id, channel_id, parent_channel_id, "
-            "author_id, author_name, created_at, excerpt, model, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recall_vectors (message_id, guild_id, channel_id, parent_channel_id, "
+            "author_id, author_name, created_at, excerpt, model, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (message_id) DO UPDATE SET guild_id = excluded.guild_id, "
+            "channel_id = excluded.channel_id, parent_channel_id = excluded.parent_channel_id, "
+            "author_id = excluded.author_id, author_name = excluded.author_name, "
+            "created_at = excluded.created_at, excerpt = excluded.excerpt, model = excluded.model, "
+            "vector = excluded.vector",
             rows,
         )
         self._writes += 1

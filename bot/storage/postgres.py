@@ -212,13 +212,16 @@ class PostgresStore(Store):
         Unlike SQLite's BEGIN IMMEDIATE it does not exclude other writers: a read-modify-write that must
         not interleave uses one statement (an upsert, `UPDATE ... SET n = n + 1`) or a row lock.
         """
+        started = time.perf_counter()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield _PostgresTransaction(conn)
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc
+        self.observe_write(started)
 
     async def _write_batch(self, statements: list[tuple[str, list[Params]]]) -> None:
+        started = time.perf_counter()
         try:
             async with self._pool.acquire() as conn:
                 if len(statements) == 1:
@@ -226,12 +229,13 @@ class PostgresStore(Store):
                     # its rows: one exchange with the server, not BEGIN, the rows and COMMIT apart.
                     [(sql, rows)] = statements
                     await conn.executemany(placeholders(sql), [_args(row) for row in rows])
-                    return
-                async with conn.transaction():
-                    for sql, rows in statements:
-                        await conn.executemany(placeholders(sql), [_args(row) for row in rows])
+                else:
+                    async with conn.transaction():
+                        for sql, rows in statements:
+                            await conn.executemany(placeholders(sql), [_args(row) for row in rows])
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc
+        self.observe_write(started)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         try:

@@ -7,6 +7,7 @@ import socket
 import sqlite3
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.discord import FakeDiscord
@@ -136,6 +137,7 @@ async def test_healthz_turns_503_while_the_gateway_is_down(
     fake_discord.resume_gate = None
 
 
+@pytest.mark.sqlite_only("locks SQLite's file from a second connection to make it unwritable")
 async def test_healthz_names_a_database_that_cannot_be_written(
     start_bot: BotFactory, fake_discord: FakeDiscord, world: World
 ) -> None:

@@ -27,6 +27,7 @@ def count(path: Path, sql: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
 
 
+@pytest.mark.sqlite_only("SQLite's online backup API and file lock; PostgreSQL is backed up with pg_dump")
 async def test_backup_while_the_bot_writes_is_consistent_and_restore_waits_for_the_bot_to_stop(
     start_bot: BotFactory, world: World, tmp_path: Path
 ) -> None:
