@@ -20,6 +20,8 @@ from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.health import OpsServer, serve_ops, watch_client
 from bot.discord_io.inflight import InFlight
 from bot.discord_io.modlog import DiscordModlog
+from bot.discord_io.translator import CatalogTranslator
+from bot.i18n import translate
 from bot.services import Services, build_services
 from bot.settings import Settings
 
@@ -54,8 +56,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
         settings = interaction.client.settings
         if interaction.guild is None and not settings.allow_dms:
             await interaction.response.send_message(
-                "I only work inside servers: direct messages are turned off by this bot's admin.",
-                ephemeral=True,
+                translate("failure.dms_off", str(interaction.locale)), ephemeral=True
             )
             return False
         if interaction.type is discord.InteractionType.application_command:
@@ -155,6 +156,8 @@ class OpenAIBot(commands.Bot):
         for name in extension_names():
             # A cog that fails to load stops start-up: a half-working bot is worse than a clear error.
             await self.load_extension(name)
+        # Before any sync: every command, option and choice goes out with its en-US, en-GB and ko texts.
+        await self.tree.set_translator(CatalogTranslator())
         if self.settings.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d application commands", len(synced))
