@@ -55,6 +55,11 @@ def _wait_text(seconds: float, locale: str | None) -> str:
     return format_span(max(1.0, seconds), locale, round_up=True)
 
 
+def _seconds_text(seconds: float, locale: str | None) -> str:
+    """A short wait in whole seconds, rounded up: '200 s', '200초'."""
+    return translate("unit.s", locale, count=max(1, math.ceil(seconds)))
+
+
 class BotError(Exception):
     """A failure a user can meet. `user_message` says what happened and what to do."""
 
@@ -87,7 +92,7 @@ class RateLimited(BotError):
         self.retry_after = retry_after
 
     def params(self, locale: str | None) -> dict[str, object]:
-        return {"wait": format_span(max(1, math.ceil(self.retry_after)), locale, round_up=True)}
+        return {"wait": _seconds_text(self.retry_after, locale)}
 
 
 class UpstreamTimeout(BotError):
@@ -240,7 +245,7 @@ class SlowDown(BotError):
         return "error.slow_down.server" if self.reason == "server" else "error.slow_down.user"
 
     def params(self, locale: str | None) -> dict[str, object]:
-        return {"wait": format_span(max(1, math.ceil(self.retry_after)), locale, round_up=True)}
+        return {"wait": _seconds_text(self.retry_after, locale)}
 
 
 class QuotaPaused(QuotaExhausted):

@@ -18,9 +18,10 @@ DISCORD_LOCALES = frozenset(
 )
 
 
-def validate_localizations(item: JSON, where: str, *, slash_name: bool) -> None:
-    """Discord's rules for localised names (like the name: lowercase for slash commands) and descriptions."""
-    for field, low, high in (("name_localizations", 1, 32), ("description_localizations", 1, 100)):
+def validate_localizations(item: JSON, where: str, *, slash_name: bool, name_max: int = 32) -> None:
+    """Discord's rules for localised names (like the name: lowercase for slash commands, 1-100 for a choice)
+    and descriptions (1-100)."""
+    for field, low, high in (("name_localizations", 1, name_max), ("description_localizations", 1, 100)):
         for locale, text in (item.get(field) or {}).items():
             if locale not in DISCORD_LOCALES:
                 raise form_error(f"{where}.{field}", "LOCALE_INVALID", f"Invalid locale {locale!r}")
@@ -145,7 +146,9 @@ class Application:
             names.add(name)
             validate_localizations(opt, f"{where}.options.{i}", slash_name=True)
             for j, choice in enumerate(opt.get("choices") or []):
-                validate_localizations(choice, f"{where}.options.{i}.choices.{j}", slash_name=False)
+                validate_localizations(
+                    choice, f"{where}.options.{i}.choices.{j}", slash_name=False, name_max=100
+                )
             if not 1 <= len(str(opt.get("description", ""))) <= 100:
                 raise form_error(
                     f"{where}.options.{i}.description", "BASE_TYPE_BAD_LENGTH", "Must be 1-100 long."
