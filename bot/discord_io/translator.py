@@ -58,3 +58,28 @@ class CatalogTranslator(app_commands.Translator):
             return None
         # A missing or empty entry leaves the locale out, so Discord shows the default (English) text.
         return self._catalogs[resolve_locale(locale.value)].get(key) or None
+
+
+def _command_chain(
+    command: app_commands.Command | app_commands.Group,
+) -> list[app_commands.Command | app_commands.Group]:
+    chain: list[app_commands.Command | app_commands.Group] = []
+    current: app_commands.Command | app_commands.Group | None = command
+    while current is not None:
+        chain.insert(0, current)
+        current = current.parent
+    return chain
+
+
+def command_label(command: app_commands.Command | app_commands.Group, locale: str | None) -> str:
+    """`tldr` / `요약`, `moderation log-channel` / `모더레이션 로그-채널`: as the member's client shows it."""
+    catalog = catalog_ids(resolve_locale(locale))
+    return " ".join(
+        catalog.get(_command_key(part) + ".name") or part.name for part in _command_chain(command)
+    )
+
+
+def command_description(command: app_commands.Command | app_commands.Group, locale: str | None) -> str:
+    """The command's one-line description in `locale`, or its own (English) one when not in the catalog."""
+    catalog = catalog_ids(resolve_locale(locale))
+    return catalog.get(_command_key(command) + ".description") or command.description

@@ -110,8 +110,10 @@ def translate(message_id: str, locale: str | None = None, /, **params: object) -
     return string.Formatter().vformat(template, (), _Params(rendered))
 
 
+@functools.cache
 def catalog_ids(language: str) -> dict[str, str]:
-    """Every message id in a language's catalog and its text (plural entries: their first form)."""
+    """Every message id in a language's catalog and its text (plural entries: their first form).
+    Read once per process; callers must not change the mapping."""
     path = resources.files("bot.i18n").joinpath("locales", language, "LC_MESSAGES", f"{DOMAIN}.po")
     with path.open("rb") as po_file:
         catalog = read_po(po_file, locale=language, domain=DOMAIN)
