@@ -158,7 +158,7 @@ class ChatSettings(Section):
         "SPECULATIVE_MODERATION",
         False,
         "Moderate the prompt while the chat request already runs.",
-        details="`/ask` answers sooner, but flagged prompts reach the chat model (docs/moderation.md).",
+        details='`/ask` answers sooner, but flagged prompts reach the chat model (docs/moderation.md).',
     )
     stream_moderation: Annotated[str, one_of("before", "after")] = setting(
         "STREAM_MODERATION",
@@ -460,14 +460,14 @@ class RuntimeSettings(Section):
         "auto",
         "`auto` (uvloop where installed), `uvloop`, or `asyncio`.",
         details="uvloop has no Windows build; `uvloop` insists on it, `asyncio` uses Python's own loop. "
-        "uvloop costs less CPU per request (docs/performance.md).",
+        'uvloop costs less CPU per request (docs/performance.md).',
     )
     # On SIGTERM/SIGINT, requests in progress get this long to finish before they are told and stopped.
     shutdown_grace: NonNegativeFloat = setting(
         "SHUTDOWN_GRACE",
         8.0,
         "Seconds requests in progress get to finish on SIGTERM/SIGINT.",
-        details="The rest are told the bot is restarting (docs/reliability.md).",
+        details='The rest are told the bot is restarting (docs/reliability.md).',
     )
     log_format: Annotated[str, one_of("text", "json")] = setting(
         "LOG_FORMAT",
