@@ -1,229 +1,298 @@
-"""Domain errors raised by the core; each explains itself to a Discord user in one plain sentence."""
+"""Domain errors raised by the core; each explains itself to a Discord user in one plain sentence.
+
+Each error names a catalog message (`message_id`) and its parameters, so it is rendered in the reader's
+language (bot/i18n). What only an admin can act on (a setting's name, an API code, OpenAI's own words) is
+a separate `admin_message_id`, shown to admins and never to members.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
-from bot.spans import format_seconds
+from bot.i18n import discord_timestamp, format_span, translate
+
+# The moderation categories by their API names, with readable catalog names ("Self-harm: intent").
+CATEGORY_IDS: dict[str, str] = {
+    name: "category." + name.replace("/", ".")
+    for name in (
+        "harassment",
+        "harassment/threatening",
+        "hate",
+        "hate/threatening",
+        "illicit",
+        "illicit/violent",
+        "self-harm",
+        "self-harm/instructions",
+        "self-harm/intent",
+        "sexual",
+        "sexual/minors",
+        "violence",
+        "violence/graphic",
+    )
+}
+
+# What a moderated input was, as callers name it, to its catalog message.
+_WHAT_IDS: dict[str, str] = {
+    "Your message": "what.message",
+    "Your prompt": "what.prompt",
+    "Your image": "what.image",
+    "Your picture": "what.picture",
+    "Your query": "what.query",
+    "Your text": "what.text",
+}
+
+
+def category_names(categories: list[str], locale: str | None) -> str:
+    """Readable, localised category names joined: 'Self-harm: intent, Violence'."""
+    if not categories:
+        return translate("category.unspecified", locale)
+    return ", ".join(translate(CATEGORY_IDS[c], locale) if c in CATEGORY_IDS else c for c in categories)
+
+
+def _wait_text(seconds: float, locale: str | None) -> str:
+    """How long until something resets, never shorter than it is: '42 s', '3 h 10 min', '3시간 10분'."""
+    return format_span(max(1.0, seconds), locale, round_up=True)
+
+
+def _seconds_text(seconds: float, locale: str | None) -> str:
+    """A short wait in whole seconds, rounded up: '200 s', '200초'."""
+    return translate("unit.s", locale, count=max(1, math.ceil(seconds)))
 
 
 class BotError(Exception):
     """A failure a user can meet. `user_message` says what happened and what to do."""
 
-    def user_message(self) -> str:
-        return "Something went wrong on my side. Please try again in a moment."
+    message_id: ClassVar[str] = "error.generic"
+    # Detail only an admin can act on: ephemeral to an admin or in the mod-log, never shown to members.
+    admin_message_id: ClassVar[str | None] = None
+
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {}
+
+    def user_message(self, locale: str | None = None) -> str:
+        return translate(self.message_id, locale, **self.params(locale))
+
+    def admin_message(self, locale: str | None = None) -> str | None:
+        if self.admin_message_id is None:
+            return None
+        return translate(self.admin_message_id, locale, **self.params(locale))
 
 
 class QuotaExhausted(BotError):
-    def user_message(self) -> str:
-        return (
-            "The bot's OpenAI account has no credit left (insufficient_quota). "
-            "An admin must add credit in the OpenAI billing settings; retrying will not help until then."
-        )
+    message_id = "error.quota"
+    admin_message_id = "error.quota.admin"
 
 
 class RateLimited(BotError):
+    message_id = "error.rate_limited"
+
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited for {retry_after:.1f}s")
         self.retry_after = retry_after
 
-    def user_message(self) -> str:
-        return f"OpenAI is busy right now. Please try again in {max(1, math.ceil(self.retry_after))} s."
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"wait": _seconds_text(self.retry_after, locale)}
 
 
 class UpstreamTimeout(BotError):
-    def user_message(self) -> str:
-        return "OpenAI took too long to answer. Please try again; a shorter request may help."
+    message_id = "error.upstream_timeout"
 
 
 class UpstreamUnavailable(BotError):
-    def user_message(self) -> str:
-        return "OpenAI is having trouble right now (server error). Please try again in a minute."
+    message_id = "error.upstream_unavailable"
 
 
 class InvalidApiKey(BotError):
-    def user_message(self) -> str:
-        return (
-            "The bot's OpenAI API key was rejected. An admin must set a valid OPENAI_API_KEY "
-            "(`python -m bot check` tells what is wrong)."
-        )
+    message_id = "error.misconfigured"
+    admin_message_id = "error.invalid_api_key.admin"
 
 
 class UnknownModel(BotError):
+    message_id = "error.misconfigured"
+    admin_message_id = "error.unknown_model.admin"
+
     def __init__(self, model: str, setting: str) -> None:
         super().__init__(f"unknown model {model}")
         self.model = model
         self.setting = setting
 
-    def user_message(self) -> str:
-        return (
-            f"The model `{self.model}` does not exist for the bot's OpenAI key. "
-            f"An admin must change the {self.setting} setting."
-        )
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"model": self.model, "setting": self.setting}
 
 
 class ContextTooLong(BotError):
-    def user_message(self) -> str:
-        return "That request is too long for the model, even after trimming history. Please shorten it."
+    message_id = "error.context_too_long"
 
 
 class IncompleteAnswer(BotError):
-    def user_message(self) -> str:
-        return "OpenAI's answer was cut off before it finished. Nothing was saved; please ask again."
+    message_id = "error.incomplete_answer"
 
 
 class ContentRefused(BotError):
     """OpenAI refused the request on policy grounds (moderation_blocked / content_policy_violation)."""
 
-    def user_message(self) -> str:
-        return (
-            "OpenAI's safety system refused this request. Try rephrasing it without content that "
-            "breaks OpenAI's usage policies."
-        )
+    message_id = "error.content_refused"
 
 
 class BadRequest(BotError):
+    message_id = "error.bad_request"
+    admin_message_id = "error.bad_request.admin"
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
-    def user_message(self) -> str:
-        return f"OpenAI could not process that request: {self.detail}"
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"detail": self.detail}
 
 
 class Flagged(BotError):
     """Moderation flagged what a user handed to a command."""
+
+    message_id = "error.flagged"
 
     def __init__(self, categories: list[str], *, what: str = "Your message") -> None:
         super().__init__(", ".join(categories))
         self.categories = categories
         self.what = what
 
-    def user_message(self) -> str:
-        names = ", ".join(self.categories) or "unspecified"
-        return f"{self.what} was flagged by moderation ({names}), so I did not process it."
+    def params(self, locale: str | None) -> dict[str, object]:
+        what_id = _WHAT_IDS.get(self.what)
+        return {
+            "what": translate(what_id, locale) if what_id else self.what,
+            "categories": category_names(self.categories, locale),
+        }
 
 
 class OutputFlagged(BotError):
     """Moderation flagged what the model produced; it is not posted."""
 
+    message_id = "error.output_flagged"
+
     def __init__(self, categories: list[str]) -> None:
         super().__init__(", ".join(categories))
         self.categories = categories
 
-    def user_message(self) -> str:
-        names = ", ".join(self.categories) or "unspecified"
-        return f"The answer was flagged by moderation ({names}), so I did not post it. Try rephrasing."
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"categories": category_names(self.categories, locale)}
 
 
 class ModerationUnavailable(BotError):
-    def user_message(self) -> str:
-        return (
-            "Moderation is unavailable right now, so I can't process this safely. Please try again shortly."
-        )
+    message_id = "error.moderation_unavailable"
 
 
 class InvalidInput(BotError):
-    """Bad input from the user: an empty prompt, an unsupported attachment, a bad duration."""
+    """Bad input from the user: an empty prompt, an unsupported attachment, a bad duration.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    Give a catalog `message_id` and its parameters; a plain `message` (not yet in the catalog) is shown as is.
+    """
 
-    def user_message(self) -> str:
-        return self.message
+    def __init__(self, message: str = "", *, message_id: str | None = None, **params: object) -> None:
+        self.message = message or (translate(message_id, None, **params) if message_id else "")
+        super().__init__(self.message)
+        self.catalog_id = message_id
+        self.catalog_params = params
+
+    def user_message(self, locale: str | None = None) -> str:
+        if self.catalog_id is None:
+            return self.message
+        return translate(self.catalog_id, locale, **self.catalog_params)
 
 
 class StorageUnavailable(BotError):
-    def user_message(self) -> str:
-        return (
-            "The bot's database cannot be written right now (disk full or read-only). "
-            "An admin has to fix the storage; your request was not saved."
-        )
-
-
-def _wait_text(seconds: float) -> str:
-    """'in 42 s', 'in 5 min', 'in 3 h 10 min': how long until something resets, never shorter than it is."""
-    return "in " + format_seconds(max(1.0, seconds), measured=False, round_up=True)
+    message_id = "error.storage_unavailable"
 
 
 class BudgetExceeded(BotError):
     """A request would take a user or a server over its cost budget; nothing was sent to OpenAI."""
 
     def __init__(
-        self, scope: str, spent: float, cap: float, estimate: float, resets_at: str, resets_in: float
+        self, scope: str, spent: float, cap: float, estimate: float, resets_at: float, resets_in: float
     ) -> None:
         super().__init__(f"{scope} budget {spent:.4f}/{cap:.2f}")
         self.scope = scope  # "daily" (per user) or "monthly" (per server)
         self.spent = spent
         self.cap = cap
         self.estimate = estimate
-        self.resets_at = resets_at
+        self.resets_at = resets_at  # a Unix time, shown as a Discord timestamp
         self.resets_in = resets_in
 
-    def user_message(self) -> str:
-        whose = (
-            "your daily budget in this server" if self.scope == "daily" else "this server's monthly budget"
-        )
-        return (
-            f"This request could cost up to ${self.estimate:.4f}, which would go over {whose} "
-            f"(${self.spent:.4f} of ${self.cap:.2f} used). Nothing was sent to OpenAI. "
-            f"The budget resets at {self.resets_at} ({_wait_text(self.resets_in)})."
-        )
+    @property
+    def message_id(self) -> str:  # type: ignore[override]
+        return "error.budget.daily" if self.scope == "daily" else "error.budget.monthly"
+
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {
+            "estimate": f"{self.estimate:.4f}",
+            "spent": f"{self.spent:.4f}",
+            "cap": f"{self.cap:.2f}",
+            "resets_at": discord_timestamp(self.resets_at, "f"),
+            "resets_in": discord_timestamp(self.resets_at, "R"),
+        }
 
 
 class SlowDown(BotError):
     """A per-user rate limit or a full per-server queue refused the request before any call."""
 
-    def __init__(
-        self, retry_after: float, reason: str = "you are sending requests too fast", *, kind: str = "rate"
-    ) -> None:
+    def __init__(self, retry_after: float, reason: str = "user") -> None:
         super().__init__(f"slow down {retry_after:.1f}s")
         self.retry_after = retry_after
-        self.reason = reason
-        self.kind = kind  # "rate" (the user's rate limit) or "slots" (the server's requests in progress)
+        self.reason = reason  # "user" (too fast) or "server" (too many requests in progress)
 
-    def user_message(self) -> str:
-        return f"Slow down: {self.reason}. Try again in {max(1, math.ceil(self.retry_after))} s."
+    @property
+    def kind(self) -> str:
+        """For the refusal log: the member's own rate, or the server's requests in progress."""
+        return "rate" if self.reason == "user" else "slots"
+
+    @property
+    def message_id(self) -> str:  # type: ignore[override]
+        return "error.slow_down.server" if self.reason == "server" else "error.slow_down.user"
+
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"wait": _seconds_text(self.retry_after, locale)}
 
 
 class QuotaPaused(QuotaExhausted):
     """The quota circuit breaker is open: no OpenAI calls until a probe succeeds after the cooldown."""
 
-    def __init__(self, retry_after: float) -> None:
+    message_id = "error.quota_paused"
+
+    def __init__(self, retry_after: float, *, admins_told: bool = False) -> None:
         super().__init__(f"quota breaker open for {retry_after:.0f}s")
         self.retry_after = retry_after
+        self.admins_told = admins_told
 
-    def user_message(self) -> str:
-        return (
-            "The bot's OpenAI account has no credit left (insufficient_quota), so I've paused OpenAI "
-            "requests. The admins have been told: an admin must add credit in the OpenAI billing settings. "
-            f"Please try again later ({_wait_text(self.retry_after)} at the earliest)."
-        )
+    def params(self, locale: str | None) -> dict[str, object]:
+        told = translate("error.admins_told" if self.admins_told else "error.admins_not_told", locale)
+        return {"wait": _wait_text(self.retry_after, locale), "told": told}
 
 
 class CommandDisabled(BotError):
+    message_id = "error.command_disabled"
+
     def __init__(self, command: str) -> None:
         super().__init__(command)
         self.command = command
 
-    def user_message(self) -> str:
-        return f"`/{self.command}` is turned off in this server by its admins."
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"command": self.command}
 
 
 class RoleRequired(BotError):
+    message_id = "error.role_required"
+
     def __init__(self, command: str, role_name: str) -> None:
         super().__init__(command)
         self.command = command
         self.role_name = role_name
 
-    def user_message(self) -> str:
-        return f"`/{self.command}` needs the **{self.role_name}** role in this server."
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"command": self.command, "role": self.role_name}
 
 
 class GuildNotAllowed(BotError):
-    def user_message(self) -> str:
-        return "This bot is not enabled for this server."
+    message_id = "error.guild_not_allowed"
 
 
 class NothingToSummarise(BotError):
@@ -233,12 +302,15 @@ class NothingToSummarise(BotError):
         super().__init__(detail)
         self.detail = detail
 
-    def user_message(self) -> str:
-        return f"Nothing to summarise: {self.detail or 'there are no messages from people here.'}"
+    @property
+    def message_id(self) -> str:  # type: ignore[override]
+        return "error.nothing_to_summarise.detail" if self.detail else "error.nothing_to_summarise"
+
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"detail": self.detail}
 
 
 class ShuttingDown(BotError):
     """The bot is restarting: a command was stopped (or refused) by the graceful shutdown."""
 
-    def user_message(self) -> str:
-        return "The bot is restarting and could not finish this request. Please try again in a minute."
+    message_id = "error.shutting_down"

@@ -101,7 +101,8 @@ async def build_services(
         ledger = UsageLedger(store, prices, metrics=metrics)
         policies = PolicyRepo(store)
         modlog = ModerationLog(policies, modlog_sink)
-        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.notify, metrics=metrics)
+        # The mod-log, or the owner by DM when there is none: members hear "the admins have been told" only then.
+        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.alert_admins, metrics=metrics)
         limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker)
         alerts = BudgetAlerts(store, ledger, limits.store, modlog.alert_admins)
 

@@ -18,15 +18,20 @@ def format_seconds(seconds: float, *, measured: bool = True, round_up: bool = Fa
     if measured:
         whole = int(seconds)
         return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+    return " ".join(f"{amount} {unit}" for amount, unit in span_parts(seconds, round_up=round_up))
+
+
+def span_parts(seconds: float, *, round_up: bool = False) -> list[tuple[int, str]]:
+    """The two largest non-zero units of a span, as (amount, unit) with units `d`, `h`, `min`, `s`."""
     total = max(0, math.ceil(seconds) if round_up else int(seconds))
     largest = next((i for i, (_, size) in enumerate(_SPAN_UNITS) if total >= size), len(_SPAN_UNITS) - 1)
     smallest = _SPAN_UNITS[min(largest + 1, len(_SPAN_UNITS) - 1)][1]
     total = (math.ceil(total / smallest) if round_up else total // smallest) * smallest
     # Rounding up may carry into a larger unit (59 min 59 s -> 1 h): pick the units again.
     largest = next((i for i, (_, size) in enumerate(_SPAN_UNITS) if total >= size), len(_SPAN_UNITS) - 1)
-    parts: list[str] = []
+    parts: list[tuple[int, str]] = []
     for name, size in _SPAN_UNITS[largest : largest + 2]:
         amount, total = divmod(total, size)
         if amount:
-            parts.append(f"{amount} {name}")
-    return " ".join(parts) or "0 s"
+            parts.append((amount, name))
+    return parts or [(0, "s")]

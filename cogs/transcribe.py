@@ -183,7 +183,8 @@ class Transcribe(commands.Cog):
                     "auto transcription failed (guild %s, channel %s)", message.guild.id, message.channel.id
                 )
             with contextlib.suppress(discord.HTTPException):
-                await message.reply(describe_failure(exc), mention_author=False)
+                locale = str(message.guild.preferred_locale) if message.guild else None
+                await message.reply(describe_failure(exc, locale), mention_author=False)
 
 
 async def setup(bot: OpenAIBot) -> None:

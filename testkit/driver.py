@@ -43,14 +43,16 @@ async def invoke(
     *,
     channel: int | None = None,
     user: int | None = None,
+    locale: str = "en-US",
 ) -> FakeInteraction:
-    """Send the slash command ``name``; returns at once, before the bot has answered."""
+    """Send the slash command ``name`` from a client in ``locale``; returns at once, before the bot answers."""
     return await fake.invoke(
         name,
         options or {},
         guild_id=place.guild_id,
         channel_id=channel or place.channel_id,
         user_id=user or place.member_id,
+        locale=locale,
     )
 
 
@@ -64,9 +66,10 @@ async def run(
     user: int | None = None,
     timeout: float = 10,  # noqa: ASYNC109
     settle: float = 0.2,
+    locale: str = "en-US",
 ) -> FakeInteraction:
     """Send the slash command ``name`` and wait until it is answered and quiet for ``settle`` seconds."""
-    interaction = await invoke(fake, place, name, options, channel=channel, user=user)
+    interaction = await invoke(fake, place, name, options, channel=channel, user=user, locale=locale)
     return await interaction.wait_done(timeout=timeout, settle=settle)
 
 

@@ -12,8 +12,9 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Commands no per-server rule can turn off: admins must never lock themselves out of /limits.
-UNRULED_COMMANDS = frozenset({"limits"})
+# Commands no per-server rule can turn off: admins must never lock themselves out of /limits, and /help
+# must always answer.
+UNRULED_COMMANDS = frozenset({"limits", "help"})
 # Message menus that follow the rule of the slash command they mirror (/limits speak off turns off both).
 RULE_ALIASES = {"Read aloud": "speak"}
 

@@ -43,6 +43,8 @@ class QuotaBreaker:
         self.opened_at: float | None = None
         self._probing = False
         self._told_guilds: set[int] = set()
+        # Servers whose mod-log took the notice: only their members hear "the admins have been told".
+        self._heard_guilds: set[int] = set()
 
     @property
     def is_open(self) -> bool:
@@ -59,7 +61,7 @@ class QuotaBreaker:
             return False
         await self._tell(guild_id)
         if self.retry_after() > 0 or self._probing:
-            raise errors.QuotaPaused(max(self.retry_after(), 1.0))
+            raise errors.QuotaPaused(max(self.retry_after(), 1.0), admins_told=self.told(guild_id))
         self._probing = True
         self._show("half_open")
         log.info("quota breaker: cooldown over, sending one probe request")
@@ -90,7 +92,12 @@ class QuotaBreaker:
         self.opened_at = None
         self._probing = False
         self._told_guilds.clear()
+        self._heard_guilds.clear()
         self._show("closed")
+
+    def told(self, guild_id: int | None) -> bool:
+        """Whether this server's admins were told the account needs credit (its mod-log took the notice)."""
+        return guild_id is not None and guild_id in self._heard_guilds
 
     def _show(self, state: str) -> None:
         if self.metrics is not None:
@@ -101,7 +108,8 @@ class QuotaBreaker:
             return
         self._told_guilds.add(guild_id)
         try:
-            await self.notify(guild_id, NOTICE.format(minutes=max(1, round(self.cooldown / 60))))
+            if await self.notify(guild_id, NOTICE.format(minutes=max(1, round(self.cooldown / 60)))):
+                self._heard_guilds.add(guild_id)
         except Exception:
             # Telling the mod-log is a courtesy: the owner already has the WARNING line.
             log.warning("could not post the quota notice to server %s's mod-log", guild_id, exc_info=True)

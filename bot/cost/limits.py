@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from collections import defaultdict
@@ -66,14 +65,12 @@ class ServerJobs:
         semaphore = self._slots.setdefault(guild_id, asyncio.Semaphore(self.limit))
         if semaphore.locked():
             if self._waiting[guild_id] >= self.queue_size:
-                raise errors.SlowDown(10.0, "this server has too many requests in progress", kind="slots")
+                raise errors.SlowDown(10.0, "server")
             self._waiting[guild_id] += 1
             try:
                 await asyncio.wait_for(semaphore.acquire(), QUEUE_WAIT)
             except TimeoutError:
-                raise errors.SlowDown(
-                    30.0, "this server has too many requests in progress", kind="slots"
-                ) from None
+                raise errors.SlowDown(30.0, "server") from None
             finally:
                 self._waiting[guild_id] -= 1
         else:
@@ -89,11 +86,6 @@ class Reservation:
     guild_id: int
     user_id: int | None
     amount: float
-
-
-def _utc_moment(ts: float) -> str:
-    """'01 Feb 2025 00:00 UTC': when a monthly budget resets."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d %b %Y %H:%M UTC")
 
 
 class Limits:
@@ -187,15 +179,13 @@ class Limits:
             spent = user_spent + self._reserved_user[(guild_id, user_id)]
             if spent >= budgets.user_daily_cap or spent + estimate > budgets.user_daily_cap:
                 end = next_day_start(now)
-                raise errors.BudgetExceeded(
-                    "daily", spent, budgets.user_daily_cap, estimate, "00:00 UTC", end - now
-                )
+                raise errors.BudgetExceeded("daily", spent, budgets.user_daily_cap, estimate, end, end - now)
         if budgets.server_monthly_cap > 0:
             spent = guild_spent + self._reserved_guild[guild_id]
             if spent >= budgets.server_monthly_cap or spent + estimate > budgets.server_monthly_cap:
                 end = next_month_start(now)
                 raise errors.BudgetExceeded(
-                    "monthly", spent, budgets.server_monthly_cap, estimate, _utc_moment(end), end - now
+                    "monthly", spent, budgets.server_monthly_cap, estimate, end, end - now
                 )
 
     async def admit_request(self, guild_id: int, user_id: int, call: PlannedCall | None) -> None:
@@ -218,7 +208,9 @@ class Limits:
                 raise
             except errors.QuotaExhausted as exc:
                 await self.breaker.record_quota_error(guild_id)
-                raise errors.QuotaPaused(self.breaker.retry_after()) from exc
+                raise errors.QuotaPaused(
+                    self.breaker.retry_after(), admins_told=self.breaker.told(guild_id)
+                ) from exc
             return
         if self.settings.allowed_guild_ids and guild_id and guild_id not in self.settings.allowed_guild_ids:
             raise errors.GuildNotAllowed()
@@ -236,7 +228,9 @@ class Limits:
             raise
         except errors.QuotaExhausted as exc:
             await self.breaker.record_quota_error(guild_id)
-            raise errors.QuotaPaused(self.breaker.retry_after()) from exc
+            raise errors.QuotaPaused(
+                self.breaker.retry_after(), admins_told=self.breaker.told(guild_id)
+            ) from exc
         except BaseException:
             if probe:
                 self.breaker.probe_done()

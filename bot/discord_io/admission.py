@@ -16,7 +16,8 @@ class AdmissionRefused(app_commands.CheckFailure):
     """A domain refusal raised from an interaction check, rendered by the one error handler."""
 
     def __init__(self, error: errors.BotError) -> None:
-        super().__init__(error.user_message())
+        # The English text for logs and callers that read str(); the failure handler renders `error` by locale.
+        super().__init__(error.user_message("en"))
         self.error = error
         self.reason = refusal_reason(error)
 

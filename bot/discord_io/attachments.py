@@ -32,7 +32,8 @@ class AttachmentUnavailable(errors.BotError):
         super().__init__(message)
         self.message = message
 
-    def user_message(self) -> str:
+    def user_message(self, locale: str | None = None) -> str:
+        # Not yet in the catalog (next session): the reader sees the English sentence.
         return self.message
 
 

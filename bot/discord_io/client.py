@@ -20,6 +20,8 @@ from bot.discord_io.failures import is_expected, send_failure
 from bot.discord_io.health import OpsServer, serve_ops, watch_client
 from bot.discord_io.inflight import InFlight
 from bot.discord_io.modlog import DiscordModlog
+from bot.discord_io.translator import CatalogTranslator
+from bot.i18n import translate
 from bot.services import Services, build_services
 from bot.settings import Settings
 
@@ -54,8 +56,7 @@ class GuardedTree(app_commands.CommandTree["OpenAIBot"]):
         settings = interaction.client.settings
         if interaction.guild is None and not settings.allow_dms:
             await interaction.response.send_message(
-                "I only work inside servers: direct messages are turned off by this bot's admin.",
-                ephemeral=True,
+                translate("failure.dms_off", str(interaction.locale)), ephemeral=True
             )
             return False
         if interaction.type is discord.InteractionType.application_command:
@@ -117,6 +118,10 @@ class OpenAIBot(commands.Bot):
             intents=intents_for(settings),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=GuardedTree,
+            # Where Discord offers the commands: not in DMs while ALLOW_DMS is off (the check in code stays).
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=settings.allow_dms, private_channel=settings.allow_dms
+            ),
             help_command=None,
             **client_options,
         )
@@ -156,6 +161,9 @@ class OpenAIBot(commands.Bot):
         for name in extension_names():
             # A cog that fails to load stops start-up: a half-working bot is worse than a clear error.
             await self.load_extension(name)
+        server_only_contexts(self.tree)
+        # Before any sync: every command, option and choice goes out with its en-US, en-GB and ko texts.
+        await self.tree.set_translator(CatalogTranslator())
         if self.settings.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d application commands", len(synced))
@@ -178,6 +186,16 @@ class OpenAIBot(commands.Bot):
             services: Services | None = getattr(self, "services", None)
             if services is not None:
                 await services.close()
+
+
+def server_only_contexts(tree: app_commands.CommandTree[Any]) -> None:
+    """Server-only commands list only the guild context: Discord ignores dm_permission once `contexts` is set,
+    and discord.py's guild_only leaves the DM contexts unset, to be filled from the tree's (DMs allowed)."""
+    for command in tree.get_commands():
+        if getattr(command, "guild_only", False):
+            command.allowed_contexts = app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            )
 
 
 def extension_names() -> list[str]:

@@ -4,53 +4,77 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import aiohttp
 import discord
 from discord import app_commands
 
 from bot import errors
+from bot.discord_io.admission import AdmissionRefused
+from bot.i18n import format_span, translate
 
 log = logging.getLogger(__name__)
 
-_PERMISSION_NAMES = {
-    "manage_messages": "Manage Messages",
-    "manage_channels": "Manage Channels",
-    "manage_guild": "Manage Server",
-    "moderate_members": "Timeout Members",
-    "read_message_history": "Read Message History",
-    "administrator": "Administrator",
+_PERMISSION_IDS = {
+    "manage_messages": "permission.manage_messages",
+    "manage_channels": "permission.manage_channels",
+    "manage_guild": "permission.manage_guild",
+    "moderate_members": "permission.moderate_members",
+    "read_message_history": "permission.read_message_history",
+    "administrator": "permission.administrator",
+    "send_messages": "permission.send_messages",
+    "embed_links": "permission.embed_links",
+    "attach_files": "permission.attach_files",
 }
 
 
-def _permission_list(names: list[str]) -> str:
-    return ", ".join(_PERMISSION_NAMES.get(n, n.replace("_", " ").title()) for n in names)
+def _permission_list(names: list[str], locale: str | None) -> str:
+    return ", ".join(
+        translate(_PERMISSION_IDS[n], locale) if n in _PERMISSION_IDS else n.replace("_", " ").title()
+        for n in names
+    )
 
 
-def describe_failure(error: BaseException) -> str:
-    """The one sentence a user sees for any failure. Unknown errors never leak details."""
+def describe_failure(error: BaseException, locale: str | None = None, *, admin: bool = False) -> str:
+    """The one sentence a user sees for any failure, in `locale`. Unknown errors never leak details.
+
+    `admin`: the reader can act on the detail (a setting, an API code), which members never see.
+    """
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
+    if isinstance(error, AdmissionRefused):
+        error = error.error
     if isinstance(error, errors.BotError):
-        return error.user_message()
+        detail = error.admin_message(locale) if admin else None
+        return detail or error.user_message(locale)
     if isinstance(error, app_commands.MissingPermissions):
-        return f"You need the {_permission_list(error.missing_permissions)} permission to use this command."
+        return translate(
+            "failure.member_permission",
+            locale,
+            permissions=_permission_list(error.missing_permissions, locale),
+        )
     if isinstance(error, app_commands.BotMissingPermissions):
-        return (
-            f"I am missing the {_permission_list(error.missing_permissions)} permission here. "
-            "Ask an admin to grant it to my role."
+        return translate(
+            "failure.bot_permission", locale, permissions=_permission_list(error.missing_permissions, locale)
         )
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command only works in a server."
+        return translate("failure.server_only", locale)
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: try again in {error.retry_after:.0f} s."
+        wait = format_span(max(1.0, error.retry_after), locale, round_up=True)
+        return translate("error.slow_down.user", locale, wait=wait)
     if isinstance(error, app_commands.CheckFailure):
-        return str(error) or "You can't use this command here."
+        return str(error) or translate("failure.check", locale)
     if isinstance(error, discord.Forbidden):
-        return "Discord refused the action: I am missing a permission in this channel. Ask an admin to check my role."
+        return translate("failure.discord_forbidden", locale)
     if isinstance(error, discord.HTTPException):
-        return "Discord had a problem delivering my reply. Please try again."
-    return "Something went wrong on my side and it has been logged. Please try again in a moment."
+        return translate("failure.discord_http", locale)
+    return translate("failure.unknown", locale)
+
+
+def reader_is_admin(interaction: discord.Interaction[Any]) -> bool:
+    """An admin of this server (Manage Server): the one who can act on a setting or the OpenAI account."""
+    return interaction.guild is not None and interaction.permissions.manage_guild
 
 
 def token_expired(error: discord.HTTPException) -> bool:
@@ -65,8 +89,8 @@ def is_expected(error: BaseException) -> bool:
 
 
 async def send_failure(interaction: discord.Interaction, error: BaseException) -> None:
-    """Tell the user what failed, ephemerally, whether or not the interaction was deferred."""
-    text = describe_failure(error)
+    """Tell the user what failed, ephemerally and in their language, whether or not it was deferred."""
+    text = describe_failure(error, str(interaction.locale), admin=reader_is_admin(interaction))
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True)
@@ -80,8 +104,10 @@ async def send_failure(interaction: discord.Interaction, error: BaseException) -
             # The interaction expired (15 min): say it in the channel instead of dropping it.
             channel = interaction.channel
             if isinstance(channel, discord.abc.Messageable):
+                # A public post: the server's language, and never an admin's detail.
+                public = describe_failure(error, str(interaction.guild_locale or interaction.locale))
                 with contextlib.suppress(discord.HTTPException):
-                    await channel.send(f"{interaction.user.mention} {text}")
+                    await channel.send(f"{interaction.user.mention} {public}")
                     return
         log.warning(
             "could not deliver a failure message for /%s",

@@ -34,20 +34,11 @@ _MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 
 
 class ImageRefused(errors.ContentRefused):
-    def user_message(self) -> str:
-        return (
-            "OpenAI's image safety system declined to draw this prompt, so no image was made. "
-            "Try describing the scene differently, leaving out anything explicit, violent or about real people."
-        )
+    message_id = "error.image_refused"
 
 
 class ImageFlagged(errors.OutputFlagged):
-    def user_message(self) -> str:
-        names = ", ".join(self.categories) or "unspecified"
-        return (
-            f"The generated image was flagged by moderation ({names}), so I did not post it. "
-            "Try a different prompt."
-        )
+    message_id = "error.image_flagged"
 
 
 class TooLargeToUpload(errors.BotError):
@@ -55,11 +46,10 @@ class TooLargeToUpload(errors.BotError):
         super().__init__(f"cannot fit {limit} bytes")
         self.limit = limit
 
-    def user_message(self) -> str:
-        return (
-            f"The image could not be made small enough for this server's upload limit "
-            f"({self.limit / 1024 / 1024:.1f} MiB)."
-        )
+    message_id = "error.image_too_large"
+
+    def params(self, locale: str | None) -> dict[str, object]:
+        return {"mib": f"{self.limit / 1024 / 1024:.1f}"}
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,11 @@ TRANSLATION_PROMPT = (
 
 
 class TranscriptFlagged(errors.OutputFlagged):
-    def user_message(self) -> str:
-        names = ", ".join(self.categories) or "unspecified"
-        return f"The transcript was flagged by moderation ({names}), so I did not post it."
+    message_id = "error.transcript_flagged"
 
 
 class NoSpeech(errors.BotError):
-    def user_message(self) -> str:
-        return "I could not hear any speech in that recording, so there is no transcript."
+    message_id = "error.no_speech"
 
 
 @dataclass(frozen=True)

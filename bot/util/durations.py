@@ -1,4 +1,4 @@
-"""Durations as people type them (`30m`, `2h`, `1d`, `1h30m`) parsed to timedeltas, and back."""
+"""Durations as people type them (`30m`, `2h`, `1d`, `1h30m`, `30분`, `1시간 30분`) parsed to timedeltas, and back."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 from bot.errors import InvalidInput
+from bot.i18n import Message
 
 # Longest accepted duration: far beyond any channel history worth reading, and well inside
 # timedelta's range, so arithmetic with "now" can never overflow.
@@ -37,15 +38,20 @@ _UNIT_NAMES: dict[str, str] = {
     "secs": "s",
     "second": "s",
     "seconds": "s",
+    # Korean: 주 (week), 일 (day), 시간 (hour), 분 (minute), 초 (second).
+    "주": "w",
+    "일": "d",
+    "시간": "h",
+    "분": "m",
+    "초": "s",
 }
 # ASCII digits only: `\d` would also accept other scripts' digits, which nobody means here.
-_PART = re.compile(r"([0-9]+)\s*([a-z]+)")
-_EXAMPLES = "like `30m`, `2h`, `1d` or `1h30m`"
+_PART = re.compile(r"([0-9]+)\s*([a-z]+|[\uac00-\ud7a3]+)")
 
 
-def _invalid(text: str, why: str) -> InvalidInput:
+def _invalid(text: str, why: str, **params: object) -> InvalidInput:
     shown = text if len(text) <= 20 else text[:19] + "…"
-    return InvalidInput(f"`{shown}` is not a duration I understand: {why}. Use a duration {_EXAMPLES}.")
+    return InvalidInput(message_id="duration.invalid", text=shown, why=Message(why, params))
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -57,40 +63,38 @@ def parse_duration(text: str) -> dt.timedelta:
     raw = text.strip()
     lowered = raw.lower()
     if not lowered:
-        raise InvalidInput(f"The duration is empty. Use a duration {_EXAMPLES}.")
+        raise InvalidInput(message_id="duration.empty")
     if len(lowered) > MAX_TEXT_CHARS:
-        raise _invalid(raw, "it is too long")
+        raise _invalid(raw, "duration.why.too_long")
     if lowered.startswith(("-", "+")):
-        raise _invalid(raw, "it must be a positive amount of time, without a sign")
+        raise _invalid(raw, "duration.why.sign")
     if "." in lowered or "," in lowered:
-        raise _invalid(raw, "use whole numbers (for example `1h30m` instead of `1.5h`)")
+        raise _invalid(raw, "duration.why.decimals")
     compact = lowered.replace(" ", "")
     if compact.isdigit():
-        raise _invalid(raw, "it needs a unit (`s`, `m`, `h`, `d` or `w`); `m` means minutes")
+        raise _invalid(raw, "duration.why.no_unit")
     total = 0
     seen: set[str] = set()
     position = 0
     for match in _PART.finditer(lowered):
         if lowered[position : match.start()].strip():
-            raise _invalid(raw, "it has characters that are not numbers and units")
+            raise _invalid(raw, "duration.why.stray")
         position = match.end()
         unit = _UNIT_NAMES.get(match.group(2))
         if unit is None:
-            raise _invalid(
-                raw, f"`{match.group(2)}` is not a unit (use `s`, `m`, `h`, `d` or `w`; `m` means minutes)"
-            )
+            raise _invalid(raw, "duration.why.unknown_unit", unit=match.group(2))
         if unit in seen:
-            raise _invalid(raw, f"the unit `{unit}` appears twice")
+            raise _invalid(raw, "duration.why.repeated", unit=unit)
         seen.add(unit)
         total += int(match.group(1)) * _UNIT_SECONDS[unit]
         if total > MAX_DURATION.total_seconds():
             break
     if lowered[position:].strip() or not seen:
-        raise _invalid(raw, "it has characters that are not numbers and units")
+        raise _invalid(raw, "duration.why.stray")
     if total == 0:
-        raise _invalid(raw, "it must be longer than zero")
+        raise _invalid(raw, "duration.why.zero")
     if total > MAX_DURATION.total_seconds():
-        raise _invalid(raw, f"it is longer than the maximum of {MAX_DURATION.days} days")
+        raise _invalid(raw, "duration.why.too_long_span", days=MAX_DURATION.days)
     return dt.timedelta(seconds=total)
 
 

@@ -40,7 +40,9 @@ class ModerationActions:
             await self._retitle(subject, outcome.policy, effects)
         elif decision.action in ("delete", "warn"):
             await self._delete(subject, outcome.policy, effects)
-        if decision.action == "warn":
+        # Without a mod-log nobody else hears of a deletion: its author is always told.
+        silent = decision.action == "delete" and outcome.policy.modlog_channel_id is None and effects.deleted
+        if decision.action == "warn" or silent:
             effects.warned = await self._warn(subject, outcome)
         if outcome.timeout_seconds:
             reason = f"{outcome.strikes} moderation strikes"

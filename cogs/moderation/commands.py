@@ -10,11 +10,14 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot import errors
+from bot.errors import CATEGORY_IDS
+from bot.i18n import translate
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.policy import ACTION_LABELS, ACTIONS, CATEGORIES, Policy
 from bot.spans import format_seconds
 
-CATEGORY_CHOICES = [Choice(name=c, value=c) for c in CATEGORIES]
+# Readable names ("Self-harm: intent"); the translator shows each member their language's.
+CATEGORY_CHOICES = [Choice(name=translate(CATEGORY_IDS[c], "en"), value=c) for c in CATEGORIES]
 ACTION_CHOICES = [Choice(name=ACTION_LABELS[a], value=a) for a in ACTIONS]
 manage_server = app_commands.checks.has_permissions(manage_guild=True)
 
@@ -98,6 +101,7 @@ class ModerationCommands(commands.Cog):
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @moderation.command(name="enable", description="Turn automatic moderation on or off here")
+    @app_commands.describe(enabled="On (true) or off (false)")
     @manage_server
     async def enable(self, interaction: discord.Interaction[Any], enabled: bool) -> None:
         await self._updated(
@@ -107,7 +111,10 @@ class ModerationCommands(commands.Cog):
     @moderation.command(
         name="threshold", description="Act on a category from this score (omit: the endpoint's flag)"
     )
-    @app_commands.describe(value="Score from 0.01 to 1; lower is stricter. Leave out to follow the endpoint.")
+    @app_commands.describe(
+        category="The moderation category",
+        value="Score from 0.01 to 1; lower is stricter. Leave out to follow the endpoint.",
+    )
     @app_commands.choices(category=CATEGORY_CHOICES)
     @manage_server
     async def threshold(
@@ -126,7 +133,10 @@ class ModerationCommands(commands.Cog):
         await self._updated(interaction, summary, thresholds=thresholds)
 
     @moderation.command(name="action", description="What to do when a category is hit")
-    @app_commands.describe(category="A category, or 'default' for every category without its own action")
+    @app_commands.describe(
+        category="A category, or 'default' for every category without its own action",
+        action="Log only, delete, or delete and warn the author",
+    )
     @app_commands.choices(
         category=[Choice(name="default", value="default"), *CATEGORY_CHOICES], action=ACTION_CHOICES
     )
@@ -169,6 +179,9 @@ class ModerationCommands(commands.Cog):
         )
 
     @moderation.command(name="exempt-role", description="Skip (or stop skipping) members with a role")
+    @app_commands.describe(
+        role="The role whose members moderation skips", exempt="Skip it (true) or not (false)"
+    )
     @manage_server
     async def exempt_role(
         self, interaction: discord.Interaction[Any], role: discord.Role, exempt: bool = True
@@ -180,6 +193,9 @@ class ModerationCommands(commands.Cog):
 
     @moderation.command(
         name="exempt-channel", description="Skip (or stop skipping) a channel and its threads"
+    )
+    @app_commands.describe(
+        channel="The channel (and its threads) moderation skips", exempt="Skip it (true) or not (false)"
     )
     @manage_server
     async def exempt_channel(
@@ -194,6 +210,7 @@ class ModerationCommands(commands.Cog):
         await self._updated(interaction, summary, exempt_channels=frozenset(channels))
 
     @moderation.command(name="log-channel", description="Where moderation reports go (omit to unset)")
+    @app_commands.describe(channel="The channel for moderation reports; leave out to unset it")
     @manage_server
     async def log_channel(
         self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
@@ -215,6 +232,7 @@ class ModerationCommands(commands.Cog):
     @moderation.command(
         name="fail-open", description="When moderation is down, let commands through unmoderated"
     )
+    @app_commands.describe(enabled="Let commands through (true) or refuse them (false) while it is down")
     @manage_server
     async def fail_open(self, interaction: discord.Interaction[Any], enabled: bool) -> None:
         summary = (
@@ -225,6 +243,7 @@ class ModerationCommands(commands.Cog):
         await self._updated(interaction, summary, fail_open=enabled)
 
     @moderation.command(name="test", description="Show the scores of a text and what the policy would do")
+    @app_commands.describe(text="The text to score; nothing is posted or stored")
     @manage_server
     async def test(self, interaction: discord.Interaction[Any], text: str) -> None:
         assert interaction.guild_id is not None

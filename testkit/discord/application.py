@@ -11,6 +11,30 @@ from .rest import Handler, RecordedRequest, json_response
 from .world import DiscordWorld
 
 COMMAND_NAME = re.compile(r"[-_\w]{1,32}")
+# The locales Discord accepts as keys of name_localizations / description_localizations.
+DISCORD_LOCALES = frozenset(
+    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg ru uk hi th "
+    "zh-CN ja zh-TW ko".split()
+)
+
+
+def validate_localizations(item: JSON, where: str, *, slash_name: bool, name_max: int = 32) -> None:
+    """Discord's rules for localised names (like the name: lowercase for slash commands, 1-100 for a choice)
+    and descriptions (1-100)."""
+    for field, low, high in (("name_localizations", 1, name_max), ("description_localizations", 1, 100)):
+        for locale, text in (item.get(field) or {}).items():
+            if locale not in DISCORD_LOCALES:
+                raise form_error(f"{where}.{field}", "LOCALE_INVALID", f"Invalid locale {locale!r}")
+            text = str(text)
+            bad_name = (
+                field == "name_localizations"
+                and slash_name
+                and (not COMMAND_NAME.fullmatch(text) or text != text.lower())
+            )
+            if bad_name or not low <= len(text) <= high:
+                raise form_error(
+                    f"{where}.{field}.{locale}", "APPLICATION_COMMAND_INVALID_NAME", f"Bad text {text!r}"
+                )
 
 
 class Application:
@@ -120,6 +144,11 @@ class Application:
                     f"{where}.options.{i}.name", "APPLICATION_COMMAND_INVALID_NAME", f"Bad name {name!r}"
                 )
             names.add(name)
+            validate_localizations(opt, f"{where}.options.{i}", slash_name=True)
+            for j, choice in enumerate(opt.get("choices") or []):
+                validate_localizations(
+                    choice, f"{where}.options.{i}.choices.{j}", slash_name=False, name_max=100
+                )
             if not 1 <= len(str(opt.get("description", ""))) <= 100:
                 raise form_error(
                     f"{where}.options.{i}.description", "BASE_TYPE_BAD_LENGTH", "Must be 1-100 long."
@@ -154,7 +183,8 @@ class Application:
                     f"{index}.description", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
                 )
             self._validate_options(cmd.get("options") or [], str(index))
-        elif not 1 <= len(name) <= 32:
+        validate_localizations(cmd, str(index), slash_name=ctype == 1)
+        if ctype != 1 and not 1 <= len(name) <= 32:
             raise form_error(f"{index}.name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.")
         key = (guild_id, name, ctype)
         if key not in self._command_ids:

@@ -297,6 +297,24 @@ class FakeDiscord:
         )
         return guild.id
 
+    async def join_guild(
+        self, name: str = "New Server", *, locale: str = "en-US", system_channel: bool = True
+    ) -> tuple[int, int]:
+        """The bot is added to a new server while connected: Discord sends GUILD_CREATE without `unavailable`
+        (discord.py dispatches on_guild_join; `unavailable: false` would mean an outage ended). The server has
+        one text channel, `general`, which is its system channel unless `system_channel` is False.
+        Returns (guild id, channel id)."""
+        guild = self.world.build_guild(name, None)
+        self.world.add_user(guild.owner_id, "guild-owner")
+        guild.locale = locale
+        channel = self.world.build_channel(guild.id, "general", 0, None)
+        if system_channel:
+            guild.system_channel_id = channel.id
+        payload = self.world.guild_create_payload(guild.id)
+        payload.pop("unavailable", None)
+        await self.gateway.dispatch("GUILD_CREATE", payload, intent=INTENT_GUILDS)
+        return guild.id, channel.id
+
     def add_channel(
         self, guild_id: int, name: str = "general", *, type: int = 0, parent_id: int | None = None
     ) -> int:

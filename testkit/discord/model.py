@@ -164,6 +164,7 @@ class GuildRecord:
     bot_joined: bool = True
     locale: str = "en-US"
     premium_tier: int = 0
+    system_channel_id: int | None = None
 
 
 @dataclass

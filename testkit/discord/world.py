@@ -301,7 +301,7 @@ class DiscordWorld:
             "premium_tier": g.premium_tier,
             "premium_subscription_count": 0,
             "preferred_locale": g.locale,
-            "system_channel_id": None,
+            "system_channel_id": str(g.system_channel_id) if g.system_channel_id else None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "afk_channel_id": None,

@@ -6,7 +6,7 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import answer_text, ask, chat_bodies
+from testkit.driver import answer_text, ask, chat_bodies, run
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
 
@@ -73,8 +73,9 @@ async def test_persistent_rate_limit_says_when_to_retry(
     [
         (500, None, ["server error", "try again"]),
         (503, None, ["server error", "try again"]),
-        (401, "invalid_api_key", ["api key was rejected", "OPENAI_API_KEY"]),
-        (404, "model_not_found", ["does not exist", "CHAT_MODEL"]),
+        # Members hear that an admin must fix the settings; the setting's name is for admins (below).
+        (401, "invalid_api_key", ["not set up correctly", "admin"]),
+        (404, "model_not_found", ["not set up correctly", "admin"]),
     ],
 )
 async def test_each_failure_has_its_own_message(
@@ -96,6 +97,36 @@ async def test_each_failure_has_its_own_message(
     done = await ask(fake_discord, world, "hello")
     await assert_refused(done, *phrases)
     assert await bot.services.history.count(world.channel_id) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "member_never_sees", "admin_phrases"),
+    [
+        (
+            "invalid_api_key",
+            ["OPENAI_API_KEY", "invalid_api_key"],
+            ["api key was rejected", "OPENAI_API_KEY"],
+        ),
+        ("model_not_found", ["CHAT_MODEL", "gpt-5-mini"], ["does not exist", "CHAT_MODEL"]),
+    ],
+)
+async def test_setting_names_reach_admins_never_members(
+    bot: OpenAIBot,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    world: World,
+    code: str,
+    member_never_sees: list[str],
+    admin_phrases: list[str],
+) -> None:
+    status = 401 if code == "invalid_api_key" else 404
+    message = "The model `gpt-5-mini` does not exist" if code == "model_not_found" else None
+    fake_openai.inject("/chat/completions", status, code=code, times=-1, message=message)
+    member = await ask(fake_discord, world, "hello")
+    for hidden in member_never_sees:
+        assert hidden not in member.all_text()
+    admin = await run(fake_discord, world, "ask", {"prompt": "hello"}, user=world.moderator_id)
+    await assert_refused(admin, *admin_phrases)
 
 
 async def test_timeout_is_explained(

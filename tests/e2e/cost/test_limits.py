@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot import errors
+from bot.cost.ledger import next_day_start
 from bot.discord_io.client import OpenAIBot
 from bot.openai_api.calls import CallContext
 from testkit.discord import FakeDiscord
@@ -37,7 +38,9 @@ async def test_over_budget_request_is_refused_before_any_call(
     done = await ask(fake_discord, world, "an expensive question")
     text = done.all_text()
     assert "daily budget" in text and "Nothing was sent to OpenAI" in text
-    assert "resets at 00:00 UTC" in text and ("h" in text.split("00:00 UTC")[1] or "min" in text)
+    # The next UTC midnight as Discord timestamps: each member reads it in their own zone and language.
+    midnight = int(next_day_start(time.time()))
+    assert f"resets at <t:{midnight}:f> (<t:{midnight}:R>)" in text
     assert done.ephemeral or "daily budget" not in (done.original or {}).get("content", "")
     assert fake_openai.requests == []  # not even the (free) moderation call
     # Another member still has their own budget.

@@ -112,7 +112,7 @@ async def test_flagged_prompt_is_refused_before_generation(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     done = await finished(await imagine(fake_discord, world, "FLAGME the neighbours"))
-    assert "Your prompt was flagged by moderation (harassment)" in done.all_text()
+    assert "Your prompt was flagged by moderation (Harassment)" in done.all_text()
     assert fake_openai.calls("/images/generations") == []
 
 
@@ -172,7 +172,7 @@ async def test_flagged_generated_image_is_not_posted(
 ) -> None:
     monkeypatch.setattr(openai_images, "render_image", _watermarked(openai_images.render_image))
     done = await finished(await imagine(fake_discord, world, "a beach at noon"))
-    assert "generated image was flagged by moderation (sexual)" in done.all_text()
+    assert "generated image was flagged by moderation (Sexual)" in done.all_text()
     assert not has_image(done)
     assert all(not m.get("attachments") for m in fake_discord.messages_in(world.channel_id))
 

@@ -129,7 +129,7 @@ async def test_flagged_command_input_is_refused_with_no_chat_call(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     done = await ask_settled(fake_discord, world, "write something FLAGME")
-    assert "flagged by moderation (harassment)" in done.all_text()
+    assert "flagged by moderation (Harassment)" in done.all_text()
     assert fake_openai.calls("/chat/completions") == []
 
 
@@ -138,7 +138,7 @@ async def test_flagged_model_output_is_not_posted(
 ) -> None:
     fake_openai.queue_chat_replies("Sure: " + "words " * 40 + "I will kill you")
     done = await ask_settled(fake_discord, world, "tell me a story")
-    assert "answer was flagged by moderation (violence)" in done.all_text()
+    assert "answer was flagged by moderation (Violence)" in done.all_text()
     assert "kill you" not in done.all_text()
     # the streamed partial answer does not stay in the channel, and nothing is remembered
     assert not any(

@@ -215,5 +215,5 @@ async def test_an_ask_hiding_the_word_makes_no_chat_request(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, hidden: str
 ) -> None:
     done = await ask(fake_discord, world, f"write something {hidden}")
-    assert "flagged by moderation (harassment)" in done.all_text()
+    assert "flagged by moderation (Harassment)" in done.all_text()
     assert fake_openai.calls("/chat/completions") == []
