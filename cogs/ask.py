@@ -31,7 +31,7 @@ from bot.discord_io.replies import (
     StreamingReply,
     send_followup,
 )
-from bot.discord_io.text import message_text, preview
+from bot.discord_io.text import message_text, preview, reply_to
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.util.aio import stop_task
@@ -359,7 +359,7 @@ class Ask(commands.Cog):
         )
 
         async def create_reply(content: str) -> SentMessage:
-            return SentMessage(await message.reply(content, mention_author=False))
+            return SentMessage(await reply_to(message, content))
 
         reply = StreamingReply(None, create_reply, interval=self.settings.stream_edit_interval)
         try:
@@ -382,7 +382,7 @@ class Ask(commands.Cog):
             if not isinstance(exc, errors.BotError | discord.HTTPException):
                 log.exception("mention reply failed (guild %s, channel %s)", guild_id, channel_id)
             with contextlib.suppress(discord.HTTPException):
-                await message.reply(describe_failure(exc), mention_author=False)
+                await reply_to(message, describe_failure(exc))
 
     async def _mention_admitted(self, message: discord.Message, prompt: str) -> bool:
         """A mention is /ask by other means: the same admission (allowlist, /limits, rate, budgets)."""
@@ -411,7 +411,7 @@ class Ask(commands.Cog):
 
     async def _tell(self, message: discord.Message, error: BaseException) -> None:
         with contextlib.suppress(discord.HTTPException):
-            await message.reply(describe_failure(error), mention_author=False)
+            await reply_to(message, describe_failure(error))
 
     async def _thread_turn(self, message: discord.Message) -> bool:
         """A member's message in a thread /ask started is a turn without a mention, unless the server

@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import describe_failure
-from bot.discord_io.text import neutralize_mentions, split_message
+from bot.discord_io.text import neutralize_mentions, reply_to, split_message
 from bot.media.audio import looks_like_media
 from bot.media.transcription import TARGET_LANGUAGES, AutoTranscribeChannels, Transcriber, TranscriptResult
 from bot.openai_api.calls import CallContext
@@ -174,7 +174,7 @@ class Transcribe(commands.Cog):
             for index, piece in enumerate(pieces):
                 file = text_file if index == len(pieces) - 1 else None
                 if index == 0:
-                    await message.reply(piece, file=file or discord.utils.MISSING, mention_author=False)
+                    await reply_to(message, piece, file=file or discord.utils.MISSING)
                 else:
                     await message.channel.send(piece, file=file or discord.utils.MISSING)
         except Exception as exc:
@@ -184,7 +184,7 @@ class Transcribe(commands.Cog):
                 )
             with contextlib.suppress(discord.HTTPException):
                 locale = str(message.guild.preferred_locale) if message.guild else None
-                await message.reply(describe_failure(exc, locale), mention_author=False)
+                await reply_to(message, describe_failure(exc, locale))
 
 
 async def setup(bot: OpenAIBot) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 
@@ -114,3 +115,14 @@ def message_text(message: discord.Message) -> str:
         parts.append(message.poll.question or "")
         parts += [answer.text or "" for answer in message.poll.answers]
     return "\n".join(part for part in parts if part)
+
+
+async def reply_to(message: discord.Message, content: str, **kwargs: Any) -> discord.Message:
+    """A reply that still arrives when its message is gone (moderation may delete it meanwhile): Discord
+    then posts it as a plain message instead of refusing it. Nobody is pinged, the author included."""
+    return await message.channel.send(
+        content,
+        reference=message.to_reference(fail_if_not_exists=False),
+        mention_author=False,
+        **kwargs,
+    )

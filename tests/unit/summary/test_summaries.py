@@ -130,7 +130,9 @@ async def test_a_message_bigger_than_a_request_is_split_not_dropped(
     assert summary.chunk_count == len(chunks) >= 3
     joined = "\n".join(chunks)
     assert all(re.search(rf"\b{w}\b", joined) for w in words)  # no word was cut in two
-    parts = re.findall(r"^\[m2\] alice \(part \d+\): (.*)$", joined, re.MULTILINE)
+    # Chunks are summarised concurrently, so their requests may arrive in any order: order by part number.
+    numbered = re.findall(r"^\[m2\] alice \(part (\d+)\): (.*)$", joined, re.MULTILINE)
+    parts = [text for _, text in sorted(numbered, key=lambda found: int(found[0]))]
     assert len(parts) >= 2 and "".join(parts) == huge
     for request in fake_openai.calls("/chat/completions"):
         assert engine.request_tokens(request.json["messages"]) <= 1000
