@@ -420,24 +420,28 @@ class OpenAIGateway:
                 deadline=deadline,
                 endpoint="image",
             )
-            # "auto" is priced by what was actually made: the answer says which size and quality.
-            made_size = getattr(response, "size", None) or size
-            made_quality = getattr(response, "quality", None) or quality
-            await self._meter(
-                UsageEvent(
-                    context,
-                    "image",
-                    model,
-                    images=1,
-                    image_size=made_size,
-                    image_quality=made_quality,
-                    media_tokens=image_usage(getattr(response, "usage", None)),
-                )
+            return await self._image_made(response, context, model, size, quality, output_format)
+
+    async def _image_made(
+        self, response: Any, context: CallContext, model: str, size: str, quality: str, output_format: str
+    ) -> GeneratedImage:
+        """Meter a generated or edited image and return it. "auto" is priced by what was actually made:
+        the answer says which size and quality."""
+        await self._meter(
+            UsageEvent(
+                context,
+                "image",
+                model,
+                images=1,
+                image_size=getattr(response, "size", None) or size,
+                image_quality=getattr(response, "quality", None) or quality,
+                media_tokens=image_usage(getattr(response, "usage", None)),
             )
-            if not response.data or not response.data[0].b64_json:
-                raise errors.UpstreamUnavailable()
-            item = response.data[0]
-            return GeneratedImage(base64.b64decode(item.b64_json or ""), output_format, item.revised_prompt)
+        )
+        if not response.data or not response.data[0].b64_json:
+            raise errors.UpstreamUnavailable()
+        item = response.data[0]
+        return GeneratedImage(base64.b64decode(item.b64_json or ""), output_format, item.revised_prompt)
 
     async def edit_image(
         self,
@@ -475,24 +479,9 @@ class OpenAIGateway:
                 ),
                 model=model,
                 deadline=deadline,
+                endpoint="image",
             )
-            made_size = getattr(response, "size", None) or size
-            made_quality = getattr(response, "quality", None) or quality
-            await self._meter(
-                UsageEvent(
-                    context,
-                    "image",
-                    model,
-                    images=1,
-                    image_size=made_size,
-                    image_quality=made_quality,
-                    media_tokens=image_usage(getattr(response, "usage", None)),
-                )
-            )
-            if not response.data or not response.data[0].b64_json:
-                raise errors.UpstreamUnavailable()
-            item = response.data[0]
-            return GeneratedImage(base64.b64decode(item.b64_json or ""), output_format, item.revised_prompt)
+            return await self._image_made(response, context, model, size, quality, output_format)
 
     async def speak(
         self,
