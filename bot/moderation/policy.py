@@ -12,21 +12,8 @@ from bot import errors
 from bot.privacy.owner import DataOwner, Fate, Retention, TablePolicy
 from bot.storage.store import Store
 
-CATEGORIES: tuple[str, ...] = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/instructions",
-    "self-harm/intent",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
+# The API's category names, in the order bot/errors.py lists them with their readable catalog names.
+CATEGORIES: tuple[str, ...] = tuple(errors.CATEGORY_IDS)
 # Stored in moderation_policies and moderation_actions: the values must not change.
 Action = Literal["log", "delete", "warn"]
 # Ordered by severity: the strongest action among the hit categories wins.
