@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -49,6 +50,10 @@ class ActionLog(DataOwner):
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # SQLite's BEGIN IMMEDIATE already serialises the check and the insert below; PostgreSQL's READ
+        # COMMITTED transactions do not, so this process serialises them itself (several processes sharing
+        # one database need a database lock: issue "Past one process").
+        self._recording = asyncio.Lock()
 
     async def record(
         self,
@@ -61,7 +66,7 @@ class ActionLog(DataOwner):
     ) -> tuple[int, bool]:
         """The new action's id, and whether the message already had a non-log action (its edit, judged
         alongside it): checked in the same write transaction, so two concurrent verdicts cannot both miss."""
-        async with self.store.transaction() as db:
+        async with self._recording, self.store.transaction() as db:
             cursor = await db.execute(
                 "SELECT 1 FROM moderation_actions WHERE message_id = ? AND action != 'log' LIMIT 1",
                 (message_id,),

@@ -8,7 +8,7 @@ from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
 from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
-from tests.support.moderation import actions, bot_posts, moderator, set_policy
+from tests.support.moderation import actions, bot_posts, moderator, set_policy, settle
 from tests.support.server import BotFactory, World
 
 FAST = {"moderation_retry_interval": 0.1, "openai_max_retries": 0}
@@ -57,8 +57,14 @@ async def test_outage_queue_drains_after_recovery(
     ids = await post_all(fake_discord, world)
     await wait_queued(fake_discord, bot, len(MESSAGES))
     assert not fake_discord.deleted_message_ids
-    outage_reports = [p for p in bot_posts(fake_discord, modlog_id) if "queue" in p["content"]]
-    assert len(outage_reports) == 1  # once per outage, not per message
+
+    def outage_reports() -> list[dict[str, object]]:
+        return [p for p in bot_posts(fake_discord, modlog_id) if "queue" in p["content"]]
+
+    # The report follows the first queued message's write, so it may land just after the queue filled.
+    await fake_discord.wait_until(lambda: outage_reports(), timeout=5, what="the outage report")
+    await settle(0.2)
+    assert len(outage_reports()) == 1  # once per outage, not per message
     fake_openai.down = False
     await assert_all_moderated(fake_discord, fake_openai, ids)
     await fake_discord.wait_until(
