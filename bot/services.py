@@ -19,6 +19,8 @@ from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits
 from bot.cost.pricing import PriceTable, load_prices
 from bot.cost.rules import LimitsStore
+from bot.guilds import ServerLanguages
+from bot.i18n import Message
 from bot.media.imaging import ImageMaker
 from bot.media.speech import Speaker
 from bot.media.transcription import AutoTranscribeChannels, Transcriber
@@ -76,6 +78,7 @@ class Services:
     summarizer: Summarizer
     recall: Recall
     privacy: Privacy
+    server_languages: ServerLanguages
 
     async def close(self) -> None:
         """Stop background work, then the OpenAI client, then the database (which must close last)."""
@@ -102,7 +105,15 @@ async def build_services(
         policies = PolicyRepo(store)
         modlog = ModerationLog(policies, modlog_sink)
         # The mod-log, or the owner by DM when there is none: members hear "the admins have been told" only then.
-        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.alert_admins, metrics=metrics)
+        quota_minutes = max(1, round(settings.quota_cooldown / 60))
+
+        async def quota_notice(guild_id: int, _english: str) -> bool:
+            # The breaker words its notice in English; each server reads it in its own language instead.
+            return await modlog.alert_admins(
+                guild_id, Message("notice.quota_paused", {"minutes": quota_minutes})
+            )
+
+        breaker = QuotaBreaker(settings.quota_cooldown, notify=quota_notice, metrics=metrics)
         limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker)
         alerts = BudgetAlerts(store, ledger, limits.store, modlog.alert_admins)
 
@@ -137,6 +148,7 @@ async def build_services(
     chat_threads = ChatThreads(store)
     answer_records = AnswerRecords(store)
     recall_index = RecallIndex(store, settings.embedding_model)
+    server_languages = ServerLanguages(store)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
     privacy = Privacy(
@@ -154,6 +166,7 @@ async def build_services(
             recall_index,
             chat_threads,
             answer_records,
+            server_languages,
         ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
@@ -203,4 +216,5 @@ async def build_services(
         summarizer=Summarizer(gateway, settings.summary_model, SummaryLimits.from_settings(settings)),
         recall=recall,
         privacy=privacy,
+        server_languages=server_languages,
     )

@@ -6,6 +6,10 @@ import logging
 
 import discord
 
+from bot import errors
+from bot.i18n import DEFAULT_LOCALE, Message
+from bot.moderation.modlog import Notice
+
 log = logging.getLogger(__name__)
 
 
@@ -15,6 +19,25 @@ class DiscordModlog:
     def __init__(self, client: discord.Client) -> None:
         self.client = client
         self._reported: set[tuple[int, str]] = set()
+
+    async def locale_for(self, guild_id: int | None) -> str:
+        """The language of a server's public posts: the one its admins forced (`/settings language`),
+        otherwise the server's own preferred locale."""
+        if guild_id is None:
+            return DEFAULT_LOCALE
+        services = getattr(self.client, "services", None)
+        if services is not None:
+            try:
+                forced = await services.server_languages.get(guild_id)
+            except errors.StorageUnavailable:
+                forced = None  # a notice in the server's own language beats no notice
+            if forced is not None:
+                return str(forced)
+        guild = self.client.get_guild(guild_id)
+        return str(guild.preferred_locale) if guild is not None else DEFAULT_LOCALE
+
+    async def render(self, guild_id: int, text: Notice) -> str:
+        return text.render(await self.locale_for(guild_id)) if isinstance(text, Message) else text
 
     def first_report(self, guild_id: int, problem: str) -> bool:
         """True the first time a server is told about `problem` (a missing permission): told once, not spammed."""
@@ -44,12 +67,14 @@ class DiscordModlog:
             return False
         return True
 
-    async def post_text(self, guild_id: int, channel_id: int, text: str) -> bool:
-        return await self.post(guild_id, channel_id, content=text)
+    async def post_text(self, guild_id: int, channel_id: int, text: Notice) -> bool:
+        return await self.post(guild_id, channel_id, content=await self.render(guild_id, text))
 
-    async def dm_owner(self, guild_id: int, text: str) -> bool:
+    async def dm_owner(self, guild_id: int, text: Notice) -> bool:
         guild = self.client.get_guild(guild_id)
         try:
+            # The owner's own client language is unknown outside an interaction: the server's language.
+            text = await self.render(guild_id, text)
             if guild is None:
                 guild = await self.client.fetch_guild(guild_id)
             owner_id = guild.owner_id

@@ -6,17 +6,22 @@ import logging
 from typing import Protocol
 
 from bot import errors
+from bot.i18n import Message
 from bot.moderation.policy import PolicyRepo
 
 log = logging.getLogger(__name__)
 
 
+# A notice: plain text, or a catalog message the edge renders in the server's language.
+Notice = str | Message
+
+
 class ModlogSink(Protocol):
-    """Posts a plain-text notice to a channel; the Discord edge implements it."""
+    """Posts a notice to a channel; the Discord edge implements it (and picks the server's language)."""
 
-    async def post_text(self, guild_id: int, channel_id: int, text: str) -> bool: ...
+    async def post_text(self, guild_id: int, channel_id: int, text: Notice) -> bool: ...
 
-    async def dm_owner(self, guild_id: int, text: str) -> bool:
+    async def dm_owner(self, guild_id: int, text: Notice) -> bool:
         """Send `text` to the server owner's DMs; False when Discord refused it."""
         ...
 
@@ -34,7 +39,7 @@ class ModerationLog:
         except errors.StorageUnavailable:
             return None
 
-    async def notify(self, guild_id: int, text: str) -> bool:
+    async def notify(self, guild_id: int, text: Notice) -> bool:
         """Post `text` to the server's mod-log; False (and a log line, without the text) when there is none."""
         channel_id = await self.channel_for(guild_id)
         if channel_id is None:
@@ -42,7 +47,7 @@ class ModerationLog:
             return False
         return await self.sink.post_text(guild_id, channel_id, text)
 
-    async def alert_admins(self, guild_id: int, text: str) -> bool:
+    async def alert_admins(self, guild_id: int, text: Notice) -> bool:
         """Tell a server's admins: in its mod-log channel, or by DM to its owner when it has none (or the
         channel refused the post); False when neither took it."""
         channel_id = await self.channel_for(guild_id)

@@ -38,7 +38,7 @@ class ModerationReview:
         record = await self.actions.get(action_id)
         # An id from another server is treated as missing: a button never reaches across servers.
         if record is None or record.guild_id != guild_id:
-            raise errors.InvalidInput("That moderation entry no longer exists.")
+            raise errors.InvalidInput(message_id="input.moderation.entry_gone")
         return record
 
     async def false_positive(self, guild_id: int | None, action_id: int, reviewer_id: int) -> FalsePositive:

@@ -9,6 +9,8 @@ import logging
 import discord
 
 from bot.discord_io.client import OpenAIBot
+from bot.errors import category_names
+from bot.i18n import translate
 from bot.moderation.channel import ChannelModerator, Outcome
 from bot.moderation.policy import Policy
 from bot.moderation.queue import MessageSubject
@@ -18,7 +20,6 @@ from cogs.moderation.modlog import Effects, action_embed
 
 log = logging.getLogger(__name__)
 NOTICE_SECONDS = 20.0
-RETITLED_NAME = "Renamed by moderation"
 
 
 class ModerationActions:
@@ -51,11 +52,10 @@ class ModerationActions:
             ):
                 effects.timed_out = outcome.timeout_seconds
             else:
-                effects.problems.append("timeout failed")
+                effects.problems.append("modlog.problem.timeout_failed")
         await self.moderator.actions.set_effects(
             outcome.action_id, deleted=effects.deleted, warned=effects.warned, timed_out=effects.timed_out
         )
-        embed = action_embed(subject, outcome, effects)
         if outcome.policy.modlog_channel_id is None:
             # No mod-log yet: the bot's own log gets the facts, never the content.
             log.info(
@@ -69,7 +69,9 @@ class ModerationActions:
                 decision.action,
             )
         else:
-            await self.post_modlog(outcome.policy, embed=embed, view=action_view(outcome.action_id))
+            locale = await self.bot.modlog.locale_for(subject.guild_id)
+            embed = action_embed(subject, outcome, effects, locale)
+            await self.post_modlog(outcome.policy, embed=embed, view=action_view(outcome.action_id, locale))
         return effects
 
     async def _retitle(self, subject: MessageSubject, policy: Policy, effects: Effects) -> None:
@@ -81,15 +83,17 @@ class ModerationActions:
             )
             if not isinstance(thread, discord.Thread):
                 return
-            await thread.edit(name=RETITLED_NAME, locked=True, reason="automatic moderation: flagged name")
+            # The new name is public: the server's language.
+            name = translate("moderation.retitled", await self.bot.modlog.locale_for(subject.guild_id))
+            await thread.edit(name=name, locked=True, reason="automatic moderation: flagged name")
             effects.deleted = True
         except discord.NotFound:
             effects.already_gone = True
         except discord.Forbidden:
-            effects.problems.append("could not rename or lock: missing Manage Threads")
+            effects.problems.append("modlog.problem.retitle_forbidden")
             await report_missing(self.bot, policy, "Manage Threads", subject.parent_channel_id)
         except discord.HTTPException as exc:
-            effects.problems.append("could not rename or lock (Discord error)")
+            effects.problems.append("modlog.problem.retitle_failed")
             log.warning("renaming a flagged thread failed: HTTP %s", exc.status)
 
     async def _delete(self, subject: MessageSubject, policy: Policy, effects: Effects) -> None:
@@ -100,43 +104,42 @@ class ModerationActions:
         except discord.NotFound:
             effects.already_gone = True  # deleted before the verdict, or the channel is gone
         except discord.Forbidden:
-            effects.problems.append("could not delete: missing Manage Messages")
+            effects.problems.append("modlog.problem.delete_forbidden")
             await report_missing(self.bot, policy, "Manage Messages", subject.channel_id)
         except discord.HTTPException as exc:
-            effects.problems.append("could not delete (Discord error)")
+            effects.problems.append("modlog.problem.delete_failed")
             log.warning("deleting a flagged message failed: HTTP %s", exc.status)
 
     async def _warn(self, subject: MessageSubject, outcome: Outcome) -> str:
         assert outcome.decision is not None
         guild = self.bot.get_guild(subject.guild_id)
+        # Outside an interaction the member's client language is unknown: the server's language.
+        locale = await self.bot.modlog.locale_for(subject.guild_id)
         place = (
             subject.parent_channel_id
             if subject.is_thread and subject.parent_channel_id
             else subject.channel_id
         )
-        where = f"<#{place}>" + (f" ({guild.name})" if guild else "")
-        what = "The name of your thread" if subject.is_thread else "Your message"
-        done = "was changed" if subject.is_thread else "was removed"
-        text = (
-            f"{what} in {where} {done}: automatic moderation flagged it for "
-            f"{', '.join(outcome.decision.categories)}."
-        )
+        where = f"<#{place}>" + (f" ({discord.utils.escape_markdown(guild.name)})" if guild else "")
+        # Readable names, in lower case mid-sentence ("flagged it for self-harm: intent"; Korean has no case).
+        categories = category_names(outcome.decision.categories, locale).lower()
+        kind = "thread" if subject.is_thread else "message"
+        text = translate(f"moderation.warning.{kind}", locale, where=where, categories=categories)
         limit = outcome.policy.strikes_to_timeout
         if limit and outcome.strikes:
-            text += f" This is strike {outcome.strikes} of {limit}; at {limit} you are timed out."
+            text += " " + translate("moderation.warning.strikes", locale, strike=outcome.strikes, limit=limit)
         try:
             dm = await self.bot.create_dm(discord.Object(subject.author_id))
             await dm.send(text)
             return "dm"
         except discord.HTTPException:
             pass  # DMs closed: a short-lived notice in the channel instead
-        yours = (
-            "the name of your thread was changed" if subject.is_thread else "a message of yours was removed"
+        notice = translate(
+            f"moderation.notice.{kind}", locale, member=f"<@{subject.author_id}>", categories=categories
         )
-        notice = f"<@{subject.author_id}>, {yours}: flagged for " + ", ".join(outcome.decision.categories)
         channel = self.bot.get_partial_messageable(subject.channel_id, guild_id=subject.guild_id)
         try:
-            sent = await channel.send(notice + ".")
+            sent = await channel.send(notice)
         except discord.Forbidden:
             await report_missing(self.bot, outcome.policy, "Send Messages", subject.channel_id)
             return "failed"
@@ -174,18 +177,9 @@ class ModerationActions:
 
     async def report_outage(self, policy: Policy, reason: str) -> None:
         queued = await self.moderator.queue.count(policy.guild_id)
-        if reason == "quota":
-            text = (
-                "The bot's OpenAI account has no credit left (`insufficient_quota`), so the Moderation "
-                "endpoint refuses every request. Messages are kept in a queue "
-                f"({queued} so far) and moderated once credit is added. (Reported once.)"
-            )
-        else:
-            text = (
-                "The Moderation endpoint is failing right now. Messages are kept in a durable queue "
-                f"({queued} so far) and moderated when it recovers. (Reported once per outage.)"
-            )
-        await self.post_modlog(policy, content=text)
+        message_id = "moderation.outage.quota" if reason == "quota" else "moderation.outage.failing"
+        locale = await self.bot.modlog.locale_for(policy.guild_id)
+        await self.post_modlog(policy, content=translate(message_id, locale, queued=queued))
 
     async def close(self) -> None:
         for task in list(self._notice_tasks):

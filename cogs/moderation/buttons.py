@@ -13,7 +13,7 @@ from discord import app_commands
 from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import is_expected, send_failure
-from bot.spans import format_seconds
+from bot.i18n import format_span, translate
 from cogs.moderation.effects import timeout_member
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,11 @@ class ModlogButton(
     Members, so the button never lends the bot's own permission to someone who could not time the author
     out by hand."""
 
-    def __init__(self, kind: str, action_id: int) -> None:
-        label = "Timeout author" if kind == "timeout" else "False positive"
+    def __init__(self, kind: str, action_id: int, locale: str | None = None) -> None:
+        # The label is in the mod-log's language; a pressed button is rebuilt from its id alone.
+        label = translate(
+            "modlog.button.timeout" if kind == "timeout" else "modlog.button.false_positive", locale
+        )
         style = discord.ButtonStyle.danger if kind == "timeout" else discord.ButtonStyle.secondary
         super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"modlog:{kind}:{action_id}"))
         self.kind = kind
@@ -61,13 +64,16 @@ class ModlogButton(
         await interaction.response.defer(ephemeral=True, thinking=True)
         reason = f"mod-log action #{self.action_id}, by {interaction.user}"
         if not await timeout_member(bot, policy, plan.record.author_id, plan.seconds, reason):
-            raise errors.InvalidInput(
-                "I could not time out that member: they left, or I lack the Timeout Members permission "
-                "(or their role is above mine)."
-            )
+            raise errors.InvalidInput(message_id="input.moderation.timeout_failed")
         await bot.services.review.timed_out(plan)
+        locale = str(interaction.locale)
         await interaction.followup.send(
-            f"<@{plan.record.author_id}> is timed out for {format_seconds(plan.seconds, measured=False)}.",
+            translate(
+                "modlog.timed_out",
+                locale,
+                member=f"<@{plan.record.author_id}>",
+                span=format_span(plan.seconds, locale),
+            ),
             ephemeral=True,
         )
 
@@ -76,25 +82,29 @@ class ModlogButton(
         result = await bot.services.review.false_positive(
             interaction.guild_id, self.action_id, interaction.user.id
         )
-        cleared = result.strikes_cleared
+        locale = str(interaction.locale)
         text = (
-            f"Recorded as a false positive; {cleared} strike{'s' if cleared != 1 else ''} cleared."
+            translate("modlog.false_positive.recorded", locale, count=result.strikes_cleared)
             if result.marked
-            else "This entry was already marked as a false positive."
+            else translate("modlog.false_positive.already", locale)
         )
         await interaction.response.send_message(text, ephemeral=True)
         if result.marked and interaction.message is not None and interaction.message.embeds:
             embed = interaction.message.embeds[0]
             embed.colour = discord.Colour.light_grey()
+            # Added to the shared entry: the mod-log's language, not the reviewer's.
+            public = await bot.modlog.locale_for(interaction.guild_id)
             embed.add_field(
-                name="Review", value=f"False positive (by <@{interaction.user.id}>)", inline=False
+                name=translate("modlog.field.review", public),
+                value=translate("modlog.review.false_positive", public, reviewer=f"<@{interaction.user.id}>"),
+                inline=False,
             )
             with contextlib.suppress(discord.HTTPException):
                 await interaction.message.edit(embed=embed)
 
 
-def action_view(action_id: int) -> discord.ui.View:
+def action_view(action_id: int, locale: str | None) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ModlogButton("timeout", action_id))
-    view.add_item(ModlogButton("fp", action_id))
+    view.add_item(ModlogButton("timeout", action_id, locale))
+    view.add_item(ModlogButton("fp", action_id, locale))
     return view

@@ -8,29 +8,39 @@ import logging
 import discord
 
 from bot.discord_io.client import OpenAIBot
+from bot.i18n import translate
 from bot.moderation.policy import Policy
 
 log = logging.getLogger(__name__)
-PERMISSION_PURPOSE = {
-    "Manage Messages": "delete flagged messages",
-    "Manage Threads": "rename and lock threads and forum posts with flagged names",
-    "Timeout Members": "time out members (or their role is above mine)",
-    "Send Messages": "post warnings or the mod-log",
+# Each permission moderation needs: its catalog name, and what the bot cannot do without it.
+PERMISSIONS: dict[str, tuple[str, str]] = {
+    "Manage Messages": ("permission.manage_messages", "moderation.missing.purpose.delete"),
+    "Manage Threads": ("permission.manage_threads", "moderation.missing.purpose.retitle"),
+    "Timeout Members": ("permission.moderate_members", "moderation.missing.purpose.timeout"),
+    "Send Messages": ("permission.send_messages", "moderation.missing.purpose.post"),
 }
+
+
+def missing_permission_text(permission: str, channel_id: int | None, locale: str | None) -> str:
+    name_id, purpose_id = PERMISSIONS.get(permission, ("", "moderation.missing.purpose.act"))
+    name = translate(name_id, locale) if name_id else permission
+    where_id = "moderation.missing.in_channel" if channel_id else "moderation.missing.anywhere"
+    return translate(
+        where_id,
+        locale,
+        permission=name,
+        channel=f"<#{channel_id}>" if channel_id else "",
+        purpose=translate(purpose_id, locale),
+    )
 
 
 async def report_missing(bot: OpenAIBot, policy: Policy, permission: str, channel_id: int | None) -> None:
     """Once per server and permission, in plain words in the mod-log (or the bot's log)."""
     if not bot.modlog.first_report(policy.guild_id, permission):
         return
-    where = f" in <#{channel_id}>" if channel_id else ""
-    text = (
-        f"I am missing the **{permission}** permission{where}, so I cannot "
-        f"{PERMISSION_PURPOSE.get(permission, 'act')}. Grant it to my role; "
-        "until then moderation only logs. (Reported once.)"
-    )
     log.warning("moderation in server %s is missing the %s permission", policy.guild_id, permission)
     if policy.modlog_channel_id is not None:
+        text = missing_permission_text(permission, channel_id, await bot.modlog.locale_for(policy.guild_id))
         await bot.modlog.post(policy.guild_id, policy.modlog_channel_id, content=text)
 
 

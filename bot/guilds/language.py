@@ -1,0 +1,65 @@
+"""The language an admin forces for a server's public posts (`/settings language`); none set = the server's own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from bot import errors
+from bot.i18n import LOCALES
+from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
+from bot.storage.base import Store
+
+
+class ServerLanguages(DataOwner):
+    """Table server_languages: one row per server that forced a language. Read on every public post, so
+    each server's choice is cached after its first read; this process is the only writer."""
+
+    owned_tables = (
+        TablePolicy(
+            "server_languages",
+            "each server's forced language for public posts and who set it",
+            Fate.PSEUDONYMISED,
+            Retention.WHILE_SET,
+        ),
+    )
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[int, str | None] = {}
+
+    async def get(self, guild_id: int) -> str | None:
+        """The forced language (`en`, `ko`), or None when the server's own preferred locale applies."""
+        if guild_id in self._cache:
+            return self._cache[guild_id]
+        row = await self.store.fetchone(
+            "SELECT language FROM server_languages WHERE guild_id = ?", (guild_id,)
+        )
+        language = str(row[0]) if row is not None and row[0] in LOCALES else None
+        self._cache[guild_id] = language
+        return language
+
+    async def set(self, guild_id: int, language: str | None, set_by: int) -> None:
+        """Force `language` for the server's public posts; None goes back to the server's own language."""
+        if language is not None and language not in LOCALES:
+            raise errors.InvalidInput(message_id="input.language.unknown", language=language[:20])
+        async with self.store.transaction() as db:
+            if language is None:
+                await db.execute("DELETE FROM server_languages WHERE guild_id = ?", (guild_id,))
+            else:
+                await db.execute(
+                    "INSERT INTO server_languages (guild_id, language, set_by, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (guild_id) DO UPDATE SET language = excluded.language, "
+                    "set_by = excluded.set_by, updated_at = excluded.updated_at",
+                    (guild_id, language, set_by, time.time()),
+                )
+        self._cache[guild_id] = language
+
+    async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
+        """The server's setting stays; who set it is no longer this member."""
+        where, params = guild_clause(guild_id)
+        changed = await self.store.execute(
+            f"UPDATE server_languages SET set_by = 0 WHERE {where} AND set_by = ?",  # noqa: S608
+            (*params, user_id),
+        )
+        return (Effect("server_languages", Fate.PSEUDONYMISED, changed, "server setting you changed"),)
