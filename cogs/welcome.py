@@ -50,7 +50,7 @@ class Welcome(commands.Cog):
 
     @commands.Cog.listener()
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        locale = str(guild.preferred_locale)
+        locale = await self.bot.modlog.locale_for(guild.id, str(guild.preferred_locale))
         name = self.bot.user.name if self.bot.user else "the bot"
         text = welcome_text(name, guild.name, locale)
         self.reminded[guild.id] = self.clock()
@@ -84,7 +84,8 @@ class Welcome(commands.Cog):
                 continue
             self.reminded[guild.id] = now
             try:
-                await channel.send(translate("modlog.reminder", str(guild.preferred_locale)))
+                locale = await self.bot.modlog.locale_for(guild.id, str(guild.preferred_locale))
+                await channel.send(translate("modlog.reminder", locale))
                 posted += 1
             except discord.HTTPException as exc:
                 log.warning("the mod-log reminder in server %s failed: HTTP %s", guild.id, exc.status)

@@ -318,11 +318,9 @@ class Conversations:
 
     async def check_input(self, request: AskRequest, context: CallContext) -> None:
         if is_blank(request.prompt) and not request.has_files:
-            raise errors.InvalidInput("Your prompt is empty. Write a question after `/ask`.")
+            raise errors.InvalidInput(message_id="input.ask.empty")
         if len(request.prompt) > MAX_PROMPT_CHARS:
-            raise errors.InvalidInput(
-                f"Your prompt is over {MAX_PROMPT_CHARS} characters; please shorten it."
-            )
+            raise errors.InvalidInput(message_id="input.ask.too_long", limit=f"{MAX_PROMPT_CHARS:,}")
         if not is_blank(request.prompt):
             await self.moderation.require_clean_input(
                 request.moderation_text or request.prompt, context=context, what="Your prompt"

@@ -27,7 +27,6 @@ FENCE_LANGUAGE = {
     ".js": "javascript",
     ".ts": "typescript",
 }
-ACCEPTED = "text or code, Markdown, CSV, JSON, PDF, or a PNG, JPEG, GIF or WebP image"
 SNIFF_BYTES = 8192
 
 
@@ -50,15 +49,13 @@ def is_pdf(data: bytes) -> bool:
 
 
 def unknown_type(name: str) -> UnreadableFile:
-    return UnreadableFile(
-        f"I can't read `{name}`: I read {ACCEPTED}. Convert it to one of those and try again."
-    )
+    return UnreadableFile(message_id="file.unknown_type", name=name)
 
 
 def read_document(name: str, data: bytes, *, max_pages: int) -> Document:
     """A document's text (blocking: run it in a thread); UnreadableFile with the reason when it can't be read."""
     if not data:
-        raise UnreadableFile(f"`{name}` is empty: there is nothing in it to read.")
+        raise UnreadableFile(message_id="file.empty", name=name)
     if is_pdf(data):
         return _read_pdf(name, data, max_pages=max_pages)
     suffix = PurePosixPath(name.lower()).suffix
@@ -67,7 +64,7 @@ def read_document(name: str, data: bytes, *, max_pages: int) -> Document:
         raise unknown_type(name)
     text = text.replace("\r\n", "\n")
     if not text.strip():
-        raise UnreadableFile(f"`{name}` has no text in it.")
+        raise UnreadableFile(message_id="file.no_text", name=name)
     return Document(name, _text_kind(suffix, text), text)
 
 
@@ -120,28 +117,23 @@ def _read_pdf(name: str, data: bytes, *, max_pages: int) -> Document:
             except (DependencyError, NotImplementedError, FileNotDecryptedError, PdfReadError):
                 opened = False
             if not opened:
-                raise UnreadableFile(
-                    f"`{name}` is encrypted with a password, so I can't read it. Attach a copy without one."
-                )
+                raise UnreadableFile(message_id="file.encrypted", name=name)
         pages = len(reader.pages)
         if pages > max_pages:
             raise UnreadableFile(
-                f"`{name}` has {pages} pages; I read PDFs of at most {max_pages} pages. "
-                "Attach the pages you need as a shorter PDF."
+                message_id="file.too_many_pages", name=name, pages=pages, max_pages=max_pages
             )
         texts = [page.extract_text() or "" for page in reader.pages]
     except UnreadableFile:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         log.info("could not read a PDF: %s", type(exc).__name__)
-        raise UnreadableFile(f"`{name}` looks damaged: I could not read it as a PDF.") from exc
+        raise UnreadableFile(message_id="file.damaged_pdf", name=name) from exc
     text = "\n\n".join(
         f"[page {number}]\n{body.strip()}" for number, body in enumerate(texts, 1) if body.strip()
     )
     if not text:
-        raise UnreadableFile(
-            f"`{name}` has no text I can extract (it may be scanned pages). Attach a PDF with text, or images."
-        )
+        raise UnreadableFile(message_id="file.no_pdf_text", name=name)
     return Document(name, "pdf", text, pages)
 
 

@@ -28,18 +28,16 @@ def _sniff_image(data: bytes) -> str | None:
 def check_image_size(filename: str, size: int) -> None:
     """Refuse an image from its declared size, before downloading it (a server may allow 100 MiB uploads)."""
     if size > MAX_VISION_BYTES:
-        raise errors.InvalidInput(f"`{filename}` is over 20 MB, the largest image the model accepts.")
+        raise errors.InvalidInput(message_id="input.vision.too_large", name=filename)
 
 
 async def image_data_url(filename: str, data: bytes) -> str:
     """A data: URL for a vision request, or InvalidInput when the bytes are not a supported image."""
     if not data:
-        raise errors.InvalidInput(f"`{filename}` is empty. Attach a PNG, JPEG, GIF or WebP image.")
+        raise errors.InvalidInput(message_id="input.vision.empty", name=filename)
     check_image_size(filename, len(data))
     check_pixels(filename, data)
     mime = await asyncio.to_thread(_sniff_image, data)
     if mime is None:
-        raise errors.InvalidInput(
-            f"`{filename}` is not an image I can read. Attach a PNG, JPEG, GIF or WebP image."
-        )
+        raise errors.InvalidInput(message_id="input.vision.unreadable", name=filename)
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"

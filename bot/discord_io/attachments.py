@@ -14,6 +14,7 @@ import discord
 from bot import errors
 from bot.chat.documents import Document, UnreadableFile, read_document
 from bot.chat.vision import image_data_url
+from bot.i18n import translate
 from bot.util.images import header_size
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,17 @@ MAX_FILES_PER_MESSAGE = 4  # a mention's attachments read as context; /ask takes
 
 
 class AttachmentUnavailable(errors.BotError):
-    """An attachment that could not be read: refused address, timeout, or over its size cap."""
+    """An attachment that could not be read: refused address, timeout, or over its size cap.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    A catalog message and its parameters, rendered in the reader's language where it is shown."""
+
+    def __init__(self, message_id: str, **params: object) -> None:
+        super().__init__(translate(message_id, None, **params))
+        self.attachment_message_id = message_id
+        self.attachment_params = params
 
     def user_message(self, locale: str | None = None) -> str:
-        # Not yet in the catalog (next session): the reader sees the English sentence.
-        return self.message
+        return translate(self.attachment_message_id, locale, **self.attachment_params)
 
 
 def allowed_hosts() -> frozenset[str]:
@@ -55,41 +58,32 @@ class AttachmentReader:
         or it turns out larger than `max_bytes` (checked from the declared size, then while streaming)."""
         name = attachment.filename
         if attachment.size > max_bytes:
-            raise AttachmentUnavailable(self._too_big(name, max_bytes))
+            raise self._too_big(name, max_bytes)
         url = urlsplit(attachment.url)
         if url.scheme not in ("https", "http") or url.hostname not in allowed_hosts():
             log.warning("refused to fetch an attachment from a host that is not Discord's: %s", url.hostname)
-            raise AttachmentUnavailable(
-                f"I can't open `{name}`: it is not stored on Discord, and I only read files Discord stores. "
-                "Upload the file itself to Discord and try again."
-            )
+            raise AttachmentUnavailable("attachment.not_discord", name=name)
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
             async with self._session.get(attachment.url) as response:
                 if response.status != 200:
-                    raise AttachmentUnavailable(
-                        f"Discord could not give me `{name}` (HTTP {response.status}). Post it again and retry."
-                    )
+                    raise AttachmentUnavailable("attachment.http", name=name, status=response.status)
                 data = bytearray()
                 async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                     data += chunk
                     if len(data) > max_bytes:
-                        raise AttachmentUnavailable(self._too_big(name, max_bytes))
+                        raise self._too_big(name, max_bytes)
                 return bytes(data)
         except TimeoutError:
-            raise AttachmentUnavailable(
-                f"Discord's file server did not send `{name}` in time. Try again in a moment."
-            ) from None
+            raise AttachmentUnavailable("attachment.timeout", name=name) from None
         except aiohttp.ClientError as exc:
             log.info("reading an attachment failed: %s", type(exc).__name__)
-            raise AttachmentUnavailable(
-                f"I could not download `{name}` from Discord. Try again in a moment."
-            ) from exc
+            raise AttachmentUnavailable("attachment.download", name=name) from exc
 
     @staticmethod
-    def _too_big(name: str, max_bytes: int) -> str:
-        return f"`{name}` is larger than {max_bytes / 1024 / 1024:.0f} MiB, the most I read for this."
+    def _too_big(name: str, max_bytes: int) -> AttachmentUnavailable:
+        return AttachmentUnavailable("attachment.too_large", name=name, mib=f"{max_bytes / 1024 / 1024:.0f}")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -108,9 +102,7 @@ class AskFiles:
 def check_file_size(name: str, size: int, *, max_bytes: int) -> None:
     """Refuse a file from its declared size, before anything is deferred or downloaded."""
     if size > max_bytes:
-        raise UnreadableFile(
-            f"`{name}` is larger than {max_bytes / 1024 / 1024:g} MiB, the most I read of a file."
-        )
+        raise UnreadableFile(message_id="file.too_large", name=name, mib=f"{max_bytes / 1024 / 1024:g}")
 
 
 async def read_ask_files(

@@ -12,6 +12,7 @@ from discord import app_commands
 
 from bot import errors
 from bot.discord_io.admission import AdmissionRefused
+from bot.discord_io.modlog import public_locale
 from bot.i18n import format_span, translate
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ async def send_failure(interaction: discord.Interaction, error: BaseException) -
             channel = interaction.channel
             if isinstance(channel, discord.abc.Messageable):
                 # A public post: the server's language, and never an admin's detail.
-                public = describe_failure(error, str(interaction.guild_locale or interaction.locale))
+                public = describe_failure(error, await public_locale(interaction))
                 with contextlib.suppress(discord.HTTPException):
                     await channel.send(f"{interaction.user.mention} {public}")
                     return

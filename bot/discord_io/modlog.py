@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 
@@ -20,11 +21,11 @@ class DiscordModlog:
         self.client = client
         self._reported: set[tuple[int, str]] = set()
 
-    async def locale_for(self, guild_id: int | None) -> str:
+    async def locale_for(self, guild_id: int | None, fallback: str | None = None) -> str:
         """The language of a server's public posts: the one its admins forced (`/settings language`),
-        otherwise the server's own preferred locale."""
+        otherwise the server's own preferred locale (`fallback` when the server is not cached)."""
         if guild_id is None:
-            return DEFAULT_LOCALE
+            return fallback or DEFAULT_LOCALE
         services = getattr(self.client, "services", None)
         if services is not None:
             try:
@@ -34,7 +35,7 @@ class DiscordModlog:
             if forced is not None:
                 return str(forced)
         guild = self.client.get_guild(guild_id)
-        return str(guild.preferred_locale) if guild is not None else DEFAULT_LOCALE
+        return str(guild.preferred_locale) if guild is not None else fallback or DEFAULT_LOCALE
 
     async def render(self, guild_id: int, text: Notice) -> str:
         return text.render(await self.locale_for(guild_id)) if isinstance(text, Message) else text
@@ -86,3 +87,14 @@ class DiscordModlog:
             log.warning("a DM to the owner of server %s failed: HTTP %s", guild_id, exc.status)
             return False
         return True
+
+
+async def public_locale(interaction: discord.Interaction[Any]) -> str:
+    """The language of a public post answering `interaction` (framing texts, notices in the channel): the
+    server's forced language, else the server's own; in DMs, the member's. Ephemeral replies use
+    `interaction.locale` instead."""
+    fallback = str(interaction.guild_locale or interaction.locale)
+    modlog = getattr(interaction.client, "modlog", None)
+    if interaction.guild_id is None or not isinstance(modlog, DiscordModlog):
+        return str(interaction.locale) if interaction.guild_id is None else fallback
+    return await modlog.locale_for(interaction.guild_id, fallback)

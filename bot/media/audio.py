@@ -28,7 +28,7 @@ PART_RATE = 48_000
 _AUDIO_HINTS = (*API_EXTENSIONS, "opus", "oga", "aac", "amr", "mov", "mkv", "m4v", "3gp", "wma", "aiff")
 _NOT_MEDIA_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF")
 
-ACCEPTED_TEXT = "flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav and webm"
+ACCEPTED_TEXT = "flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav, webm"
 
 
 class NotAudio(errors.InvalidInput):
@@ -105,21 +105,15 @@ def probe(data: bytes) -> Probe:
 
 def _refuse_unreadable(filename: str, content_type: str | None) -> errors.InvalidInput:
     if looks_like_media(filename, content_type):
-        return CorruptAudio(
-            f"`{filename}` looks like an audio or video file but it can't be decoded: it is corrupt, "
-            "truncated or in a format I can't read. Re-export it (or record it again) and try once more."
-        )
-    return NotAudio(f"`{filename}` is not an audio or video file. I can transcribe {ACCEPTED_TEXT} files.")
+        return CorruptAudio(message_id="input.audio.corrupt", name=filename)
+    return NotAudio(message_id="input.audio.not_audio", name=filename, formats=ACCEPTED_TEXT)
 
 
 class TooLong(errors.InvalidInput):
     """Audio longer than the bot transcribes in one request (TRANSCRIPTION_MAX_MINUTES)."""
 
     def __init__(self, filename: str, max_seconds: float) -> None:
-        super().__init__(
-            f"`{filename}` is longer than {max_seconds / 60:g} minutes, the longest recording I transcribe. "
-            "Cut it into shorter pieces and transcribe each one."
-        )
+        super().__init__(message_id="input.audio.too_long", name=filename, minutes=f"{max_seconds / 60:g}")
 
 
 def prepare_upload(
@@ -184,8 +178,7 @@ def split_audio(
             return parts
         seconds /= 2
     raise errors.InvalidInput(
-        f"`{filename}` could not be cut into parts under the transcription limit of "
-        f"{limit_bytes / 1024 / 1024:.0f} MiB."
+        message_id="input.audio.unsplittable", name=filename, mib=f"{limit_bytes / 1024 / 1024:.0f}"
     )
 
 

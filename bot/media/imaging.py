@@ -147,27 +147,27 @@ def inspect_picture(name: str, data: bytes) -> _Picture:
             if extension is not None:
                 alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
                 return _Picture(extension, opened.size, alpha)
-    raise errors.InvalidInput(f"`{name[:80]}` is not a PNG, JPEG or WebP picture, so I can't edit it.")
+    raise errors.InvalidInput(message_id="input.image.not_editable", name=name[:80])
 
 
 def check_edit(source: EditSource) -> _Picture:
     """The picture's format, or InvalidInput when it or its mask cannot be sent for an edit."""
     if len(source.image) > MAX_EDIT_IMAGE_BYTES:
         raise errors.InvalidInput(
-            f"`{source.image_name[:80]}` is larger than {MAX_EDIT_IMAGE_BYTES // 1024 // 1024} MiB, "
-            "the most I edit. Send a smaller picture."
+            message_id="input.image.edit_too_large",
+            name=source.image_name[:80],
+            mib=MAX_EDIT_IMAGE_BYTES // 1024 // 1024,
         )
     picture = inspect_picture(source.image_name, source.image)
     if source.mask is not None:
         mask = inspect_picture(source.mask_name, source.mask)
         if mask.extension != "png" or not mask.has_alpha:
-            raise errors.InvalidInput(
-                "The mask must be a PNG with transparency: transparent where the picture may change."
-            )
+            raise errors.InvalidInput(message_id="input.image.mask_alpha")
         if mask.size != picture.size:
             raise errors.InvalidInput(
-                f"The mask is {mask.size[0]}×{mask.size[1]} but the picture is "
-                f"{picture.size[0]}×{picture.size[1]}: they must be the same size."
+                message_id="input.image.mask_size",
+                mask=f"{mask.size[0]}×{mask.size[1]}",
+                picture=f"{picture.size[0]}×{picture.size[1]}",
             )
     return picture
 
@@ -175,9 +175,9 @@ def check_edit(source: EditSource) -> _Picture:
 def check_prompt(prompt: str) -> str:
     prompt = prompt.strip()
     if is_blank(prompt):
-        raise errors.InvalidInput("The prompt is empty. Describe the image you want.")
+        raise errors.InvalidInput(message_id="input.image.prompt_empty")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise errors.InvalidInput(f"The prompt is too long: at most {MAX_PROMPT_CHARS} characters.")
+        raise errors.InvalidInput(message_id="input.image.prompt_too_long", limit=f"{MAX_PROMPT_CHARS:,}")
     return prompt
 
 

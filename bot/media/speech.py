@@ -101,19 +101,18 @@ def check_request(text: str, voice: str, style: str | None, model: str) -> tuple
     """The text and style to read, or InvalidInput saying what to change."""
     text = text.strip()
     if is_blank(text):
-        raise errors.InvalidInput("There is no text to read aloud. Give me some words to say.")
+        raise errors.InvalidInput(message_id="input.speech.empty")
     if len(text) > MAX_TEXT_CHARS:
-        raise errors.InvalidInput(f"That is too long to read aloud: at most {MAX_TEXT_CHARS:,} characters.")
+        raise errors.InvalidInput(message_id="input.speech.too_long", limit=f"{MAX_TEXT_CHARS:,}")
     if voice not in VOICES:
-        raise errors.InvalidInput(f"`{voice[:40]}` is not a voice. Pick one of: {', '.join(VOICES)}.")
+        raise errors.InvalidInput(message_id="input.speech.voice", voice=voice[:40], voices=", ".join(VOICES))
     if model.startswith("tts-") and voice not in CLASSIC_VOICES:
         raise errors.InvalidInput(
-            f"The voice `{voice}` needs a newer speech model than this bot uses. "
-            f"Pick one of: {', '.join(CLASSIC_VOICES)}."
+            message_id="input.speech.voice_model", voice=voice, voices=", ".join(CLASSIC_VOICES)
         )
     style = style.strip() if style else None
     if style and len(style) > MAX_STYLE_CHARS:
-        raise errors.InvalidInput(f"The style is too long: at most {MAX_STYLE_CHARS} characters.")
+        raise errors.InvalidInput(message_id="input.speech.style_too_long", limit=f"{MAX_STYLE_CHARS:,}")
     return text, style or None
 
 

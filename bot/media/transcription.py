@@ -86,9 +86,7 @@ def normalise_language(language: str | None) -> str | None:
         return None
     code = language.strip().lower()
     if not LANGUAGE_CODE.fullmatch(code):
-        raise errors.InvalidInput(
-            f"`{language[:40]}` is not a language code. Use a two-letter code such as `en`, `fr` or `ja`."
-        )
+        raise errors.InvalidInput(message_id="input.transcription.language_code", language=language[:40])
     return code
 
 
@@ -101,7 +99,9 @@ def normalise_target(language: str | None) -> str | None:
         if wanted in (code.lower(), name.lower()):
             return code
     raise errors.InvalidInput(
-        f"I can't translate into `{language[:40]}`. Pick one of: {', '.join(TARGET_LANGUAGES.values())}."
+        message_id="input.transcription.target",
+        language=language[:40],
+        languages=", ".join(f"`{code}`" for code in TARGET_LANGUAGES),
     )
 
 
@@ -131,9 +131,11 @@ class Transcriber:
         """Refuse before downloading a file too big to hold in memory."""
         if size > self.max_file_bytes:
             raise errors.InvalidInput(
-                f"`{filename}` is {size / 1024 / 1024:.0f} MiB; I transcribe files up to "
-                f"{self.max_file_bytes / 1024 / 1024:.0f} MiB (bigger ones are split into "
-                f"{self.limit_bytes / 1024 / 1024:.0f} MiB parts for the API)."
+                message_id="input.transcription.too_large",
+                name=filename,
+                mib=f"{size / 1024 / 1024:.0f}",
+                max_mib=f"{self.max_file_bytes / 1024 / 1024:.0f}",
+                part_mib=f"{self.limit_bytes / 1024 / 1024:.0f}",
             )
 
     async def prepare(self, filename: str, content_type: str | None, data: bytes) -> list[AudioPart]:

@@ -157,15 +157,15 @@ class PolicyRepo(DataOwner):
 def validate(policy: Policy) -> None:
     for category, threshold in policy.thresholds.items():
         if category not in CATEGORIES:
-            raise errors.InvalidInput(f"`{category}` is not a moderation category.")
+            raise errors.InvalidInput(message_id="input.policy.category", category=category[:40])
         if not 0.0 < threshold <= 1.0:
-            raise errors.InvalidInput("A threshold is a score between 0 and 1 (for example 0.6).")
+            raise errors.InvalidInput(message_id="input.policy.threshold")
     for category, action in [*policy.actions.items(), ("default", policy.default_action)]:
         if category != "default" and category not in CATEGORIES:
-            raise errors.InvalidInput(f"`{category}` is not a moderation category.")
+            raise errors.InvalidInput(message_id="input.policy.category", category=category[:40])
         if action not in ACTIONS:
-            raise errors.InvalidInput(f"`{action}` is not an action (log, delete or warn).")
+            raise errors.InvalidInput(message_id="input.policy.action", action=action[:40])
     if policy.strikes_to_timeout < 0 or policy.strike_window <= 0:
-        raise errors.InvalidInput("Strikes must be zero (no escalation) or more, within a positive window.")
+        raise errors.InvalidInput(message_id="input.policy.strikes")
     if not 0 < policy.timeout_seconds <= 28 * 86400:
-        raise errors.InvalidInput("A timeout lasts between one minute and 28 days.")
+        raise errors.InvalidInput(message_id="input.policy.timeout")

@@ -233,13 +233,11 @@ class Recall:
         """Moderate the query, embed it, match it among `channel_ids` (those the member can read)."""
         assert context.guild_id is not None
         if is_blank(query):
-            raise errors.InvalidInput("Your query is empty. Write what you are looking for.")
+            raise errors.InvalidInput(message_id="input.recall.empty")
         if len(query) > MAX_QUERY_CHARS:
-            raise errors.InvalidInput(f"Your query is over {MAX_QUERY_CHARS} characters; please shorten it.")
+            raise errors.InvalidInput(message_id="input.recall.too_long", limit=f"{MAX_QUERY_CHARS:,}")
         if not await self.index.enabled(context.guild_id):
-            raise errors.InvalidInput(
-                "Recall is off in this server. A member with Manage Server can turn it on with `/recall enable`."
-            )
+            raise errors.InvalidInput(message_id="input.recall.off")
         await self.moderator.gate.require_clean_input(query, context=context, what="Your query")
         vector = await self._embed_query(query, context)
         return await self.index.search(context.guild_id, vector, channel_ids, limit=limit)

@@ -36,7 +36,4 @@ def check_pixels(name: str, data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) 
     """Refuse an image whose canvas is over `max_pixels` (a "decompression bomb"), before decoding it."""
     size = header_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageTooLarge(
-            f"`{name}` is too large to open: its canvas is over {max_pixels // 1_000_000} megapixels. "
-            "Resize it (for example to 4096 pixels on the long side) and try again."
-        )
+        raise ImageTooLarge(message_id="file.too_many_pixels", name=name, megapixels=max_pixels // 1_000_000)
