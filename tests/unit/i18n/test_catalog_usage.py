@@ -54,7 +54,9 @@ def _literals(path: Path) -> tuple[set[str], set[str]]:
     ids: set[str] = set()
     prefixes: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    in_fstrings = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    in_fstrings = {
+        id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values
+    }
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Constant)
