@@ -73,9 +73,9 @@ class ChatModels(DataOwner):
         name = model.strip()
         if name not in self.allowed:
             raise ModelNotAllowed(
-                f"`{name[:100]}` is not one of the models this bot offers: "
-                + ", ".join(f"`{m}`" for m in self.allowed)
-                + "."
+                message_id="input.model.not_allowed",
+                model=name[:100],
+                models=", ".join(f"`{m}`" for m in self.allowed),
             )
         return name
 

@@ -133,7 +133,7 @@ def prepare_upload(
     import av
 
     if not data:
-        raise NotAudio(f"`{filename}` is empty. Attach an audio or video file ({ACCEPTED_TEXT}).")
+        raise NotAudio(message_id="input.audio.empty", name=filename, formats=ACCEPTED_TEXT)
     extension = sniff_format(data)
     if extension is None or data.startswith(_NOT_MEDIA_MAGIC):
         raise _refuse_unreadable(filename, content_type)
@@ -143,7 +143,7 @@ def prepare_upload(
         log.info("audio probe failed: %s", type(exc).__name__)
         raise _refuse_unreadable(filename, content_type or "audio/unknown") from exc
     if not found.has_audio:
-        raise NotAudio(f"`{filename}` has no sound track, so there is nothing to transcribe.")
+        raise NotAudio(message_id="input.audio.no_sound", name=filename)
     # Decoding costs worker time in proportion to the length, however small the file: a long silence
     # compresses to almost nothing. The header's duration refuses it before any decoding.
     if found.seconds is not None and found.seconds > max_seconds:

@@ -179,10 +179,7 @@ class Transcriber:
                 )
             except errors.BadRequest as exc:
                 if "corrupt" in exc.detail.lower() or "unsupported" in exc.detail.lower():
-                    raise CorruptAudio(
-                        f"OpenAI could not decode `{filename}`: the file is corrupt or in an unusual "
-                        "encoding. Re-export it as mp3, m4a or ogg and try again."
-                    ) from exc
+                    raise CorruptAudio(message_id="input.audio.undecodable", name=filename) from exc
                 raise
             texts.append(transcript.text.strip())
         # Parts are cut at fixed lengths, usually mid-sentence: join them as one running text.

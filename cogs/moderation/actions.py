@@ -46,7 +46,9 @@ class ModerationActions:
         if decision.action == "warn" or silent:
             effects.warned = await self._warn(subject, outcome)
         if outcome.timeout_seconds:
-            reason = f"{outcome.strikes} moderation strikes"
+            # The audit log's reason: read by the server's admins, in its language.
+            audit_locale = await self.bot.modlog.locale_for(subject.guild_id)
+            reason = translate("moderation.audit.strikes", audit_locale, count=outcome.strikes)
             if await timeout_member(
                 self.bot, outcome.policy, subject.author_id, outcome.timeout_seconds, reason
             ):
@@ -83,9 +85,13 @@ class ModerationActions:
             )
             if not isinstance(thread, discord.Thread):
                 return
-            # The new name is public: the server's language.
-            name = translate("moderation.retitled", await self.bot.modlog.locale_for(subject.guild_id))
-            await thread.edit(name=name, locked=True, reason="automatic moderation: flagged name")
+            # The new name is public, and the audit log's reason for admins: the server's language.
+            locale = await self.bot.modlog.locale_for(subject.guild_id)
+            await thread.edit(
+                name=translate("moderation.retitled", locale),
+                locked=True,
+                reason=translate("moderation.audit.flagged_name", locale),
+            )
             effects.deleted = True
         except discord.NotFound:
             effects.already_gone = True

@@ -62,7 +62,12 @@ class ModlogButton(
         plan = await bot.services.review.plan_timeout(interaction.guild_id, self.action_id)
         policy = await bot.services.channel_moderation.policies.get(plan.record.guild_id)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        reason = f"mod-log action #{self.action_id}, by {interaction.user}"
+        reason = translate(
+            "moderation.audit.button",
+            await bot.modlog.locale_for(interaction.guild_id),
+            action=self.action_id,
+            moderator=str(interaction.user),
+        )
         if not await timeout_member(bot, policy, plan.record.author_id, plan.seconds, reason):
             raise errors.InvalidInput(message_id="input.moderation.timeout_failed")
         await bot.services.review.timed_out(plan)

@@ -117,3 +117,16 @@ async def test_refusals_of_input_and_files_follow_the_members_language(
     assert "I can't read `tool.exe`" in english.all_text()
     blank = await run(fake_discord, world, "ask", {"prompt": "\u200b"}, locale="ko")
     assert "질문이 비어 있습니다" in blank.all_text()
+
+
+async def test_the_quota_notice_reaches_the_mod_log_in_the_servers_language(
+    start_bot: Any, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, modlog_id: int
+) -> None:
+    bot = await start_bot(quota_cooldown=60)
+    await set_policy(bot, world.guild_id, modlog_channel_id=modlog_id)
+    await _language(fake_discord, world, "ko", user=world.moderator_id)
+    fake_openai.inject_insufficient_quota("/chat/completions")
+    refused = await run(fake_discord, world, "ask", {"prompt": "hello"})
+    assert "The admins have been told" in refused.all_text()  # the member's own (English) client
+    [notice] = [p["content"] for p in bot_posts(fake_discord, modlog_id)]
+    assert notice.startswith("봇의 OpenAI 계정에 크레딧이 떨어져") and "1분마다" in notice
