@@ -130,3 +130,18 @@ async def test_the_quota_notice_reaches_the_mod_log_in_the_servers_language(
     assert "The admins have been told" in refused.all_text()  # the member's own (English) client
     [notice] = [p["content"] for p in bot_posts(fake_discord, modlog_id)]
     assert notice.startswith("봇의 OpenAI 계정에 크레딧이 떨어져") and "1분마다" in notice
+
+
+async def test_a_korean_server_gets_korean_moderation_without_any_setting(
+    mod_bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    guild_id, general = await fake_discord.join_guild("한국 서버", locale="ko")
+    modlog = fake_discord.add_channel(guild_id, "검열-로그")
+    member = fake_discord.add_member(guild_id, name="bob")
+    await fake_discord.wait_until(lambda: mod_bot.get_channel(modlog) is not None, what="the channel")
+    await set_policy(mod_bot, guild_id, modlog_channel_id=modlog)
+    await fake_discord.post_message(general, member, "FLAGME")
+    await fake_discord.wait_until(lambda: bool(bot_posts(fake_discord, modlog)), what="a mod-log entry")
+    assert bot_posts(fake_discord, modlog)[-1]["embeds"][0]["title"] == "검열에 걸린 메시지"
+    await fake_discord.wait_until(lambda: bool(fake_discord.dms), what="the warning")
+    assert "메시지가 삭제되었습니다" in fake_discord.dms[-1]["content"]
