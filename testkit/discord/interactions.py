@@ -521,8 +521,10 @@ class InteractionSender:
         user_id: int,
         permissions: int | None = None,
         values: list[str] | None = None,
+        locale: str = "en-US",
     ) -> FakeInteraction:
-        """A component interaction (type 3); ``custom_id`` may be an int index among interactive components."""
+        """A component interaction (type 3) from a client in ``locale``; ``custom_id`` may be an int index
+        among interactive components."""
         msg = self.world.message_index.get(message_id)
         if msg is None:
             raise AssertionError(f"unknown message {message_id}")
@@ -559,6 +561,7 @@ class InteractionSender:
             channel_id=channel_id,
             user_id=user_id,
             permissions=permissions,
+            locale=locale,
             message=msg,
         )
         return await self._send(fi)
