@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 from matplotlib import image as mpimg
 
+from bot.chat.inflight import Orphan
 from bot.cost.chart import BACKGROUND, CAP
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.interrupted import tell_interrupted
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.driver import answered, invoke, run
 from testkit.openai import FakeOpenAI
@@ -201,3 +203,17 @@ async def test_usage_chart_is_an_opaque_card_with_the_members_daily_cap(
     )
     uncapped = await run(fake_discord, world, "usage", locale="ko")
     assert not has_colour(decoded(usage_files(uncapped)[0].data), CAP)
+
+
+async def test_the_interrupted_notice_is_in_the_servers_language(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    korean_server(fake_discord, world)  # before the bot connects: its guild cache holds the language
+    bot = await start_bot()
+    fake_openai.queue_chat_replies("half an answer")
+    asked = await ask_in(fake_discord, world, "a question", locale="en-US")
+    # As at start-up after a crash: the row names only the application and the token.
+    edited = await tell_interrupted(bot, [Orphan(int(fake_discord.world.application_id), asked.token, None)])
+    assert edited == 1
+    await asked.wait_for(lambda i: "중단" in (i.original or {}).get("content", ""), timeout=5)
+    assert asked.original is not None and "다시 질문해 주세요" in asked.original["content"]
