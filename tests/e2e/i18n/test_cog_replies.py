@@ -217,3 +217,29 @@ async def test_the_interrupted_notice_is_in_the_servers_language(
     assert edited == 1
     await asked.wait_for(lambda i: "중단" in (i.original or {}).get("content", ""), timeout=5)
     assert asked.original is not None and "다시 질문해 주세요" in asked.original["content"]
+
+
+async def test_a_refused_mention_is_answered_in_the_servers_language(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    korean_server(fake_discord, world)  # before the bot connects: its guild cache holds the language
+    bot = await start_bot()
+    await bot.services.limits.store.set_enabled(world.guild_id, "ask", False, world.moderator_id)
+    assert bot.user is not None
+    message = await fake_discord.post_message(
+        world.channel_id, world.member_id, f"<@{bot.user.id}> 안녕", mentions_bot=True
+    )
+
+    def refusal() -> str:
+        return next(
+            (
+                sent["content"]
+                for sent in fake_discord.messages_in(world.channel_id)
+                if str((sent.get("message_reference") or {}).get("message_id")) == str(message["id"])
+            ),
+            "",
+        )
+
+    await fake_discord.wait_until(lambda: bool(refusal()), timeout=10, what="the refusal")
+    assert "이 서버의 관리자가 `/ask`을(를) 꺼 두었습니다." in refusal()
+    assert fake_openai.calls("/chat/completions") == []
