@@ -23,6 +23,7 @@ from bot.discord_io.admission import admit_interaction, requester
 from bot.discord_io.attachments import AskFiles, check_file_size, read_ask_files
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import describe_failure, is_expected, send_failure
+from bot.discord_io.locales import member_locale, message_locale, reply_locale
 from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
@@ -32,6 +33,7 @@ from bot.discord_io.replies import (
     send_followup,
 )
 from bot.discord_io.text import message_text, preview, reply_to
+from bot.i18n import translate
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.util.aio import stop_task
@@ -43,12 +45,16 @@ QUOTE_CHARS = 150  # of the question quoted above a public answer
 CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped, without repeating it."
 
 
-def render_answer(answer: Answer, max_tokens: int) -> str:
+def truncated_note(max_tokens: int, locale: str | None) -> str:
+    return "\n-# " + translate("ask.note.truncated", locale, tokens=max_tokens)
+
+
+def render_answer(answer: Answer, max_tokens: int, locale: str | None = None) -> str:
     text = answer.text
     if answer.truncated:
-        text += f"\n-# (answer cut at the {max_tokens}-token limit; ask me to continue)"
+        text += truncated_note(max_tokens, locale)
     if not answer.remembered:
-        text += "\n-# (I could not save this exchange to the channel's memory)"
+        text += "\n-# " + translate("ask.note.not_remembered", locale)
     for note in answer.notes:
         text += f"\n-# ({note})"
     return text
@@ -60,9 +66,9 @@ def quote_line(prompt: str, user_id: int) -> str:
     return f"> {question} — <@{user_id}>\n"
 
 
-def stopped_text(header: str, shown: str, stopper_id: int) -> str:
+def stopped_text(header: str, shown: str, stopper_id: int, locale: str | None = None) -> str:
     body = shown if shown.strip() else "…"
-    return f"{header}{body}\n-# (stopped by <@{stopper_id}> before the end)"
+    return f"{header}{body}\n-# " + translate("ask.note.stopped", locale, user=f"<@{stopper_id}>")
 
 
 def can_reply(message: discord.Message) -> bool:
@@ -122,9 +128,9 @@ class Ask(commands.Cog):
         if file is not None:
             check_file_size(file.filename, file.size, max_bytes=self._file_max_bytes)
         if thread and private:
-            raise errors.InvalidInput("A thread is public: ask with `private` or with `thread`, not both.")
+            raise errors.InvalidInput(message_id="ask.invalid.thread_private")
         if thread and interaction.guild is None:
-            raise errors.InvalidInput("Threads exist only in servers: ask without `thread` here.")
+            raise errors.InvalidInput(message_id="ask.invalid.thread_dm")
         # The answer's work (moderating the prompt, reading the history) starts beside the deferral instead
         # of one round trip after it; the deferral still goes on the wire first (docs/performance.md).
         deferred: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -198,6 +204,7 @@ class Ask(commands.Cog):
         reply = StreamingReply(original, create_followup, interval=self.settings.stream_edit_interval)
         # Members reading the channel see what was asked and by whom; private answers need no reminder.
         header = "" if private else quote_line(quoted or request.prompt, request.user_id)
+        locale = reply_locale(interaction, private=private)
         key = interaction.id
         shown = ""  # the newest text on screen: with STREAM_MODERATION=before it passed moderation
 
@@ -208,7 +215,7 @@ class Ask(commands.Cog):
                 watch.stage("first_token")
             await reply.update(header + text)
 
-        original.set_view(answer_view(key, stop=True))
+        original.set_view(answer_view(key, stop=True, locale=locale))
         # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
         started = self.inflight.started(interaction.application_id, interaction.token)
         chat: asyncio.Task[Answer] = asyncio.create_task(
@@ -223,7 +230,9 @@ class Ask(commands.Cog):
                     await reply.discard()
                     raise
                 assert streaming.stopped_by is not None
-                await self._show_stopped(original, reply, request, key, header, shown, streaming, private)
+                await self._show_stopped(
+                    original, reply, request, key, header, shown, streaming, private, locale
+                )
                 return None
             except BaseException:
                 await reply.discard()
@@ -233,8 +242,8 @@ class Ask(commands.Cog):
             # A short answer may first show whole: its first text is then the final one.
             if watch is not None:
                 watch.stage("first_token")
-            original.set_view(answer_view(key, stop=False, more=answer.truncated))
-            await reply.finish(header + render_answer(answer, self.settings.max_answer_tokens))
+            original.set_view(answer_view(key, stop=False, more=answer.truncated, locale=locale))
+            await reply.finish(header + render_answer(answer, self.settings.max_answer_tokens, locale))
             await original.show_view()
             if watch is not None:
                 watch.stage("final")
@@ -259,11 +268,12 @@ class Ask(commands.Cog):
         shown: str,
         streaming: Streaming,
         private: bool,
+        locale: str | None = None,
     ) -> None:
         """Keep what was shown, marked as stopped; nothing is remembered, Regenerate stays for the asker."""
         assert streaming.stopped_by is not None
-        original.set_view(answer_view(key, stop=False))
-        await reply.finish(stopped_text(header, shown, streaming.stopped_by))
+        original.set_view(answer_view(key, stop=False, locale=locale))
+        await reply.finish(stopped_text(header, shown, streaming.stopped_by, locale))
         await original.show_view()
         await self._save(key, request, shown, False, private)
 
@@ -292,17 +302,18 @@ class Ask(commands.Cog):
         channel = interaction.channel
         if isinstance(channel, discord.Thread):
             await interaction.followup.send(
-                "We are already in a thread: the conversation continues here.", ephemeral=True
+                translate("ask.thread.already", member_locale(interaction)), ephemeral=True
             )
             return
         context = CallContext(request.guild_id, request.channel_id, request.user_id, "ask", admitted=True)
         title = await self.bot.services.thread_titles.title(request.prompt, context)
         every_message = await self.threads.every_message(request.guild_id)
         model = answer.model or self.settings.chat_model  # the model that answered (/model may choose it)
-        intro = f"🧵 Started by <@{request.user_id}> with `{model}`. " + (
-            "Keep talking here: every message in this thread is for me."
-            if every_message
-            else "Mention me or reply to me to continue."
+        intro = translate(
+            "ask.thread.intro.every_message" if every_message else "ask.thread.intro.mention",
+            reply_locale(interaction, private=False),
+            user=f"<@{request.user_id}>",
+            model=model,
         )
         try:
             if isinstance(channel, discord.ForumChannel):
@@ -315,9 +326,7 @@ class Ask(commands.Cog):
                 await thread.send(intro)
         except discord.Forbidden:
             await interaction.followup.send(
-                "I could not start a thread: I need the Create Public Threads and Send Messages in "
-                "Threads permissions here. The answer above stays.",
-                ephemeral=True,
+                translate("ask.thread.forbidden", member_locale(interaction)), ephemeral=True
             )
             return
         await self.threads.record(
@@ -326,7 +335,10 @@ class Ask(commands.Cog):
         # The thread's memory starts with the exchange that opened it.
         await self.conversations.remember_in(thread.id, request, answer.text)
         if isinstance(channel, discord.ForumChannel):
-            await interaction.followup.send(f"Started a post: {thread.mention}", ephemeral=True)
+            await interaction.followup.send(
+                translate("ask.thread.post_started", member_locale(interaction), post=thread.mention),
+                ephemeral=True,
+            )
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -372,7 +384,9 @@ class Ask(commands.Cog):
                     documents=files.documents,
                 )
                 answer = await self.conversations.ask(request, on_text=reply.update)
-            await reply.finish(render_answer(answer, self.settings.max_answer_tokens))
+            await reply.finish(
+                render_answer(answer, self.settings.max_answer_tokens, message_locale(message))
+            )
         except asyncio.CancelledError:
             # Cut short by the shutdown: no half answer stays behind (the drain tells the user why).
             await reply.discard(keep_first=False)
@@ -382,7 +396,7 @@ class Ask(commands.Cog):
             if not isinstance(exc, errors.BotError | discord.HTTPException):
                 log.exception("mention reply failed (guild %s, channel %s)", guild_id, channel_id)
             with contextlib.suppress(discord.HTTPException):
-                await reply_to(message, describe_failure(exc))
+                await reply_to(message, describe_failure(exc, message_locale(message)))
 
     async def _mention_admitted(self, message: discord.Message, prompt: str) -> bool:
         """A mention is /ask by other means: the same admission (allowlist, /limits, rate, budgets)."""
@@ -411,7 +425,7 @@ class Ask(commands.Cog):
 
     async def _tell(self, message: discord.Message, error: BaseException) -> None:
         with contextlib.suppress(discord.HTTPException):
-            await reply_to(message, describe_failure(error))
+            await reply_to(message, describe_failure(error, message_locale(message)))
 
     async def _thread_turn(self, message: discord.Message) -> bool:
         """A member's message in a thread /ask started is a turn without a mention, unless the server
@@ -436,19 +450,20 @@ class Ask(commands.Cog):
         return False
 
 
-def answer_view(key: int, *, stop: bool, more: bool = False) -> discord.ui.View:
+def answer_view(key: int, *, stop: bool, more: bool = False, locale: str | None = None) -> discord.ui.View:
     """Stop while the answer streams; Regenerate after (and Continue when it was cut at the token limit)."""
     view = discord.ui.View(timeout=None)
     kinds = ["stop"] if stop else ["regen", *(["more"] if more else [])]
     for kind in kinds:
-        view.add_item(AnswerButton(kind, key))
+        view.add_item(AnswerButton(kind, key, locale))
     return view
 
 
+# Each button's catalog label, emoji and style.
 BUTTONS = {
-    "stop": ("Stop", "⏹️", discord.ButtonStyle.danger),
-    "regen": ("Regenerate", "🔁", discord.ButtonStyle.secondary),
-    "more": ("Continue", "⏩", discord.ButtonStyle.primary),
+    "stop": ("ask.button.stop", "⏹️", discord.ButtonStyle.danger),
+    "regen": ("ask.button.regenerate", "🔁", discord.ButtonStyle.secondary),
+    "more": ("ask.button.continue", "⏩", discord.ButtonStyle.primary),
 }
 
 
@@ -458,8 +473,9 @@ class AnswerButton(
     """An answer's buttons. Their custom id carries the answer's key; what Regenerate and Continue need is
     read from the database, so they work after a restart. Stop only cancels (it never spends)."""
 
-    def __init__(self, kind: str, key: int) -> None:
-        label, emoji, style = BUTTONS[kind]
+    def __init__(self, kind: str, key: int, locale: str | None = None) -> None:
+        label_id, emoji, style = BUTTONS[kind]
+        label = translate(label_id, locale)
         super().__init__(
             discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"ask:{kind}:{key}")
         )
@@ -490,12 +506,13 @@ class AnswerButton(
     async def stop(self, cog: Ask, interaction: discord.Interaction[Any]) -> None:
         streaming = cog.running.get(self.key)
         if streaming is None or streaming.task.done():
-            await interaction.response.send_message("This answer has already finished.", ephemeral=True)
+            await interaction.response.send_message(
+                translate("ask.stop.finished", member_locale(interaction)), ephemeral=True
+            )
             return
         if interaction.user.id != streaming.asker_id and not interaction.permissions.manage_messages:
             await interaction.response.send_message(
-                "Only the person who asked, or a member with Manage Messages, can stop this answer.",
-                ephemeral=True,
+                translate("ask.stop.not_yours", member_locale(interaction)), ephemeral=True
             )
             return
         await interaction.response.defer()  # the answer's own edit shows it stopped
@@ -504,11 +521,11 @@ class AnswerButton(
     async def again(self, cog: Ask, interaction: discord.Interaction[Any]) -> None:
         record = await cog.records.get(self.key)
         if record is None:
-            raise errors.InvalidInput("I no longer have this answer (it was forgotten). Use /ask again.")
+            raise errors.InvalidInput(message_id="ask.answer_forgotten")
         if interaction.user.id != record.user_id:
-            what = "regenerate" if self.kind == "regen" else "continue"
+            refusal = "ask.regenerate.not_yours" if self.kind == "regen" else "ask.continue.not_yours"
             await interaction.response.send_message(
-                f"Only the person who asked can {what} this answer. Use /ask for your own.", ephemeral=True
+                translate(refusal, member_locale(interaction)), ephemeral=True
             )
             return
         # Like a slash command (GuardedTree): a shutdown lets it finish, or tells its user why it stopped.
@@ -538,25 +555,27 @@ class AnswerButton(
                 if not is_expected(exc):
                     log.exception("regenerating an answer failed")
                 with contextlib.suppress(discord.HTTPException):
-                    await interaction.followup.send(describe_failure(exc), ephemeral=True)
+                    await interaction.followup.send(
+                        describe_failure(exc, member_locale(interaction)), ephemeral=True
+                    )
         else:
             await interaction.response.defer(ephemeral=record.private, thinking=True)
-            await cog.stream_answer(
-                interaction, request, private=record.private, quoted=f"(continued) {record.prompt}"
+            continued = translate(
+                "ask.continued", reply_locale(interaction, private=record.private), prompt=record.prompt
             )
+            await cog.stream_answer(interaction, request, private=record.private, quoted=continued)
 
     async def restore(self, cog: Ask, interaction: discord.Interaction[Any], record: AnswerRecord) -> None:
         """Put back the answer a failed Regenerate had started to overwrite, with its buttons."""
+        locale = reply_locale(interaction, private=record.private)
         text = record.answer
         if record.truncated:
-            text += (
-                f"\n-# (answer cut at the {cog.settings.max_answer_tokens}-token limit; ask me to continue)"
-            )
+            text += truncated_note(cog.settings.max_answer_tokens, locale)
         header = "" if record.private else quote_line(record.prompt, record.user_id)
         with contextlib.suppress(discord.HTTPException):
             await interaction.edit_original_response(
                 content=preview(header + text, 2000),
-                view=answer_view(record.answer_key, stop=False, more=record.truncated),
+                view=answer_view(record.answer_key, stop=False, more=record.truncated, locale=locale),
             )
 
 

@@ -18,11 +18,13 @@ from bot.cost.admission import Admission
 from bot.discord_io.admission import admit_interaction
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import is_expected, send_failure
+from bot.discord_io.locales import member_locale, server_locale
 from bot.discord_io.text import neutralize_mentions, preview
+from bot.i18n import translate
+from bot.i18n.time import format_elapsed
 from bot.media.imaging import MAX_EDIT_IMAGE_BYTES, EditSource, ImageMaker, ImageResult
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
-from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +46,26 @@ QUALITY_CHOICES = [
 ]
 
 
-def progress_line(seconds: float) -> str:
-    return f"🎨 Generating your image… {format_seconds(seconds)} elapsed (this usually takes 10 to 90 s)"
+def progress_line(seconds: float, locale: str | None = None) -> str:
+    return translate("imagine.progress", locale, elapsed=format_elapsed(seconds, locale))
 
 
-def result_embed(result: ImageResult, model: str) -> discord.Embed:
+def result_embed(result: ImageResult, model: str, locale: str | None = None) -> discord.Embed:
     # A 4000-character prompt full of @here grows when neutralised: cut it to the embed's 4096 after.
-    embed = discord.Embed(title="Prompt", description=preview(neutralize_mentions(result.prompt), 4096))
+    embed = discord.Embed(
+        title=translate("imagine.prompt", locale),
+        description=preview(neutralize_mentions(result.prompt), 4096),
+    )
     if result.revised_prompt:
         embed.add_field(
-            name="Revised prompt",
+            name=translate("imagine.revised_prompt", locale),
             # Neutralise first: the zero-width spaces must not push the field past its 1024 limit.
             value=preview(neutralize_mentions(result.revised_prompt), 1024),
             inline=False,
         )
-    footer = f"{model} · size {result.size} · quality {result.quality}"
+    footer = translate("imagine.footer", locale, model=model, size=result.size, quality=result.quality)
     if result.reencoded:
-        footer += " · re-encoded to fit this server's upload limit"
+        footer += " · " + translate("imagine.reencoded", locale)
     embed.set_footer(text=footer)
     embed.set_image(url=f"attachment://{result.filename}")
     return embed
@@ -95,12 +100,13 @@ class Imagine(commands.Cog):
         mask: discord.Attachment | None = None,
     ) -> None:
         if mask is not None and image is None:
-            raise errors.InvalidInput("A mask only works with a picture: add the `image` to edit.")
+            raise errors.InvalidInput(message_id="imagine.mask_without_image")
         for attachment in (image, mask):
             if attachment is not None and attachment.size > MAX_EDIT_IMAGE_BYTES:
                 raise errors.InvalidInput(
-                    f"`{attachment.filename}` is larger than {MAX_EDIT_IMAGE_BYTES // 1024 // 1024} MiB, "
-                    "the most I edit. Send a smaller picture."
+                    message_id="imagine.picture_too_large",
+                    name=attachment.filename,
+                    limit=MAX_EDIT_IMAGE_BYTES // 1024 // 1024,
                 )
         size_value, quality_value = size.value if size else "auto", quality.value if quality else "auto"
         if image is None:
@@ -130,6 +136,7 @@ class Imagine(commands.Cog):
             interaction.guild_id, interaction.channel_id, interaction.user.id, "imagine", admitted=True
         )
         started = time.monotonic()
+        locale = server_locale(interaction)  # the progress line and the result are public
         if source is None:
             making = self.maker.imagine(
                 prompt, size=size, quality=quality, upload_limit=interaction.filesize_limit, context=context
@@ -151,7 +158,7 @@ class Imagine(commands.Cog):
                     # A lost progress edit is harmless: the next one (or the result) replaces it.
                     with contextlib.suppress(discord.HTTPException):
                         await interaction.edit_original_response(
-                            content=progress_line(time.monotonic() - started)
+                            content=progress_line(time.monotonic() - started, locale)
                         )
         finally:
             if not job.done():
@@ -159,10 +166,10 @@ class Imagine(commands.Cog):
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
         result = job.result()  # a failure goes to the tree's (or the view's) error handler
-        view = AgainView(self, interaction.user.id, prompt, size, quality, source)
+        view = AgainView(self, interaction.user.id, prompt, size, quality, source, locale=locale)
         view.message = await interaction.edit_original_response(
             content=None,
-            embed=result_embed(result, self.settings.image_model),
+            embed=result_embed(result, self.settings.image_model, locale),
             attachments=[discord.File(io.BytesIO(result.data), filename=result.filename)],
             view=view,
         )
@@ -179,8 +186,11 @@ class AgainView(discord.ui.View):
         size: str,
         quality: str,
         source: EditSource | None = None,
+        *,
+        locale: str | None = None,
     ) -> None:
         super().__init__(timeout=AGAIN_TIMEOUT)
+        self.again.label = translate("imagine.again", locale)
         self.cog = cog
         self.owner_id = owner_id
         self.prompt = prompt
@@ -193,8 +203,7 @@ class AgainView(discord.ui.View):
         if interaction.user.id == self.owner_id:
             return True
         await interaction.response.send_message(
-            "Only the person who asked for this image can press Again. Use /imagine for your own.",
-            ephemeral=True,
+            translate("imagine.again.not_yours", member_locale(interaction)), ephemeral=True
         )
         return False
 

@@ -7,7 +7,7 @@ import logging
 
 from discord.ext import commands
 
-from bot.chat.inflight import InflightAnswers
+from bot.chat.inflight import InflightAnswers, Orphan
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.interrupted import tell_interrupted
 from bot.storage.store import StoreError
@@ -29,7 +29,12 @@ class InterruptedAnswers(commands.Cog):
             log.warning("interrupted answers could not be read", exc_info=True)
             return
         if orphans:
-            self._task = asyncio.create_task(tell_interrupted(self.bot, orphans), name="interrupted-answers")
+            self._task = asyncio.create_task(self._tell(orphans), name="interrupted-answers")
+
+    async def _tell(self, orphans: list[Orphan]) -> int:
+        # Once the guilds are known, so each notice is written in its server's language.
+        await self.bot.wait_until_ready()
+        return await tell_interrupted(self.bot, orphans)
 
     async def cog_unload(self) -> None:
         if self._task is not None and not self._task.done():

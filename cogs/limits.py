@@ -11,11 +11,13 @@ from bot.cost.admission import UNRULED_COMMANDS
 from bot.cost.ledger import day_start, month_start
 from bot.cost.limits import Limits
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale
+from bot.i18n import translate
 
 
-def cap_text(cap: float, custom: bool) -> str:
-    text = "no cap" if cap <= 0 else f"${cap:.2f}"
-    return text + ("" if custom else " (default setting)")
+def cap_text(cap: float, custom: bool, locale: str | None = None) -> str:
+    text = translate("limits.no_cap", locale) if cap <= 0 else f"${cap:.2f}"
+    return text + ("" if custom else " " + translate("limits.default_setting", locale))
 
 
 class LimitsCog(commands.Cog):
@@ -38,8 +40,9 @@ class LimitsCog(commands.Cog):
         names = self.command_names()
         if name not in names:
             raise errors.InvalidInput(
-                f"There is no command `{name}` I can set rules for. Commands: "
-                + ", ".join(f"`{n}`" for n in sorted(names))
+                message_id="limits.unknown_command",
+                command=name,
+                commands=", ".join(f"`{n}`" for n in sorted(names)),
             )
         return name
 
@@ -52,20 +55,24 @@ class LimitsCog(commands.Cog):
         now = self.limits.clock()
         month = await self.limits.ledger.spent(guild.id, since=month_start(now))
         today = await self.limits.ledger.spent(guild.id, since=day_start(now))
+        locale = member_locale(interaction)
+        user_cap = cap_text(budgets.user_daily_cap, budgets.user_daily_custom, locale)
+        server_cap = cap_text(budgets.server_monthly_cap, budgets.server_monthly_custom, locale)
         lines = [
-            f"Per-user daily budget: {cap_text(budgets.user_daily_cap, budgets.user_daily_custom)}",
-            f"Server monthly budget: {cap_text(budgets.server_monthly_cap, budgets.server_monthly_custom)}",
-            f"Spent this month: ${month:.4f} (today: ${today:.4f})",
+            translate("limits.show.user_daily", locale, cap=user_cap),
+            translate("limits.show.server_monthly", locale, cap=server_cap),
+            translate("limits.show.spent", locale, month=f"${month:.4f}", today=f"${today:.4f}"),
         ]
         rules = await self.limits.store.rules(guild.id)
         for rule in sorted(rules.values(), key=lambda r: r.command):
-            parts = ["on" if rule.enabled else "**off**"]
+            parts = [translate("limits.rule.on" if rule.enabled else "limits.rule.off", locale)]
             if rule.role_id is not None:
                 role = guild.get_role(rule.role_id)
-                parts.append(f"needs role {role.name if role else '(deleted role)'}")
+                name = role.name if role else translate("limits.rule.deleted_role", locale)
+                parts.append(translate("limits.rule.needs_role", locale, role=name))
             lines.append(f"`/{rule.command}`: " + ", ".join(parts))
         if not rules:
-            lines.append("Every command is on for everyone.")
+            lines.append(translate("limits.show.no_rules", locale))
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
     @limits_group.command(
@@ -86,7 +93,7 @@ class LimitsCog(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         if user_daily is None and server_monthly is None and not reset:
-            raise errors.InvalidInput("Give `user_daily`, `server_monthly` or `reset:true`.")
+            raise errors.InvalidInput(message_id="limits.budget.nothing_given")
         budgets = await self.limits.store.set_budgets(
             interaction.guild_id,
             user_daily=user_daily,
@@ -94,9 +101,14 @@ class LimitsCog(commands.Cog):
             by=interaction.user.id,
             reset=reset,
         )
+        locale = member_locale(interaction)
         await interaction.response.send_message(
-            f"Budgets now: per-user daily {cap_text(budgets.user_daily_cap, budgets.user_daily_custom)}, "
-            f"server monthly {cap_text(budgets.server_monthly_cap, budgets.server_monthly_custom)}.",
+            translate(
+                "limits.budget.now",
+                locale,
+                user_daily=cap_text(budgets.user_daily_cap, budgets.user_daily_custom, locale),
+                server_monthly=cap_text(budgets.server_monthly_cap, budgets.server_monthly_custom, locale),
+            ),
             ephemeral=True,
         )
 
@@ -107,8 +119,9 @@ class LimitsCog(commands.Cog):
         assert interaction.guild_id is not None
         name = self._known(command)
         await self.limits.store.set_enabled(interaction.guild_id, name, enabled, interaction.user.id)
+        message_id = "limits.command.on" if enabled else "limits.command.off"
         await interaction.response.send_message(
-            f"`/{name}` is now {'on' if enabled else 'off'} in this server.", ephemeral=True
+            translate(message_id, member_locale(interaction), command=name), ephemeral=True
         )
 
     @limits_group.command(
@@ -124,12 +137,12 @@ class LimitsCog(commands.Cog):
         await self.limits.store.set_role(
             interaction.guild_id, name, role.id if role else None, interaction.user.id
         )
-        text = (
-            f"`/{name}` now needs the **{role.name}** role" if role else f"`/{name}` no longer needs a role"
-        )
-        await interaction.response.send_message(
-            text + " (members with Manage Server are never blocked by a role rule).", ephemeral=True
-        )
+        locale = member_locale(interaction)
+        if role is not None:
+            text = translate("limits.role.set", locale, command=name, role=role.name)
+        else:
+            text = translate("limits.role.cleared", locale, command=name)
+        await interaction.response.send_message(text, ephemeral=True)
 
     @command.autocomplete("command")
     @role.autocomplete("command")

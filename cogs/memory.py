@@ -9,9 +9,11 @@ from discord.ext import commands
 from bot import errors
 from bot.chat.personas import Personas
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale, server_locale
+from bot.i18n import catalog_ids, translate
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.calls import CallContext
-from bot.privacy.owner import Fate
+from bot.privacy.owner import Effect, Fate
 from bot.privacy.registry import Privacy, PrivacyReport
 
 MAX_PERSONA_CHARS = 1500
@@ -39,7 +41,7 @@ class Memory(commands.Cog):
         assert interaction.guild_id is not None and self.privacy is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         report = await self.privacy.forget_user(interaction.guild_id, interaction.user.id)
-        await interaction.followup.send(forget_me_reply(report), ephemeral=True)
+        await interaction.followup.send(forget_me_reply(report, member_locale(interaction)), ephemeral=True)
 
     @forget.command(name="channel", description="Forget this channel's conversation (Manage Messages)")
     @app_commands.checks.has_permissions(manage_messages=True)
@@ -48,7 +50,7 @@ class Memory(commands.Cog):
         report = await self.privacy.forget_channel(interaction.channel_id)
         forgotten = report.rows("turns", Fate.DELETED)
         await interaction.response.send_message(
-            f"Forgot {forgotten} turn{'s' if forgotten != 1 else ''} of this channel's conversation."
+            translate("forget.channel.done", server_locale(interaction), count=forgotten)
         )
 
     @persona.command(name="set", description="Set the persona the bot uses in this channel (Manage Channels)")
@@ -58,18 +60,16 @@ class Memory(commands.Cog):
         assert interaction.guild_id is not None and interaction.channel_id is not None
         text = text.strip()
         if not text:
-            raise errors.InvalidInput("The persona is empty. Describe how the bot should behave.")
+            raise errors.InvalidInput(message_id="persona.empty")
         if len(text) > MAX_PERSONA_CHARS:
-            raise errors.InvalidInput(f"A persona can be at most {MAX_PERSONA_CHARS} characters.")
+            raise errors.InvalidInput(message_id="persona.too_long", limit=MAX_PERSONA_CHARS)
         await interaction.response.defer(ephemeral=True, thinking=True)
         context = CallContext(
             interaction.guild_id, interaction.channel_id, interaction.user.id, "persona", admitted=True
         )
         await self.moderation.require_clean_input(text, context=context, what="That persona")
         await self.personas.set(interaction.guild_id, interaction.channel_id, text, interaction.user.id)
-        await interaction.followup.send(
-            "Persona set for this channel. `/persona clear` removes it.", ephemeral=True
-        )
+        await interaction.followup.send(translate("persona.set", member_locale(interaction)), ephemeral=True)
 
     @persona.command(name="clear", description="Remove this channel's persona (Manage Channels)")
     @app_commands.checks.has_permissions(manage_channels=True)
@@ -77,38 +77,58 @@ class Memory(commands.Cog):
         assert interaction.channel_id is not None
         removed = await self.personas.clear(interaction.channel_id)
         await interaction.response.send_message(
-            "Persona cleared." if removed else "This channel had no persona.", ephemeral=True
+            translate("persona.cleared" if removed else "persona.none", member_locale(interaction)),
+            ephemeral=True,
         )
 
 
-def _listed(phrases: list[str]) -> str:
-    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+def _listed(phrases: list[str], locale: str | None) -> str:
+    if len(phrases) == 1:
+        return phrases[0]
+    return translate("list.and", locale, items=", ".join(phrases[:-1]), last=phrases[-1])
 
 
-def forget_me_reply(report: PrivacyReport) -> str:
+def _phrase(effect: Effect, locale: str | None) -> str:
+    """'3 conversation turns (your messages and my answers to them)' in `locale`; a table the catalog does
+    not name yet keeps its owner's English phrase rather than showing an id."""
+    noun_id = f"forget.rows.{effect.table}"
+    if noun_id not in catalog_ids("en"):
+        return effect.phrase()
+    text = translate(noun_id, locale, count=effect.rows)
+    note_id = f"forget.note.{effect.table}"
+    if effect.note and note_id in catalog_ids("en"):
+        text += " " + translate(note_id, locale)
+    elif effect.note:
+        text += f" ({effect.note})"
+    return text
+
+
+def forget_me_reply(report: PrivacyReport, locale: str | None = None) -> str:
     """What was deleted, what lost the member's id, and what is kept for safety and for how long."""
-    deleted = [e.phrase() for e in report.with_fate(Fate.DELETED)]
-    lines = [f"Done. In this server I deleted {_listed(deleted) if deleted else 'nothing'}."]
+    deleted = [_phrase(e, locale) for e in report.with_fate(Fate.DELETED)]
+    if deleted:
+        lines = [translate("forget.me.deleted", locale, what=_listed(deleted, locale))]
+    else:
+        lines = [translate("forget.me.deleted_none", locale)]
     renamed = [e for e in report.with_fate(Fate.PSEUDONYMISED) if e.rows or e.table == "usage_events"]
     if renamed:
-        lines.append(f"I removed your id from {_listed([e.phrase() for e in renamed])}.")
+        lines.append(
+            translate(
+                "forget.me.renamed", locale, what=_listed([_phrase(e, locale) for e in renamed], locale)
+            )
+        )
     kept = [e for e in report.with_fate(Fate.KEPT) if e.rows]
     pending = [e for e in kept if e.table == "moderation_queue"]
     safety = [e for e in kept if e.table != "moderation_queue"]
     if safety:
         days = report.retention.moderation
-        how_long = f"for {days} days after each one was made" if days else "without a time limit"
-        lines.append(
-            f"Kept for the server's safety: {_listed([e.phrase() for e in safety])} about you, "
-            f"{how_long}, so moderation keeps working as your server's moderators set it up."
-        )
+        what = _listed([_phrase(e, locale) for e in safety], locale)
+        if days:
+            lines.append(translate("forget.me.kept.days", locale, what=what, days=days))
+        else:
+            lines.append(translate("forget.me.kept.forever", locale, what=what))
     if pending:
-        count = sum(e.rows for e in pending)
-        lines.append(
-            f"{count} message{'s' if count != 1 else ''} of yours posted while moderation was unavailable "
-            f"{'is' if count == 1 else 'are'} still waiting to be checked; the stored copy is deleted once "
-            "it has been checked."
-        )
+        lines.append(translate("forget.me.pending", locale, count=sum(e.rows for e in pending)))
     return "\n".join(lines)
 
 

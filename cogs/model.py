@@ -8,24 +8,29 @@ from discord.ext import commands
 
 from bot.chat.models import SERVER, ChatModels, ModelChoice
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale
+from bot.i18n import translate
 
 SCOPES = [
     app_commands.Choice(name="This channel", value="channel"),
     app_commands.Choice(name="The whole server", value="server"),
 ]
+# Where the model in use was chosen, as catalog ids.
 SOURCES = {
-    "channel": "chosen for this channel",
-    "server": "chosen for this server",
-    "default": "the bot's default",
+    "channel": "model.source.channel",
+    "server": "model.source.server",
+    "default": "model.source.default",
 }
 
 
-def describe_choice(choice: ModelChoice, allowed: tuple[str, ...]) -> str:
-    lines = [f"Answers here come from **{choice.model}** ({SOURCES[choice.source]})."]
+def describe_choice(choice: ModelChoice, allowed: tuple[str, ...], locale: str | None = None) -> str:
+    source = translate(SOURCES[choice.source], locale)
+    lines = [translate("model.show.current", locale, model=choice.model, source=source)]
     for model, scope in ((choice.channel_model, "channel"), (choice.server_model, "server")):
         if model is not None and model not in allowed:
-            lines.append(f"The {scope}'s choice, `{model}`, is no longer offered, so it is not used.")
-    lines.append("Offered: " + ", ".join(f"`{m}`" for m in allowed) + f" (default `{allowed[0]}`).")
+            lines.append(translate(f"model.show.withdrawn.{scope}", locale, model=model))
+    offered = ", ".join(f"`{m}`" for m in allowed)
+    lines.append(translate("model.show.offered", locale, models=offered, default=allowed[0]))
     return "\n".join(lines)
 
 
@@ -41,7 +46,9 @@ class Model(commands.Cog):
     @model.command(name="show", description="Which chat model answers in this channel")
     async def model_show(self, interaction: discord.Interaction) -> None:
         choice = await self.models.choice(interaction.guild_id, interaction.channel_id)
-        await interaction.response.send_message(describe_choice(choice, self.models.allowed), ephemeral=True)
+        await interaction.response.send_message(
+            describe_choice(choice, self.models.allowed, member_locale(interaction)), ephemeral=True
+        )
 
     @model.command(name="set", description="Choose the chat model for this channel or server (Manage Server)")
     @app_commands.describe(
@@ -53,9 +60,9 @@ class Model(commands.Cog):
         assert interaction.guild_id is not None and interaction.channel_id is not None
         channel_id = SERVER if scope == "server" else interaction.channel_id
         chosen = await self.models.set(interaction.guild_id, channel_id, name, interaction.user.id)
-        where = "this server" if scope == "server" else "this channel"
+        message_id = "model.set.server" if scope == "server" else "model.set.channel"
         await interaction.response.send_message(
-            f"**{chosen}** now answers in {where}. `/model clear` goes back to the default.", ephemeral=True
+            translate(message_id, member_locale(interaction), model=chosen), ephemeral=True
         )
 
     @model_set.autocomplete("name")
@@ -73,11 +80,11 @@ class Model(commands.Cog):
         assert interaction.guild_id is not None and interaction.channel_id is not None
         channel_id = SERVER if scope == "server" else interaction.channel_id
         removed = await self.models.clear(interaction.guild_id, channel_id)
-        where = "this server" if scope == "server" else "this channel"
         choice = await self.models.choice(interaction.guild_id, interaction.channel_id)
-        text = f"Cleared {where}'s model." if removed else f"{where.capitalize()} had no model of its own."
+        outcome = "cleared" if removed else "none"
         await interaction.response.send_message(
-            f"{text} Answers here now come from **{choice.model}**.", ephemeral=True
+            translate(f"model.clear.{outcome}.{scope}", member_locale(interaction), model=choice.model),
+            ephemeral=True,
         )
 
 

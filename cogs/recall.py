@@ -14,7 +14,9 @@ from discord.ext import commands
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale
 from bot.discord_io.text import neutralize_mentions, preview
+from bot.i18n import translate
 from bot.moderation.channel import Outcome
 from bot.moderation.queue import MessageSubject
 from bot.openai_api.gateway import CallContext
@@ -51,10 +53,10 @@ def readable_channels(
     return readable
 
 
-def render_matches(query: str, matches: list[Match]) -> str:
+def render_matches(query: str, matches: list[Match], locale: str | None = None) -> str:
     if not matches:
-        return "Nothing in the messages you can read matches that yet."
-    lines = [f"**Recall** for “{preview(' '.join(query.split()), 100)}”:"]
+        return translate("recall.no_matches", locale)
+    lines = [translate("recall.header", locale, query=preview(" ".join(query.split()), 100))]
     for number, match in enumerate(matches, 1):
         excerpt = neutralize_mentions(preview(" ".join(match.excerpt.split()), EXCERPT_CHARS))
         lines.append(f"{number}. <@{match.author_id}> · <t:{int(match.created_at)}:f> · {match.jump_url}")
@@ -113,7 +115,9 @@ class RecallCommands(commands.Cog):
             readable = {c: p for c, p in readable.items() if here in (c, p)}
         context = CallContext(guild.id, interaction.channel_id, member.id, "recall", admitted=True)
         matches = await self.service.search(context, query, readable, limit=RESULTS)
-        await interaction.followup.send(render_matches(query, matches), ephemeral=True)
+        await interaction.followup.send(
+            render_matches(query, matches, member_locale(interaction)), ephemeral=True
+        )
 
     @recall.command(name="enable", description="Index this server's messages for /recall (Manage Server)")
     @app_commands.checks.has_permissions(manage_guild=True)
@@ -123,17 +127,14 @@ class RecallCommands(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         newly = await self.service.enable(guild.id, interaction.user.id)
         days = self.settings.recall_backfill_days
+        locale = member_locale(interaction)
         if not newly:
-            await interaction.followup.send("Recall is already on in this server.", ephemeral=True)
+            await interaction.followup.send(translate("recall.already_on", locale), ephemeral=True)
             return
         if days <= 0 or guild.id in self._backfills:
-            await interaction.followup.send(
-                "Recall is on: new messages that pass moderation are indexed from now on.", ephemeral=True
-            )
+            await interaction.followup.send(translate("recall.on.no_backfill", locale), ephemeral=True)
             return
-        await interaction.followup.send(
-            f"Recall is on. Indexing the last {days} days of history in the background…", ephemeral=True
-        )
+        await interaction.followup.send(translate("recall.on.backfill", locale, days=days), ephemeral=True)
         task = asyncio.create_task(
             self._backfill(guild, interaction, days), name=f"recall-backfill-{guild.id}"
         )
@@ -152,7 +153,7 @@ class RecallCommands(commands.Cog):
             backfill.cancel()
         deleted = await self.service.disable(guild.id)
         await interaction.response.send_message(
-            f"Recall is off. Deleted {deleted} indexed message{'s' if deleted != 1 else ''}.", ephemeral=True
+            translate("recall.off", member_locale(interaction), count=deleted), ephemeral=True
         )
 
     # -- backfill -----------------------------------------------------------------------------------
@@ -167,15 +168,15 @@ class RecallCommands(commands.Cog):
         ]
         read = passed = 0
         shown = 0.0
+        locale = member_locale(interaction)
 
         async def progress(done: int, final: str = "") -> None:
             nonlocal shown
             if not final and time.monotonic() - shown < PROGRESS_INTERVAL:
                 return
             shown = time.monotonic()
-            text = final or (
-                f"Recall is on. Indexing history: {done}/{len(channels)} channels, "
-                f"{read} messages read, {passed} passed moderation…"
+            text = final or translate(
+                "recall.backfill.progress", locale, done=done, total=len(channels), read=read, passed=passed
             )
             try:
                 await interaction.edit_original_response(content=text)
@@ -200,11 +201,18 @@ class RecallCommands(commands.Cog):
             total = await self.service.index.count(guild.id)
             await progress(
                 len(channels),
-                f"Recall is on. Indexed {passed} of {read} messages from the last {days} days in "
-                f"{len(channels)} channel{'s' if len(channels) != 1 else ''} ({total} searchable now).",
+                translate(
+                    "recall.backfill.done",
+                    locale,
+                    passed=passed,
+                    read=read,
+                    days=days,
+                    count=len(channels),
+                    searchable=total,
+                ),
             )
         except errors.BotError as exc:
-            await progress(0, f"Recall is on, but indexing history stopped: {exc.user_message()}")
+            await progress(0, translate("recall.backfill.stopped", locale, reason=exc.user_message(locale)))
 
     async def _index_history(self, messages: list[discord.Message]) -> int:
         """Moderate a chunk of history through the same gate (no action on old messages); index what passed."""

@@ -11,10 +11,12 @@ from discord.ext import commands
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import server_locale
 from bot.discord_io.voice import can_post_voice_message, post_voice_message
+from bot.i18n import translate
+from bot.i18n.time import format_elapsed
 from bot.media.speech import DEFAULT_VOICE, MAX_STYLE_CHARS, VOICES, Speaker, SpeechResult
 from bot.openai_api.calls import CallContext
-from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +24,13 @@ MAX_TEXT_OPTION = 6000  # Discord's longest string option; longer texts are read
 VOICE_CHOICES = [app_commands.Choice(name=voice.capitalize(), value=voice) for voice in VOICES]
 
 
-def _summary(result: SpeechResult) -> str:
-    parts = f" · read in {result.parts} parts" if result.parts > 1 else ""
-    return f"{format_seconds(round(result.seconds))} · voice {result.voice}{parts}"
+def _summary(result: SpeechResult, locale: str | None = None) -> str:
+    text = translate(
+        "speak.summary", locale, length=format_elapsed(round(result.seconds), locale), voice=result.voice
+    )
+    if result.parts > 1:
+        text += " · " + translate("speak.parts", locale, count=result.parts)
+    return text
 
 
 class Speak(commands.Cog):
@@ -58,7 +64,7 @@ class Speak(commands.Cog):
 
     async def read_aloud(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if not message.content.strip():
-            raise errors.InvalidInput("That message has no text for me to read aloud.")
+            raise errors.InvalidInput(message_id="speak.no_text")
         await interaction.response.defer(thinking=True)
         await self._deliver(interaction, message.content, DEFAULT_VOICE, None, "That message")
 
@@ -69,6 +75,7 @@ class Speak(commands.Cog):
             interaction.guild_id, interaction.channel_id, interaction.user.id, "speak", admitted=True
         )
         result = await self.speaker.speak(text, voice=voice, style=style, context=context, what=what)
+        locale = server_locale(interaction)  # the voice message and its line are public
         if can_post_voice_message(interaction) and interaction.guild_id and interaction.channel_id:
             try:
                 link = await post_voice_message(
@@ -84,10 +91,10 @@ class Speak(commands.Cog):
                 # messages: the speech is not lost, it goes out as an ordinary attachment below.
                 log.info("posting a voice message failed (HTTP %s); sending an attachment", exc.status)
             else:
-                await interaction.edit_original_response(content=f"🔊 {link} ({_summary(result)})")
+                await interaction.edit_original_response(content=f"🔊 {link} ({_summary(result, locale)})")
                 return
         await interaction.edit_original_response(
-            content=f"🔊 {_summary(result)}",
+            content=f"🔊 {_summary(result, locale)}",
             attachments=[discord.File(io.BytesIO(result.data), filename="speech.ogg")],
         )
 

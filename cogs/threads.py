@@ -8,12 +8,12 @@ from discord.ext import commands
 
 from bot.chat.threads import ChatThreads
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale
+from bot.i18n import translate
 
 
-def mode_text(every_message: bool) -> str:
-    if every_message:
-        return "In threads I started with `/ask thread:true`, every member message is for me (no mention needed)."
-    return "In threads I started, members mention me or reply to me to talk to me."
+def mode_text(every_message: bool, locale: str | None = None) -> str:
+    return translate("threads.every_message" if every_message else "threads.mention_only", locale)
 
 
 class Threads(commands.Cog):
@@ -39,7 +39,7 @@ class Threads(commands.Cog):
             mode = every_message
         else:
             mode = await self.threads.every_message(interaction.guild_id)
-        await interaction.response.send_message(mode_text(mode), ephemeral=True)
+        await interaction.response.send_message(mode_text(mode, member_locale(interaction)), ephemeral=True)
 
 
 async def setup(bot: OpenAIBot) -> None:

@@ -10,7 +10,9 @@ from discord.ext import commands
 
 from bot import errors
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale, reply_locale
 from bot.discord_io.text import neutralize_mentions, split_message
+from bot.i18n import DEFAULT_LOCALE, format_span, resolve_locale, translate
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
 from bot.summary.digest import ChannelDigest
@@ -27,45 +29,64 @@ def _timestamp(when: dt.datetime, style: str) -> str:
     return f"<t:{int(when.timestamp())}:{style}>"
 
 
-def render_summary(summary: Summary, *, skipped: int, capped_at: int | None, left_out: int = 0) -> str:
+def render_summary(
+    summary: Summary,
+    *,
+    skipped: int,
+    capped_at: int | None,
+    left_out: int = 0,
+    locale: str | None = None,
+) -> str:
     """The posted text: a header with the span and the participants, the summary, then small notes."""
-    plural = "s" if summary.message_count != 1 else ""
     names = [
         f"{discord.utils.escape_markdown(p.name)} ({p.messages})"
         for p in summary.participants[:MAX_NAMED_PARTICIPANTS]
     ]
     others = len(summary.participants) - MAX_NAMED_PARTICIPANTS
     if others > 0:
-        names.append(f"and {others} more")
+        names.append(translate("tldr.participants.more", locale, count=others))
+    header = translate(
+        "tldr.header",
+        locale,
+        count=summary.message_count,
+        start=_timestamp(summary.first_at, "f"),
+        end=_timestamp(summary.last_at, "t"),
+    )
     lines = [
-        f"**TL;DR** of {summary.message_count} message{plural}, "
-        f"{_timestamp(summary.first_at, 'f')} to {_timestamp(summary.last_at, 't')}",
-        f"**Participants:** {', '.join(names)}",
+        header,
+        translate("tldr.participants", locale, names=", ".join(names)),
         "",
         summary.text,
     ]
     notes = []
     if summary.chunk_count > 1:
-        notes.append(f"read in {summary.chunk_count} parts summarised in parallel")
+        notes.append(translate("tldr.note.parts", locale, count=summary.chunk_count))
     if skipped:
-        notes.append(f"{skipped} bot or empty message{'s' if skipped != 1 else ''} skipped")
+        notes.append(translate("tldr.note.skipped", locale, count=skipped))
     if left_out:
-        notes.append(f"{left_out} message{'s' if left_out != 1 else ''} held back by moderation")
+        notes.append(translate("tldr.note.held_back", locale, count=left_out))
     if capped_at is not None:
-        notes.append(f"count capped at {capped_at}")
+        notes.append(translate("tldr.note.capped", locale, cap=capped_at))
     if summary.truncated:
-        notes.append("the model hit its length limit, so some points may be short")
+        notes.append(translate("tldr.note.truncated", locale))
     if notes:
-        lines.append(f"-# {'; '.join(notes)}")
+        lines.append(f"-# {translate('tldr.note.separator', locale).join(notes)}")
     return "\n".join(lines)
 
 
-def nothing_said(read: int, window: dt.timedelta | None) -> str:
+def window_text(window: dt.timedelta, locale: str | None) -> str:
+    """The window as members of that language type it: `30m`, `1h30m`; `30분`, `1시간 30분`."""
+    if resolve_locale(locale) == DEFAULT_LOCALE:
+        return format_duration(window)
+    return format_span(window.total_seconds(), locale)
+
+
+def nothing_said(read: int, window: dt.timedelta | None, locale: str | None = None) -> str:
     if window is not None:
-        return f"nobody wrote anything in the last {format_duration(window)}."
+        return translate("tldr.nothing.window", locale, window=window_text(window, locale))
     if read == 0:
-        return "this channel has no messages yet."
-    return f"the last {read} message{'s' if read != 1 else ''} here are only from bots or have no text."
+        return translate("tldr.nothing.empty", locale)
+    return translate("tldr.nothing.bots_only", locale, count=read)
 
 
 def is_conversation(message: discord.Message, bot_user_id: int) -> bool:
@@ -118,7 +139,7 @@ class Tldr(commands.Cog):
         await interaction.response.defer(ephemeral=private, thinking=True)
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
-            raise errors.InvalidInput("I can only summarise text channels and threads.")
+            raise errors.InvalidInput(message_id="tldr.not_text")
         cap = self.settings.tldr_max_messages
         wanted = count if count is not None else (cap if window is not None else DEFAULT_COUNT)
         limit = min(wanted, cap)
@@ -137,14 +158,19 @@ class Tldr(commands.Cog):
                 # The bot's own earlier replies are expected here; only other skips are worth a note.
                 skipped += 1
         if not records:
-            raise errors.NothingToSummarise(nothing_said(read, window))
+            # Said ephemerally to this member, as every failure is: in their language.
+            raise errors.NothingToSummarise(nothing_said(read, window, member_locale(interaction)))
         context = CallContext(
             interaction.guild_id, interaction.channel_id, interaction.user.id, "tldr", admitted=True
         )
 
+        locale = reply_locale(interaction, private=private)
+
         def render(summary: Summary, left_out: int) -> str:
             capped_at = cap if wanted > cap else None
-            return render_summary(summary, skipped=skipped, capped_at=capped_at, left_out=left_out)
+            return render_summary(
+                summary, skipped=skipped, capped_at=capped_at, left_out=left_out, locale=locale
+            )
 
         async def hand_off(flagged: list[SourceMessage]) -> None:
             moderation = self.bot.get_cog(ModerationEvents.__cog_name__)

@@ -14,12 +14,14 @@ from discord.ext import commands
 from bot import errors
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import describe_failure
+from bot.discord_io.locales import message_locale, server_locale
 from bot.discord_io.text import neutralize_mentions, reply_to, split_message
+from bot.i18n import catalog_ids, translate
+from bot.i18n.time import format_elapsed
 from bot.media.audio import looks_like_media
 from bot.media.transcription import TARGET_LANGUAGES, AutoTranscribeChannels, Transcriber, TranscriptResult
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
-from bot.spans import format_seconds
 
 log = logging.getLogger(__name__)
 LANGUAGE_CHOICES = [app_commands.Choice(name=name, value=code) for code, name in TARGET_LANGUAGES.items()]
@@ -35,26 +37,38 @@ def pick_attachment(message: discord.Message) -> discord.Attachment | None:
     return None
 
 
-def _duration(seconds: float | None) -> str:
-    return f" · {format_seconds(round(seconds))}" if seconds else ""
+def _duration(seconds: float | None, locale: str | None) -> str:
+    return f" · {format_elapsed(round(seconds), locale)}" if seconds else ""
+
+
+def _language_name(code_or_name: str | None, locale: str | None) -> str:
+    """A target language by its choice's catalog name ('프랑스어'), or as the result named it."""
+    name = TARGET_LANGUAGES.get(code_or_name or "", code_or_name) or "English"
+    return translate("choice." + name, locale) if ("choice." + name) in catalog_ids("en") else name
 
 
 def render_transcript(
-    result: TranscriptResult, filename: str, max_messages: int
+    result: TranscriptResult, filename: str, max_messages: int, locale: str | None = None
 ) -> tuple[list[str], discord.File | None]:
     """Messages of at most 2000 characters, or past `max_messages` one message with a .txt attachment."""
-    label = f"Translation ({result.language or 'English'})" if result.translated else "Transcript"
     shown_name = filename.replace("`", "'")
-    parts = f" · {result.parts} parts" if result.parts > 1 else ""
-    header = f"**{label}** of `{shown_name}`{_duration(result.seconds)}{parts}"
+    if result.translated:
+        language = _language_name(result.language, locale)
+        header = translate("transcribe.header.translation", locale, language=language, name=shown_name)
+    else:
+        header = translate("transcribe.header.transcript", locale, name=shown_name)
+    header += _duration(result.seconds, locale)
+    if result.parts > 1:
+        header += " · " + translate("transcribe.parts", locale, count=result.parts)
     pieces = split_message(f"{header}\n{neutralize_mentions(result.text)}")
     if len(pieces) <= max_messages:
         return pieces, None
     stem = PurePath(filename).stem or "audio"
     attachment = discord.File(io.BytesIO(result.text.encode("utf-8")), filename=f"{stem}-transcript.txt")
     note = (
-        f"{header}\nThe transcript is {len(result.text):,} characters long (more than {max_messages} "
-        "messages), so here it is in full as a text file."
+        header
+        + "\n"
+        + translate("transcribe.as_file", locale, characters=f"{len(result.text):,}", messages=max_messages)
     )
     return [note], attachment
 
@@ -106,19 +120,13 @@ class Transcribe(commands.Cog):
         if interaction.guild_id is None or interaction.channel_id is None:
             raise app_commands.NoPrivateMessage()
         await self.auto.set(interaction.guild_id, interaction.channel_id, enabled, interaction.user.id)
-        text = (
-            "Voice messages in this channel will now be transcribed as they arrive."
-            if enabled
-            else "Voice messages in this channel will no longer be transcribed automatically."
-        )
-        await interaction.response.send_message(text)
+        message_id = "transcribe.auto.on" if enabled else "transcribe.auto.off"
+        await interaction.response.send_message(translate(message_id, server_locale(interaction)))
 
     async def transcribe_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         attachment = pick_attachment(message)
         if attachment is None:
-            raise errors.InvalidInput(
-                "That message has no audio or video attachment or voice message to transcribe."
-            )
+            raise errors.InvalidInput(message_id="transcribe.nothing_to_transcribe")
         self.transcriber.check_size(attachment.filename, attachment.size)
         await interaction.response.defer(thinking=True)
         await self._answer(interaction, attachment, None, None)
@@ -142,7 +150,7 @@ class Transcribe(commands.Cog):
             translate_to=translate_to,
         )
         pieces, text_file = render_transcript(
-            result, attachment.filename, self.settings.transcript_max_messages
+            result, attachment.filename, self.settings.transcript_max_messages, server_locale(interaction)
         )
         for index, piece in enumerate(pieces):
             file = text_file if index == len(pieces) - 1 else None
@@ -169,7 +177,7 @@ class Transcribe(commands.Cog):
                     context=context,
                 )
             pieces, text_file = render_transcript(
-                result, attachment.filename, self.settings.transcript_max_messages
+                result, attachment.filename, self.settings.transcript_max_messages, message_locale(message)
             )
             for index, piece in enumerate(pieces):
                 file = text_file if index == len(pieces) - 1 else None
@@ -183,8 +191,7 @@ class Transcribe(commands.Cog):
                     "auto transcription failed (guild %s, channel %s)", message.guild.id, message.channel.id
                 )
             with contextlib.suppress(discord.HTTPException):
-                locale = str(message.guild.preferred_locale) if message.guild else None
-                await reply_to(message, describe_failure(exc, locale))
+                await reply_to(message, describe_failure(exc, message_locale(message)))
 
 
 async def setup(bot: OpenAIBot) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import csv
 import datetime as dt
 import gzip
@@ -14,9 +15,13 @@ from discord.ext import commands
 
 from bot.chat.models import ChatModels
 from bot.cost.alerts import BudgetAlerts, BudgetStatus
-from bot.cost.chart import render_cost_chart
+from bot.cost.chart import CostChart, render_cost_chart
 from bot.cost.ledger import BreakdownRow, LedgerRow, UsageLedger, UsageTotals, day_start, month_start
+from bot.cost.limits import Limits
 from bot.discord_io.client import OpenAIBot
+from bot.discord_io.locales import member_locale
+from bot.i18n import translate
+from bot.i18n.time import short_date
 
 SCOPES = [
     app_commands.Choice(name="Me", value="me"),
@@ -46,42 +51,67 @@ def money(value: float) -> str:
     return f"${value:.4f}" if value < 1 else f"${value:.2f}"
 
 
-def describe_totals(totals: UsageTotals) -> str:
+def describe_totals(totals: UsageTotals, locale: str | None = None) -> str:
     if not totals.calls:
-        return "nothing yet"
-    parts = [f"**{money(totals.cost)}** over {totals.calls} call{'s' if totals.calls != 1 else ''}"]
+        return translate("usage.nothing_yet", locale)
+    parts = [translate("usage.totals.cost", locale, cost=money(totals.cost), count=totals.calls)]
     if totals.prompt_tokens or totals.completion_tokens:
-        parts.append(f"{totals.prompt_tokens:,} tokens in, {totals.completion_tokens:,} out")
+        parts.append(
+            translate(
+                "usage.totals.tokens",
+                locale,
+                prompt=f"{totals.prompt_tokens:,}",
+                completion=f"{totals.completion_tokens:,}",
+            )
+        )
     if totals.images:
-        parts.append(f"{totals.images} image{'s' if totals.images != 1 else ''}")
+        parts.append(translate("usage.totals.images", locale, count=totals.images))
     if totals.audio_seconds:
-        parts.append(f"{totals.audio_seconds / 60:.1f} min of audio")
+        parts.append(translate("usage.totals.audio", locale, minutes=f"{totals.audio_seconds / 60:.1f}"))
     if totals.unpriced_calls:
-        parts.append(f"{totals.unpriced_calls} call(s) of unpriced models not counted")
-    return "; ".join(parts)
+        parts.append(translate("usage.totals.unpriced", locale, count=totals.unpriced_calls))
+    return translate("usage.separator", locale).join(parts)
 
 
-def describe_cache(cached: int, cacheable: int, totals: UsageTotals) -> str:
+def describe_cache(cached: int, cacheable: int, totals: UsageTotals, locale: str | None = None) -> str:
     """The prompt cache's share of chat input, and the reasoning inside the output."""
     if not cacheable and not totals.reasoning_tokens:
-        return "no chat yet"
+        return translate("usage.cache.no_chat", locale)
     parts = []
     if cacheable:
         parts.append(
-            f"{cached:,} of {cacheable:,} chat input tokens from OpenAI's prompt cache ({cached / cacheable:.0%})"
+            translate(
+                "usage.cache.share",
+                locale,
+                cached=f"{cached:,}",
+                cacheable=f"{cacheable:,}",
+                share=f"{cached / cacheable:.0%}",
+            )
         )
     if totals.completion_tokens:
         parts.append(
-            f"{totals.reasoning_tokens:,} of {totals.completion_tokens:,} output tokens were hidden reasoning"
+            translate(
+                "usage.cache.reasoning",
+                locale,
+                reasoning=f"{totals.reasoning_tokens:,}",
+                completion=f"{totals.completion_tokens:,}",
+            )
         )
-    return "; ".join(parts)
+    return translate("usage.separator", locale).join(parts)
 
 
-def describe_budget(status: BudgetStatus) -> str:
-    projection = f"about {money(status.projection)} by the month's end at this month's rate"
+def describe_budget(status: BudgetStatus, locale: str | None = None) -> str:
+    projection = translate("usage.budget.projection", locale, projection=money(status.projection))
     if status.cap <= 0:
-        return f"no monthly cap; {projection}"
-    return f"{money(status.spent)} of {money(status.cap)} ({status.percent:.0f}%); {projection}"
+        return translate("usage.budget.no_cap", locale, projection=projection)
+    return translate(
+        "usage.budget.spent",
+        locale,
+        spent=money(status.spent),
+        cap=money(status.cap),
+        percent=f"{status.percent:.0f}",
+        projection=projection,
+    )
 
 
 def export_csv(rows: list[LedgerRow]) -> str:
@@ -114,24 +144,27 @@ def export_csv(rows: list[LedgerRow]) -> str:
     return out.getvalue()
 
 
-def describe_rows(rows: list[BreakdownRow], *, users: bool = False) -> str:
+def describe_rows(rows: list[BreakdownRow], *, users: bool = False, locale: str | None = None) -> str:
     if not rows:
         return "—"
     lines = []
     for row in rows:
         key = row.key
         if users:
-            key = f"<@{key}>" if key else "forgotten or anonymised users"
+            key = f"<@{key}>" if key else translate("usage.forgotten_users", locale)
         lines.append(f"{key}: {money(row.cost)} ({row.calls})")
     return "\n".join(lines)[:1024]
 
 
 class Usage(commands.Cog):
-    def __init__(self, bot: OpenAIBot, ledger: UsageLedger, alerts: BudgetAlerts, models: ChatModels) -> None:
+    def __init__(
+        self, bot: OpenAIBot, ledger: UsageLedger, alerts: BudgetAlerts, models: ChatModels, limits: Limits
+    ) -> None:
         self.bot = bot
         self.ledger = ledger
         self.alerts = alerts
         self.models = models
+        self.limits = limits
 
     @app_commands.command(
         name="usage", description="What the bot's OpenAI calls cost: yours, or the server's"
@@ -149,6 +182,7 @@ class Usage(commands.Cog):
             raise app_commands.MissingPermissions(["manage_guild"])
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild_id = interaction.guild_id
+        locale = member_locale(interaction)
         if scope == "export":
             await self._export(interaction, guild_id)
             return
@@ -158,48 +192,101 @@ class Usage(commands.Cog):
         mine_month = await self.ledger.totals(guild_id, since=month, user_id=member.id)
         chat_model = await self.models.model_for(guild_id, interaction.channel_id)
         embed = discord.Embed(
-            title="OpenAI usage in this server (UTC days)",
-            description=f"`/ask` in this channel uses **{chat_model}**; each call is priced by its model.",
+            title=translate("usage.title", locale),
+            description=translate("usage.description", locale, model=chat_model),
         )
-        embed.add_field(name="You, today", value=describe_totals(mine_today), inline=False)
-        embed.add_field(name="You, this month", value=describe_totals(mine_month), inline=False)
+        embed.add_field(
+            name=translate("usage.you.today", locale), value=describe_totals(mine_today, locale), inline=False
+        )
+        embed.add_field(
+            name=translate("usage.you.month", locale), value=describe_totals(mine_month, locale), inline=False
+        )
         if mine_month.calls:
             mine_by_model = await self.ledger.breakdown(guild_id, since=month, by="model", user_id=member.id)
-            embed.add_field(name="Your models (month)", value=describe_rows(mine_by_model), inline=False)
+            embed.add_field(
+                name=translate("usage.you.models", locale),
+                value=describe_rows(mine_by_model, locale=locale),
+                inline=False,
+            )
         chart_user: int | None = member.id
         if scope == "server":
             chart_user = None
             embed.add_field(
-                name="Server, today",
-                value=describe_totals(await self.ledger.totals(guild_id, since=today)),
+                name=translate("usage.server.today", locale),
+                value=describe_totals(await self.ledger.totals(guild_id, since=today), locale),
                 inline=False,
             )
             server_month = await self.ledger.totals(guild_id, since=month)
-            embed.add_field(name="Server, this month", value=describe_totals(server_month), inline=False)
+            embed.add_field(
+                name=translate("usage.server.month", locale),
+                value=describe_totals(server_month, locale),
+                inline=False,
+            )
             cached, cacheable = await self.ledger.cacheable_input(guild_id, since=month)
             embed.add_field(
-                name="Prompt cache and reasoning (month)",
-                value=describe_cache(cached, cacheable, server_month),
+                name=translate("usage.server.cache", locale),
+                value=describe_cache(cached, cacheable, server_month, locale),
                 inline=False,
             )
             embed.add_field(
-                name="Monthly budget",
-                value=describe_budget(await self.alerts.status(guild_id)),
+                name=translate("usage.server.budget", locale),
+                value=describe_budget(await self.alerts.status(guild_id), locale),
                 inline=False,
             )
-            for title, by in (("By command", "command"), ("By model", "model"), ("Top users", "user")):
+            for title_id, by in (
+                ("usage.by.command", "command"),
+                ("usage.by.model", "model"),
+                ("usage.by.user", "user"),
+            ):
                 rows = await self.ledger.breakdown(guild_id, since=month, by=by)
-                embed.add_field(name=f"{title} (month)", value=describe_rows(rows, users=by == "user"))
+                embed.add_field(
+                    name=translate(title_id, locale),
+                    value=describe_rows(rows, users=by == "user", locale=locale),
+                )
         elif is_admin:
-            embed.set_footer(text="/usage scope:server shows the whole server.")
+            embed.set_footer(text=translate("usage.footer.server_hint", locale))
         days = await self.ledger.daily_costs(guild_id, days=30, user_id=chart_user)
-        title = (
-            "Server cost per day, last 30 days" if chart_user is None else "Your cost per day, last 30 days"
-        )
-        png = await asyncio.to_thread(render_cost_chart, days, title)
+        chart = await self._chart(guild_id, days, locale, server=chart_user is None)
+        if chart.empty:
+            # Nothing spent in 30 days: a sentence says so instead of a chart of empty days.
+            embed.add_field(
+                name=translate("usage.chart.empty.title", locale),
+                value=translate("usage.chart.empty", locale),
+                inline=False,
+            )
+            await interaction.followup.send(embed=embed, ephemeral=True)
+            return
+        png = await asyncio.to_thread(render_cost_chart, chart)
         embed.set_image(url="attachment://usage.png")
         await interaction.followup.send(
             embed=embed, file=discord.File(io.BytesIO(png), filename="usage.png"), ephemeral=True
+        )
+
+    async def _chart(
+        self, guild_id: int, days: list[tuple[dt.date, float]], locale: str, *, server: bool
+    ) -> CostChart:
+        """The chart's data and words: the member's daily cap, or the server's monthly cap as a daily pace."""
+        budgets = await self.limits.store.budgets(guild_id)
+        cap: float | None = None
+        cap_label = ""
+        if server and budgets.server_monthly_cap > 0:
+            today = days[-1][0] if days else dt.datetime.now(dt.UTC).date()
+            month_days = calendar.monthrange(today.year, today.month)[1]
+            cap = budgets.server_monthly_cap / month_days
+            cap_label = translate(
+                "usage.chart.cap.server", locale, cap=money(budgets.server_monthly_cap), per_day=money(cap)
+            )
+        elif not server and budgets.user_daily_cap > 0:
+            cap = budgets.user_daily_cap
+            cap_label = translate("usage.chart.cap.user", locale, cap=money(cap))
+        return CostChart(
+            title=translate("usage.chart.title.server" if server else "usage.chart.title.user", locale),
+            days=days,
+            date_labels=[short_date(day, locale) for day, _ in days],
+            cost_label=translate("usage.chart.cost", locale),
+            partial_label=translate("usage.chart.today", locale),
+            cap=cap,
+            cap_label=cap_label,
         )
 
     async def _export(self, interaction: discord.Interaction, guild_id: int) -> None:
@@ -211,12 +298,12 @@ class Usage(commands.Cog):
         if len(data) > ATTACHMENT_LIMIT:
             data, name = gzip.compress(data), name + ".gz"
         await interaction.followup.send(
-            f"This server's OpenAI usage for {label} (UTC): {len(rows)} call{'s' if len(rows) != 1 else ''}. "
-            "It holds no message content; members who used `/forget me` appear without an id.",
+            translate("usage.export", member_locale(interaction), month=label, count=len(rows)),
             file=discord.File(io.BytesIO(data), filename=name),
             ephemeral=True,
         )
 
 
 async def setup(bot: OpenAIBot) -> None:
-    await bot.add_cog(Usage(bot, bot.services.ledger, bot.services.alerts, bot.services.chat_models))
+    services = bot.services
+    await bot.add_cog(Usage(bot, services.ledger, services.alerts, services.chat_models, services.limits))

@@ -10,10 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import discord
+from discord import app_commands
 
 from bot import errors
 from bot.discord_io.failures import token_expired
+from bot.discord_io.locales import member_locale, server_locale
 from bot.discord_io.text import neutralize_mentions, split_message
+from bot.discord_io.translator import command_label
+from bot.i18n import translate
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +53,18 @@ class ExpiryFallback:
         self.used = False
 
     def note(self) -> str:
-        command = self.interaction.command.qualified_name if self.interaction.command else "command"
-        where = "here in a DM" if self.private else "here in the channel"
-        return (
-            f"{self.interaction.user.mention} Your /{command} took longer than the 15 minutes Discord "
-            f"lets me edit a reply, so the answer continues {where}:"
+        # A DM is read by the member alone; the channel by the whole server.
+        locale = member_locale(self.interaction) if self.private else server_locale(self.interaction)
+        command = self.interaction.command
+        if isinstance(command, app_commands.Command):
+            name = command_label(command, locale)
+        else:  # a message menu ("Read aloud") is named as the client shows it in English
+            name = command.name if command is not None else "?"
+        return translate(
+            "reply.expired.dm" if self.private else "reply.expired.channel",
+            locale,
+            user=self.interaction.user.mention,
+            command=name,
         )
 
     async def send(self, content: str) -> SentMessage:
