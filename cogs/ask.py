@@ -385,7 +385,7 @@ class Ask(commands.Cog):
                 )
                 answer = await self.conversations.ask(request, on_text=reply.update)
             await reply.finish(
-                render_answer(answer, self.settings.max_answer_tokens, message_locale(message))
+                render_answer(answer, self.settings.max_answer_tokens, message_locale(self.bot, message))
             )
         except asyncio.CancelledError:
             # Cut short by the shutdown: no half answer stays behind (the drain tells the user why).
@@ -396,7 +396,7 @@ class Ask(commands.Cog):
             if not isinstance(exc, errors.BotError | discord.HTTPException):
                 log.exception("mention reply failed (guild %s, channel %s)", guild_id, channel_id)
             with contextlib.suppress(discord.HTTPException):
-                await reply_to(message, describe_failure(exc, message_locale(message)))
+                await reply_to(message, describe_failure(exc, message_locale(self.bot, message)))
 
     async def _mention_admitted(self, message: discord.Message, prompt: str) -> bool:
         """A mention is /ask by other means: the same admission (allowlist, /limits, rate, budgets)."""
@@ -425,7 +425,7 @@ class Ask(commands.Cog):
 
     async def _tell(self, message: discord.Message, error: BaseException) -> None:
         with contextlib.suppress(discord.HTTPException):
-            await reply_to(message, describe_failure(error, message_locale(message)))
+            await reply_to(message, describe_failure(error, message_locale(self.bot, message)))
 
     async def _thread_turn(self, message: discord.Message) -> bool:
         """A member's message in a thread /ask started is a turn without a mention, unless the server

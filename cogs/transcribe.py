@@ -177,7 +177,10 @@ class Transcribe(commands.Cog):
                     context=context,
                 )
             pieces, text_file = render_transcript(
-                result, attachment.filename, self.settings.transcript_max_messages, message_locale(message)
+                result,
+                attachment.filename,
+                self.settings.transcript_max_messages,
+                message_locale(self.bot, message),
             )
             for index, piece in enumerate(pieces):
                 file = text_file if index == len(pieces) - 1 else None
@@ -191,7 +194,7 @@ class Transcribe(commands.Cog):
                     "auto transcription failed (guild %s, channel %s)", message.guild.id, message.channel.id
                 )
             with contextlib.suppress(discord.HTTPException):
-                await reply_to(message, describe_failure(exc, message_locale(message)))
+                await reply_to(message, describe_failure(exc, message_locale(self.bot, message)))
 
 
 async def setup(bot: OpenAIBot) -> None:

@@ -154,6 +154,7 @@ class OpenAIBot(commands.Bot):
         self.services = await build_services(
             self.settings, modlog_sink=self.modlog, bot_user_id=lambda: self.bot_user_id
         )
+        await self.services.server_languages.load()
         gateway_state = watch_client(self, self.services.metrics)
         self.ops = await serve_ops(
             self, gateway_state, self.services.store, self.services.metrics, self.settings

@@ -12,9 +12,17 @@ def member_locale(interaction: discord.Interaction[Any]) -> str:
     return str(interaction.locale)
 
 
+def _forced(client: discord.Client, guild_id: int | None) -> str | None:
+    """The language the server's admins forced with `/settings language`, if any."""
+    services = getattr(client, "services", None)
+    return services.server_languages.forced(guild_id) if services is not None else None
+
+
 def server_locale(interaction: discord.Interaction[Any]) -> str:
-    """A public post's language: the server's preferred locale, or the member's outside a server."""
-    return str(interaction.guild_locale or interaction.locale)
+    """A public post's language: the server's forced language, else its preferred locale; outside a
+    server, the member's."""
+    forced = _forced(interaction.client, interaction.guild_id)
+    return forced or str(interaction.guild_locale or interaction.locale)
 
 
 def reply_locale(interaction: discord.Interaction[Any], *, private: bool) -> str:
@@ -22,6 +30,9 @@ def reply_locale(interaction: discord.Interaction[Any], *, private: bool) -> str
     return member_locale(interaction) if private else server_locale(interaction)
 
 
-def message_locale(message: discord.Message) -> str | None:
-    """A public reply to a message: the server's preferred locale (None in a DM: English)."""
-    return str(message.guild.preferred_locale) if message.guild is not None else None
+def message_locale(client: discord.Client, message: discord.Message) -> str | None:
+    """A public reply to a message: the server's forced language, else its preferred locale (None in a
+    DM: English)."""
+    if message.guild is None:
+        return None
+    return _forced(client, message.guild.id) or str(message.guild.preferred_locale)

@@ -13,7 +13,7 @@ from bot.storage.base import Store
 
 class ServerLanguages(DataOwner):
     """Table server_languages: one row per server that forced a language. Read on every public post, so
-    each server's choice is cached after its first read; this process is the only writer."""
+    every row is loaded at start-up (`load`) and kept in memory: `forced` answers without an await."""
 
     owned_tables = (
         TablePolicy(
@@ -27,11 +27,24 @@ class ServerLanguages(DataOwner):
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cache: dict[int, str | None] = {}
+        self._loaded = False
+
+    async def load(self) -> None:
+        """Read every server's choice once (a few rows: only servers whose admins forced a language)."""
+        rows = await self.store.fetchall("SELECT guild_id, language FROM server_languages")
+        self._cache = {int(r[0]): str(r[1]) if r[1] in LOCALES else None for r in rows}
+        self._loaded = True
+
+    def forced(self, guild_id: int | None) -> str | None:
+        """The forced language from memory (None before `load`, or when the server's own locale applies)."""
+        if guild_id is None:
+            return None
+        return self._cache.get(guild_id)
 
     async def get(self, guild_id: int) -> str | None:
         """The forced language (`en`, `ko`), or None when the server's own preferred locale applies."""
-        if guild_id in self._cache:
-            return self._cache[guild_id]
+        if self._loaded or guild_id in self._cache:
+            return self._cache.get(guild_id)
         row = await self.store.fetchone(
             "SELECT language FROM server_languages WHERE guild_id = ?", (guild_id,)
         )

@@ -142,9 +142,8 @@ async def test_a_tour_of_moderation_settings_help_refusals_and_welcome_uses_only
     await admin("settings language", {"language": "auto"})
     await admin("moderation status")  # the footer with the batcher's figures, after moderation ran
 
-    # Refusals: permissions in code, the catalog's input errors, /help. The chat and media cogs' own texts
-    # (answer framing, /tldr, /usage, /imagine...) are localised on another branch and join this tour once
-    # merged; until then only their refusals (rendered by bot/discord_io/failures.py) are toured here.
+    # Refusals: permissions in code, the catalog's input errors, /help (the chat and media commands have
+    # their own tour below).
     await run(fake_discord, world, "settings language", {"language": "ko"})
     await run(fake_discord, world, "moderation status", locale="ko")
     await run(fake_discord, world, "help")
@@ -194,5 +193,34 @@ async def test_a_tour_of_moderation_settings_help_refusals_and_welcome_uses_only
 
     received = received_texts(fake_discord)
     assert len(received) > 60, received
+    leaks = [(where, text) for where, text in received if bypasses(text, user_content)]
+    assert leaks == [], "texts that bypass the catalog:\n" + "\n".join(f"{w}: {t!r}" for w, t in leaks)
+
+
+async def test_a_tour_of_the_chat_and_media_commands_uses_only_the_catalog(
+    pseudo: None, bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    answers = ("Model answer one.", "Model answer two.", "Model summary.")
+    fake_openai.queue_chat_replies(*answers)
+    prompts = ("what is a pseudo locale", "and a private one", "a picture of a cat", "read this aloud")
+    # /usage lists spend per model: model names are names, not wording.
+    models = tuple(
+        str(value) for name, value in bot.settings.model_dump().items() if name.endswith("_model") and value
+    )
+    user_content = (*prompts, *answers, *sorted(models, key=len, reverse=True))
+    for locale in ("en-US", "ko"):
+        await run(fake_discord, world, "ask", {"prompt": prompts[0]}, locale=locale)
+        await run(fake_discord, world, "ask", {"prompt": prompts[1], "private": True}, locale=locale)
+        await run(fake_discord, world, "model show", locale=locale)
+        await run(fake_discord, world, "limits show", user=world.moderator_id, locale=locale)
+        await run(fake_discord, world, "usage", locale=locale)
+        await run(fake_discord, world, "tldr", locale=locale)
+        await run(fake_discord, world, "imagine", {"prompt": prompts[2]}, locale=locale)
+        await run(fake_discord, world, "speak", {"text": prompts[3]}, locale=locale)
+        await run(fake_discord, world, "forget me", locale=locale)
+        fake_openai.queue_chat_replies(*answers)
+
+    received = received_texts(fake_discord)
+    assert len(received) > 20, received
     leaks = [(where, text) for where, text in received if bypasses(text, user_content)]
     assert leaks == [], "texts that bypass the catalog:\n" + "\n".join(f"{w}: {t!r}" for w, t in leaks)

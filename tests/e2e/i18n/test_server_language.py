@@ -48,8 +48,8 @@ async def test_a_forced_language_outlives_a_restart_and_forget_me_keeps_it_anony
     await run(fake_discord, world, "forget me", user=world.moderator_id)
     [row] = await rows(bot, "SELECT language, set_by FROM server_languages")
     assert row == {"language": "ko", "set_by": 0}
-    bot.services.server_languages._cache.clear()  # read back from the database, as after a restart
-    assert await bot.services.server_languages.get(world.guild_id) == "ko"
+    await bot.services.server_languages.load()  # read back from the database, as after a restart
+    assert bot.services.server_languages.forced(world.guild_id) == "ko"
 
 
 async def test_a_server_forced_to_korean_gets_its_mod_log_warnings_and_buttons_in_korean(
@@ -145,3 +145,30 @@ async def test_a_korean_server_gets_korean_moderation_without_any_setting(
     assert bot_posts(fake_discord, modlog)[-1]["embeds"][0]["title"] == "검열에 걸린 메시지"
     await fake_discord.wait_until(lambda: bool(fake_discord.dms), what="the warning")
     assert "메시지가 삭제되었습니다" in fake_discord.dms[-1]["content"]
+
+
+async def test_a_forced_language_also_frames_public_answers_and_outlives_a_restart(
+    start_bot: Any, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    from testkit.driver import answered, invoke
+
+    bot = await start_bot()
+    await _language(fake_discord, world, "ko", user=world.moderator_id)
+    fake_openai.queue_chat_replies("Public answer.", "Another answer.")
+    # An English server and an English member: the answer is public, so its buttons follow the forced Korean.
+    asked = await invoke(fake_discord, world, "ask", {"prompt": "a public question"}, locale="en-US")
+    await asked.wait_for(answered, timeout=10)
+    done = await asked.wait_done(timeout=10, settle=0.1)
+    assert done.original is not None
+    labels = [c.get("label") for row in done.original.get("components") or [] for c in row["components"]]
+    assert labels == ["다시 생성"]
+
+    # A new process reads the choice back at start-up.
+    await bot.close()
+    await start_bot()
+    again = await invoke(fake_discord, world, "ask", {"prompt": "and again"}, locale="en-US")
+    await again.wait_for(answered, timeout=10)
+    done = await again.wait_done(timeout=10, settle=0.1)
+    assert done.original is not None
+    labels = [c.get("label") for row in done.original.get("components") or [] for c in row["components"]]
+    assert labels == ["다시 생성"]
