@@ -40,6 +40,8 @@ _WHAT_IDS: dict[str, str] = {
     "Your picture": "what.picture",
     "Your query": "what.query",
     "Your text": "what.text",
+    "That persona": "what.persona",
+    "That message": "what.that_message",
 }
 
 

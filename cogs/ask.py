@@ -56,7 +56,7 @@ def render_answer(answer: Answer, max_tokens: int, locale: str | None = None) ->
     if not answer.remembered:
         text += "\n-# " + translate("ask.note.not_remembered", locale)
     for note in answer.notes:
-        text += f"\n-# ({note})"
+        text += f"\n-# ({note.render(locale)})"
     return text
 
 

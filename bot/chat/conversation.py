@@ -15,6 +15,7 @@ from bot.chat.documents import Document, fence_language
 from bot.chat.history import SHARED, Exchange, History, Turn
 from bot.chat.models import ChatModels
 from bot.chat.personas import Personas
+from bot.i18n.catalogs import Message
 from bot.moderation.gate import ModerationGate
 from bot.moderation.normalize import is_blank
 from bot.moderation.screen import ScreenedText
@@ -73,7 +74,7 @@ class AskRequest:
     # model reads it (cut to FILE_MAX_TOKENS each) with the notes the answer carries about cuts.
     model: str = ""
     file_texts: Sequence[tuple[str, str]] = ()  # (file name, text as sent)
-    notes: Sequence[str] = ()
+    notes: Sequence[Message] = ()
 
     @property
     def question(self) -> str:
@@ -104,7 +105,7 @@ class Answer:
     history_turns_used: int
     remembered: bool = True
     model: str = ""
-    notes: Sequence[str] = ()  # for the reader: a file that was cut to fit
+    notes: Sequence[Message] = ()  # for the reader: a file that was cut to fit
 
 
 @dataclass
@@ -243,15 +244,13 @@ class Conversations:
         counter = self.counter_for(model)
         limit = self.settings.file_max_tokens
 
-        def fit() -> tuple[list[tuple[str, str]], list[str]]:
-            texts, notes = [], []
+        def fit() -> tuple[list[tuple[str, str]], list[Message]]:
+            texts: list[tuple[str, str]] = []
+            notes: list[Message] = []
             for document in request.documents:
                 text = counter.truncate(document.text[: limit * CHARS_PER_TOKEN_CAP], limit)
                 if len(text) < len(document.text):
-                    notes.append(
-                        f"`{document.name}` is longer than the {limit:,} tokens I read of a file: "
-                        "I answered from its beginning only."
-                    )
+                    notes.append(Message("ask.note.file_cut", {"name": document.name, "limit": f"{limit:,}"}))
                     text += "\n[… the rest of the file was cut here]"
                 texts.append((document.name, text))
             return texts, notes
