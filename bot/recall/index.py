@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
+from bot.recall.pgvector import PgVector, literal
 from bot.storage.store import Store
 
 if TYPE_CHECKING:  # numpy is imported where vectors are used, so an idle bot does not carry it
@@ -114,6 +115,16 @@ _UPSERT_VECTOR = (
     "created_at = excluded.created_at, excerpt = excluded.excerpt, model = excluded.model, "
     "vector = excluded.vector"
 )
+_UPSERT_VECTOR_AND_EMBEDDING = (
+    "INSERT INTO recall_vectors (message_id, guild_id, channel_id, parent_channel_id, "
+    "author_id, author_name, created_at, excerpt, model, vector, embedding) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::text::vector) "
+    "ON CONFLICT (message_id) DO UPDATE SET guild_id = excluded.guild_id, "
+    "channel_id = excluded.channel_id, parent_channel_id = excluded.parent_channel_id, "
+    "author_id = excluded.author_id, author_name = excluded.author_name, "
+    "created_at = excluded.created_at, excerpt = excluded.excerpt, model = excluded.model, "
+    "vector = excluded.vector, embedding = excluded.embedding"
+)
 
 
 def _top(scores: np.ndarray, limit: int) -> np.ndarray:
@@ -151,9 +162,19 @@ class RecallIndex(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, model: str, *, cached_vectors: int = CACHED_VECTORS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        model: str,
+        *,
+        dimensions: int = 0,
+        pgvector: bool = True,
+        cached_vectors: int = CACHED_VECTORS,
+    ) -> None:
         self.store = store
         self.model = model
+        # On PostgreSQL with the extension, search runs in the database (bot/recall/pgvector.py).
+        self.pg = PgVector(store, dimensions, wanted=pgvector)
         self.cached_vectors = cached_vectors
         self._cache: OrderedDict[int, _Matrix] = OrderedDict()
         self._enabled: dict[int, bool] = {}
@@ -222,7 +243,14 @@ class RecallIndex(DataOwner):
             documents = [documents[i] for i in keep]
             vectors = vectors[keep]
             if documents:
-                await db.executemany(_UPSERT_VECTOR, self._rows(documents, vectors))
+                if await self.pg.ready():
+                    rows = [
+                        (*row, literal(v))
+                        for row, v in zip(self._rows(documents, vectors), vectors, strict=True)
+                    ]
+                    await db.executemany(_UPSERT_VECTOR_AND_EMBEDDING, rows)
+                else:
+                    await db.executemany(_UPSERT_VECTOR, self._rows(documents, vectors))
         self._writes += 1
         for d, row in zip(documents, vectors, strict=True):
             cached = self._cache.get(d.guild_id)
@@ -392,6 +420,9 @@ class RecallIndex(DataOwner):
         if not len(allowed):
             return []
         q = np.asarray(query, dtype=np.float32)
+        if await self.pg.ready():
+            candidates = await self.pg.search(guild_id, self.model, q, allowed.tolist(), limit * 2 + 8)
+            return await self._matches(candidates, limit, min_score, set(exclude_texts))
         matrix = await self._matrix(guild_id)
         if matrix is not None:
             candidates = self._best(matrix, q, allowed, limit * 2 + 8)

@@ -329,6 +329,15 @@ class RecallSettings(Section):
     recall_concurrency: PositiveInt = setting(
         "RECALL_CONCURRENCY", 2, "Embedding requests for indexing that run at the same time."
     )
+    recall_pgvector: Flag = setting(
+        "RECALL_PGVECTOR",
+        True,
+        "On PostgreSQL, search with the pgvector extension when the server has it.",
+        details=(
+            "The bot creates the extension, an `embedding` column and its HNSW index (cosine) at the first "
+            "use; without the extension, or with this off, the float32 blobs are searched as on SQLite."
+        ),
+    )
     recall_retry_seconds: PositiveFloat = setting(
         "RECALL_RETRY_SECONDS",
         30.0,
