@@ -226,6 +226,7 @@ class RecallIndex(DataOwner):
 
         retried_ids = set(retried)
         ids = [d.message_id for d in documents]
+        with_embedding = await self.pg.ready()  # before the transaction: the first call may set it up
         async with self.store.transaction() as db:
             waiting: set[int] = set()
             if ids:
@@ -243,7 +244,7 @@ class RecallIndex(DataOwner):
             documents = [documents[i] for i in keep]
             vectors = vectors[keep]
             if documents:
-                if await self.pg.ready():
+                if with_embedding:
                     rows = [
                         (*row, literal(v))
                         for row, v in zip(self._rows(documents, vectors), vectors, strict=True)
@@ -282,8 +283,19 @@ class RecallIndex(DataOwner):
 
     # -- messages waiting for a retry -----------------------------------------------------------------
 
-    async def park(self, entries: Sequence[tuple[Document, int, float]]) -> None:
-        """Keep messages whose embedding request failed: (message, failures so far, when to retry)."""
+    async def park(
+        self, entries: Sequence[tuple[Document, int, float]], *, retried: Iterable[int] = ()
+    ) -> None:
+        """Keep messages whose embedding request failed: (message, failures so far, when to retry).
+
+        A `retried` message (taken from the table) is only rescheduled if its row is still there: one
+        forgotten or deleted while its request was in flight is not brought back.
+        """
+        again = set(retried)
+        updates = [
+            (attempts, retry_at, d.message_id) for d, attempts, retry_at in entries if d.message_id in again
+        ]
+        entries = [e for e in entries if e[0].message_id not in again]
         rows = [
             (
                 d.message_id,
@@ -299,9 +311,14 @@ class RecallIndex(DataOwner):
             )
             for d, attempts, retry_at in entries
         ]
-        if not rows:
-            return
         async with self.store.transaction() as db:
+            if updates:
+                await db.executemany(
+                    "UPDATE recall_pending SET attempts = ?, next_attempt_at = ? WHERE message_id = ?",
+                    updates,
+                )
+            if not rows:
+                return
             await db.executemany(
                 "INSERT INTO recall_pending (message_id, guild_id, channel_id, parent_channel_id, author_id, "
                 "author_name, created_at, text, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "

@@ -72,6 +72,9 @@ class Recall:
         # copy of one (an edit) takes it out.
         self._attempts: dict[int, int] = {}
         self._retrier: asyncio.Task[None] | None = None
+        # Set when a failed batch could not be parked (the database failing too): its rows, still due, wait
+        # this long rather than being sent to OpenAI again at once.
+        self._hold_until = 0.0
         self._parked = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.recall_concurrency)
         self._flusher: asyncio.Task[None] | None = None
@@ -246,13 +249,16 @@ class Recall:
         if not entries:
             return
         log.warning(
-            "recall: %d messages could not be indexed (%s); trying again in %.0f s",
+            "recall: %d messages could not be indexed (%s); trying again in %.1f s",
             len(entries),
             type(exc).__name__,
             entries[0][2] - now,
         )
-        if await self._quietly(self.index.park(entries)):
+        retried = [d.message_id for d in batch if d.message_id in self._attempts]
+        if await self._quietly(self.index.park(entries, retried=retried)):
             self._parked.set()
+        else:
+            self._hold_until = time.time() + self.retry_base
 
     def retry_delay(self, attempts: int, exc: errors.BotError | None = None) -> float:
         """Seconds before the next attempt after `attempts` failures: doubling, at most an hour, and never
@@ -285,6 +291,8 @@ class Recall:
             self._parked.clear()
             try:
                 due_at = await self.index.next_retry()
+                if due_at is not None:
+                    due_at = max(due_at, self._hold_until)
                 now = time.time()
                 if due_at is not None and due_at <= now:
                     await self._take_due(now)

@@ -103,7 +103,7 @@ async def _vector_count_is(bot: OpenAIBot, count: int) -> bool:
 # -- failed embedding batches ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("failure", ["server error", "rate limit"])
+@pytest.mark.parametrize("failure", ["server error", "rate limit", "quota"])
 async def test_a_failed_batch_waits_in_the_database_and_is_indexed_once_openai_recovers(
     failure: str, start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
@@ -111,8 +111,10 @@ async def test_a_failed_batch_waits_in_the_database_and_is_indexed_once_openai_r
     await enable(fake_discord, world)
     if failure == "server error":
         fake_openai.inject("/embeddings", 503, times=-1)
-    else:
+    elif failure == "rate limit":
         fake_openai.inject_rate_limit("/embeddings", retry_after=0.05, times=-1)
+    else:  # the quota breaker opens; its probes keep failing until credit is added
+        fake_openai.inject_insufficient_quota("/embeddings")
     first = await fake_discord.post_message(
         world.channel_id, world.member_id, "the choir rehearses on tuesday"
     )
