@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # pgvector's HNSW index takes `vector` columns of at most 2,000 dimensions.
 MAX_INDEXED_DIMENSIONS = 2000
-FILL_ROWS = 2000  # rows given their pgvector copy per statement when an existing index is converted
+# Rows given their pgvector copy per statement when an existing index is converted: each also goes into the
+# HNSW graph (a few ms a row), well inside the pool's 60 s statement timeout.
+FILL_ROWS = 500
 # Candidates the index visits per search (pgvector's default is 40): room for the permission filter.
 EF_SEARCH = 200
 # pgvector 0.8 keeps scanning the index until enough rows pass the WHERE clause (iterative scans).
@@ -58,6 +61,7 @@ class PgVector:
         self.wanted = wanted
         self._ready: bool | None = None
         self._iterative = False
+        self._preparing = asyncio.Lock()  # the first search and the first write may ask at once
 
     @property
     def active(self) -> bool:
@@ -66,7 +70,9 @@ class PgVector:
 
     async def ready(self) -> bool:
         if self._ready is None:
-            self._ready = await self._prepare()
+            async with self._preparing:
+                if self._ready is None:
+                    self._ready = await self._prepare()
         return self._ready
 
     async def _prepare(self) -> bool:
