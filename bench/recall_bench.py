@@ -1,6 +1,7 @@
 """/recall figures: indexing throughput and batching, search p50/p99 at 10k and 100k vectors, database size.
 
-`python -m bench.recall_bench [--smoke]` alone, or `python -m bench --only recall`. Indexing runs the real
+`python -m bench.recall_bench [--smoke]` alone, or `python -m bench --only recall`;
+`python -m bench.recall_bench --backends 50000` compares search on SQLite, PostgreSQL's blobs and pgvector. Indexing runs the real
 gateway against the fake OpenAI; search runs on synthetic unit vectors of EMBEDDING_DIMENSIONS floats.
 """
 
@@ -203,15 +204,108 @@ async def run(smoke: bool = False) -> list[Figure]:
     return figures
 
 
+async def _search_on(
+    url: str, label: str, dims: int, size: int, queries: int, pgvector: bool
+) -> list[Figure]:
+    """Fill one database with `size` vectors and time searches as /recall runs them there."""
+    section = f"Recall search on {label}, {size:,} vectors of {dims}"
+    store = await open_store(url)
+    try:
+        index = RecallIndex(store, "text-embedding-3-small", dimensions=dims, pgvector=pgvector)
+        built = await index.pg.ready()
+        if built:
+            # Bulk-built after the fill, as its insert-time upkeep would make the fill take many minutes.
+            await store.execute("DROP INDEX recall_embedding_hnsw")
+        started = time.perf_counter()
+        await _fill(index, random.Random(3), dims, size, 0)
+        fill = time.perf_counter() - started
+        figures = [Figure(section, "writing the vectors (5,000 per transaction)", size / fill, "vectors/s")]
+        if built:
+            import asyncpg
+
+            started = time.perf_counter()
+            # Its own connection: the build outlasts the pool's 60 s statement timeout on a busy machine.
+            admin = await asyncpg.connect(url)
+            try:
+                await admin.execute("SET maintenance_work_mem = '256MB'")
+                await admin.execute(
+                    "CREATE INDEX recall_embedding_hnsw ON recall_vectors USING hnsw (embedding vector_cosine_ops)",
+                    timeout=None,
+                )
+                await admin.execute("ANALYZE recall_vectors")
+            finally:
+                await admin.close()
+            times = await _search_times(index, dims, queries)
+            return [
+                *figures,
+                Figure(section, "building the HNSW index", time.perf_counter() - started, "s"),
+                Figure(section, "pgvector search p50", median(times) * 1000, "ms"),
+                Figure(section, "pgvector search p99", percentile(times, 99) * 1000, "ms"),
+            ]
+        started = time.perf_counter()
+        await _search_times(index, dims, 1)  # loads the server's matrix into the cache
+        first = time.perf_counter() - started
+        cached = await _search_times(index, dims, queries)
+        index.cached_vectors = 0  # a server too big for the cache: read from the database each query
+        index._cache.clear()
+        scanned = await _search_times(index, dims, max(3, queries // 10))
+        return [
+            *figures,
+            Figure(section, "blob search p50 (cached matrix)", median(cached) * 1000, "ms"),
+            Figure(section, "blob search p99 (cached matrix)", percentile(cached, 99) * 1000, "ms"),
+            Figure(section, "first search (loads the matrix)", first * 1000, "ms"),
+            Figure(section, "blob search p50, read from the database each query", median(scanned) * 1000, "ms"),
+            Figure(section, "blob search p99, read from the database each query",
+                   percentile(scanned, 99) * 1000, "ms"),
+        ]  # fmt: skip
+    finally:
+        await store.close()
+
+
+async def run_backends(size: int, queries: int) -> list[Figure]:
+    """The blob search on SQLite and on PostgreSQL, and pgvector where the PostgreSQL server has it."""
+    from testkit.postgres import Cluster
+
+    dims = Settings(discord_token="x", openai_api_key="sk-x").embedding_dimensions
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        figures += await _search_on(str(Path(tmp) / "search.db"), "SQLite", dims, size, queries, False)
+    cluster = Cluster()
+    try:
+        await asyncio.to_thread(cluster.start)
+        url = await asyncio.to_thread(cluster.create_database)
+        figures += await _search_on(url, "PostgreSQL (blobs)", dims, size, queries, False)
+        url = await asyncio.to_thread(cluster.create_database)
+        pg = await _search_on(url, "PostgreSQL (pgvector)", dims, size, queries, True)
+        if len(pg) == 1:
+            pg.append(Figure(pg[0].section, "pgvector search", 0, "-", note="the server has no pgvector"))
+        figures += pg
+    finally:
+        await asyncio.to_thread(cluster.stop)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.__main__ import render
 
     parser = argparse.ArgumentParser(prog="python -m bench.recall_bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--backends",
+        type=int,
+        metavar="VECTORS",
+        help="instead: search times on SQLite, PostgreSQL's blobs and pgvector at this many vectors",
+    )
+    parser.add_argument("--queries", type=int, default=100, help="searches timed per figure (--backends)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    figures = asyncio.run(run(args.smoke))
-    print(f"\n`python -m bench.recall_bench{' --smoke' if args.smoke else ''}`, {os.cpu_count()} CPUs, "
+    if args.backends:
+        figures = asyncio.run(run_backends(args.backends, args.queries))
+        command = f"--backends {args.backends} --queries {args.queries}"
+    else:
+        figures = asyncio.run(run(args.smoke))
+        command = " --smoke" if args.smoke else ""
+    print(f"\n`python -m bench.recall_bench{command and ' ' + command.strip()}`, {os.cpu_count()} CPUs, "
           f"{time.monotonic() - started:.0f} s:\n")  # fmt: skip
     print(render(figures))
     return 0

@@ -147,7 +147,12 @@ async def build_services(
     chat_models = ChatModels(store, settings)
     chat_threads = ChatThreads(store)
     answer_records = AnswerRecords(store)
-    recall_index = RecallIndex(store, settings.embedding_model)
+    recall_index = RecallIndex(
+        store,
+        settings.embedding_model,
+        dimensions=settings.embedding_dimensions,
+        pgvector=settings.recall_pgvector,
+    )
     server_languages = ServerLanguages(store)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).

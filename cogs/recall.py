@@ -74,10 +74,14 @@ class RecallCommands(commands.Cog):
         self.service = recall
         self.settings = settings
         self._backfills: dict[int, asyncio.Task[None]] = {}
-        self._own_timers: dict[int, asyncio.TimerHandle] = {}
+        # The bot's own answers waiting for their stream to settle: {message id: (timer, channel, parent)}.
+        self._own_timers: dict[int, tuple[asyncio.TimerHandle, int, int]] = {}
+
+    async def cog_load(self) -> None:
+        self.service.start()
 
     async def cog_unload(self) -> None:
-        for timer in self._own_timers.values():
+        for timer, _, _ in self._own_timers.values():
             timer.cancel()
         for task in self._backfills.values():
             task.cancel()
@@ -261,15 +265,16 @@ class RecallCommands(commands.Cog):
         document = self._own_document(message)
         if document is None or not await self.service.enabled(document.guild_id):
             return
-        timer = self._own_timers.pop(document.message_id, None)
-        if timer is not None:
-            timer.cancel()
+        waiting = self._own_timers.pop(document.message_id, None)
+        if waiting is not None:
+            waiting[0].cancel()
 
         def settled() -> None:
             self._own_timers.pop(document.message_id, None)
             self.service.submit([document])
 
-        self._own_timers[document.message_id] = asyncio.get_running_loop().call_later(OWN_SETTLE, settled)
+        timer = asyncio.get_running_loop().call_later(OWN_SETTLE, settled)
+        self._own_timers[document.message_id] = (timer, document.channel_id, document.parent_channel_id)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -289,11 +294,31 @@ class RecallCommands(commands.Cog):
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         await self._forget(payload.guild_id, list(payload.message_ids))
 
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self._forget_channel(channel.id)
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        await self._forget_channel(payload.thread_id)
+
+    async def _forget_channel(self, channel_id: int) -> None:
+        """A deleted channel's or thread's messages are gone from Discord: their vectors go too, whether
+        recall is on or not (it may have been turned off and on again since they were indexed)."""
+        for message_id, (timer, *where) in list(self._own_timers.items()):
+            if channel_id in where:
+                timer.cancel()
+                del self._own_timers[message_id]
+        try:
+            await self.service.forget_channel(channel_id)
+        except errors.BotError as exc:
+            log.warning("recall: a deleted channel's index could not be removed: %s", type(exc).__name__)
+
     async def _forget(self, guild_id: int | None, message_ids: list[int]) -> None:
         for message_id in message_ids:
-            timer = self._own_timers.pop(message_id, None)
-            if timer is not None:
-                timer.cancel()
+            waiting = self._own_timers.pop(message_id, None)
+            if waiting is not None:
+                waiting[0].cancel()
         if guild_id is None or not await self.service.enabled(guild_id):
             return
         try:

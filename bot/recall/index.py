@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
+from bot.recall.pgvector import PgVector, literal
 from bot.storage.store import Store
 
 if TYPE_CHECKING:  # numpy is imported where vectors are used, so an idle bot does not carry it
@@ -105,6 +106,27 @@ class _Matrix:
         self.vectors = self.vectors[keep]
 
 
+_UPSERT_VECTOR = (
+    "INSERT INTO recall_vectors (message_id, guild_id, channel_id, parent_channel_id, "
+    "author_id, author_name, created_at, excerpt, model, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (message_id) DO UPDATE SET guild_id = excluded.guild_id, "
+    "channel_id = excluded.channel_id, parent_channel_id = excluded.parent_channel_id, "
+    "author_id = excluded.author_id, author_name = excluded.author_name, "
+    "created_at = excluded.created_at, excerpt = excluded.excerpt, model = excluded.model, "
+    "vector = excluded.vector"
+)
+_UPSERT_VECTOR_AND_EMBEDDING = (
+    "INSERT INTO recall_vectors (message_id, guild_id, channel_id, parent_channel_id, "
+    "author_id, author_name, created_at, excerpt, model, vector, embedding) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::text::vector) "
+    "ON CONFLICT (message_id) DO UPDATE SET guild_id = excluded.guild_id, "
+    "channel_id = excluded.channel_id, parent_channel_id = excluded.parent_channel_id, "
+    "author_id = excluded.author_id, author_name = excluded.author_name, "
+    "created_at = excluded.created_at, excerpt = excluded.excerpt, model = excluded.model, "
+    "vector = excluded.vector, embedding = excluded.embedding"
+)
+
+
 def _top(scores: np.ndarray, limit: int) -> np.ndarray:
     """Indices of the `limit` highest scores, best first, without sorting the whole array."""
     import numpy as np
@@ -116,12 +138,19 @@ def _top(scores: np.ndarray, limit: int) -> np.ndarray:
 
 
 class RecallIndex(DataOwner):
-    """The `recall_servers` and `recall_vectors` tables. Every write and delete keeps the cache true."""
+    """The `recall_servers`, `recall_vectors` and `recall_pending` tables. Every write and delete keeps the
+    cache true."""
 
     owned_tables = (
         TablePolicy(
             "recall_vectors",
             "members' messages (an excerpt, author, time) and their embeddings, for /recall",
+            Fate.DELETED,
+            Retention.CONVERSATION,
+        ),
+        TablePolicy(
+            "recall_pending",
+            "members' messages waiting for a failed embedding request to be retried, for /recall",
             Fate.DELETED,
             Retention.CONVERSATION,
         ),
@@ -133,9 +162,19 @@ class RecallIndex(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, model: str, *, cached_vectors: int = CACHED_VECTORS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        model: str,
+        *,
+        dimensions: int = 0,
+        pgvector: bool = True,
+        cached_vectors: int = CACHED_VECTORS,
+    ) -> None:
         self.store = store
         self.model = model
+        # On PostgreSQL with the extension, search runs in the database (bot/recall/pgvector.py).
+        self.pg = PgVector(store, dimensions, wanted=pgvector)
         self.cached_vectors = cached_vectors
         self._cache: OrderedDict[int, _Matrix] = OrderedDict()
         self._enabled: dict[int, bool] = {}
@@ -167,14 +206,61 @@ class RecallIndex(DataOwner):
             await db.execute("DELETE FROM recall_servers WHERE guild_id = ?", (guild_id,))
             cursor = await db.execute("DELETE FROM recall_vectors WHERE guild_id = ?", (guild_id,))
             deleted = cursor.rowcount
+            await db.execute("DELETE FROM recall_pending WHERE guild_id = ?", (guild_id,))
         self._enabled[guild_id] = False
         self._cache.pop(guild_id, None)
         return deleted
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    async def add(self, documents: Sequence[Document], vectors: np.ndarray) -> None:
-        """Store `documents` with their (unit-length, float32) vectors; a message indexed again is replaced."""
+    async def add(
+        self, documents: Sequence[Document], vectors: np.ndarray, *, retried: Iterable[int] = ()
+    ) -> int:
+        """Store `documents` with their (unit-length, float32) vectors; a message indexed again is replaced.
+
+        Their rows in `recall_pending` go in the same transaction. A `retried` message (taken from that
+        table) is stored only if its row is still there: deleted or forgotten meanwhile, it stays gone.
+        Returns how many were stored.
+        """
+        import numpy as np
+
+        retried_ids = set(retried)
+        ids = [d.message_id for d in documents]
+        with_embedding = await self.pg.ready()  # before the transaction: the first call may set it up
+        async with self.store.transaction() as db:
+            waiting: set[int] = set()
+            if ids:
+                marks = ", ".join("?" for _ in ids)
+                cursor = await db.execute(
+                    f"DELETE FROM recall_pending WHERE message_id IN ({marks}) RETURNING message_id",  # noqa: S608
+                    ids,
+                )
+                waiting = {int(r[0]) for r in await cursor.fetchall()}
+            keep = [
+                i
+                for i, d in enumerate(documents)
+                if d.message_id not in retried_ids or d.message_id in waiting
+            ]
+            documents = [documents[i] for i in keep]
+            vectors = vectors[keep]
+            if documents:
+                if with_embedding:
+                    rows = [
+                        (*row, literal(v))
+                        for row, v in zip(self._rows(documents, vectors), vectors, strict=True)
+                    ]
+                    await db.executemany(_UPSERT_VECTOR_AND_EMBEDDING, rows)
+                else:
+                    await db.executemany(_UPSERT_VECTOR, self._rows(documents, vectors))
+        self._writes += 1
+        for d, row in zip(documents, vectors, strict=True):
+            cached = self._cache.get(d.guild_id)
+            if cached is not None:
+                blob = np.ascontiguousarray(row, dtype="<f4").tobytes()
+                cached.pending.append((d.message_id, d.channel_id, d.parent_channel_id, blob))
+        return len(documents)
+
+    def _rows(self, documents: Sequence[Document], vectors: np.ndarray) -> list[tuple[Any, ...]]:
         import numpy as np
 
         blobs = [np.ascontiguousarray(row, dtype="<f4").tobytes() for row in vectors]
@@ -193,35 +279,130 @@ class RecallIndex(DataOwner):
             )
             for d, blob in zip(documents, blobs, strict=True)
         ]
-        await self.store.insert(
-            "INSERT INTO recall_vectors (message_id, guild_id, channel_id, parent_channel_id, "
-            "author_id, author_name, created_at, excerpt, model, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (message_id) DO UPDATE SET guild_id = excluded.guild_id, "
-            "channel_id = excluded.channel_id, parent_channel_id = excluded.parent_channel_id, "
-            "author_id = excluded.author_id, author_name = excluded.author_name, "
-            "created_at = excluded.created_at, excerpt = excluded.excerpt, model = excluded.model, "
-            "vector = excluded.vector",
-            rows,
+        return rows
+
+    # -- messages waiting for a retry -----------------------------------------------------------------
+
+    async def park(
+        self, entries: Sequence[tuple[Document, int, float]], *, retried: Iterable[int] = ()
+    ) -> None:
+        """Keep messages whose embedding request failed: (message, failures so far, when to retry).
+
+        A `retried` message (taken from the table) is only rescheduled if its row is still there: one
+        forgotten or deleted while its request was in flight is not brought back.
+        """
+        again = set(retried)
+        updates = [
+            (attempts, retry_at, d.message_id) for d, attempts, retry_at in entries if d.message_id in again
+        ]
+        entries = [e for e in entries if e[0].message_id not in again]
+        rows = [
+            (
+                d.message_id,
+                d.guild_id,
+                d.channel_id,
+                d.parent_channel_id,
+                d.author_id,
+                d.author_name,
+                d.created_at,
+                d.text,
+                attempts,
+                retry_at,
+            )
+            for d, attempts, retry_at in entries
+        ]
+        async with self.store.transaction() as db:
+            if updates:
+                await db.executemany(
+                    "UPDATE recall_pending SET attempts = ?, next_attempt_at = ? WHERE message_id = ?",
+                    updates,
+                )
+            if not rows:
+                return
+            await db.executemany(
+                "INSERT INTO recall_pending (message_id, guild_id, channel_id, parent_channel_id, author_id, "
+                "author_name, created_at, text, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (message_id) DO UPDATE SET text = excluded.text, "
+                "author_name = excluded.author_name, attempts = excluded.attempts, "
+                "next_attempt_at = excluded.next_attempt_at",
+                rows,
+            )
+
+    async def due(self, now: float, limit: int) -> list[tuple[Document, int]]:
+        """Parked messages whose retry time has come, oldest retry first, with their failures so far."""
+        rows = await self.store.fetchall(
+            "SELECT message_id, guild_id, channel_id, parent_channel_id, author_id, author_name, text, "
+            "attempts FROM recall_pending WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (now, limit),
         )
-        self._writes += 1
-        for d, blob in zip(documents, blobs, strict=True):
-            cached = self._cache.get(d.guild_id)
-            if cached is not None:
-                cached.pending.append((d.message_id, d.channel_id, d.parent_channel_id, blob))
+        return [
+            (
+                Document(
+                    message_id=int(r[0]),
+                    guild_id=int(r[1]),
+                    channel_id=int(r[2]),
+                    parent_channel_id=int(r[3]),
+                    author_id=int(r[4]),
+                    author_name=str(r[5]),
+                    text=str(r[6]),
+                ),
+                int(r[7]),
+            )
+            for r in rows
+        ]
+
+    async def next_retry(self) -> float | None:
+        """When the earliest parked message is due, or None when none waits."""
+        row = await self.store.fetchone("SELECT MIN(next_attempt_at) FROM recall_pending")
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def unpark(self, message_ids: Iterable[int]) -> int:
+        ids = list(message_ids)
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        return await self.store.execute(
+            f"DELETE FROM recall_pending WHERE message_id IN ({marks})",  # noqa: S608
+            ids,
+        )
+
+    async def parked(self, guild_id: int | None = None) -> int:
+        where, params = guild_clause(guild_id)
+        row = await self.store.fetchone(f"SELECT COUNT(*) FROM recall_pending WHERE {where}", params)  # noqa: S608
+        return int(row[0]) if row else 0
 
     async def delete_messages(self, message_ids: Iterable[int]) -> int:
         ids = list(message_ids)
         if not ids:
             return 0
         marks = ", ".join("?" for _ in ids)
-        deleted = await self.store.execute(
-            f"DELETE FROM recall_vectors WHERE message_id IN ({marks})",  # noqa: S608
-            ids,
-        )
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                f"DELETE FROM recall_vectors WHERE message_id IN ({marks})",  # noqa: S608
+                ids,
+            )
+            deleted = cursor.rowcount
+            await db.execute(f"DELETE FROM recall_pending WHERE message_id IN ({marks})", ids)  # noqa: S608
         self._writes += 1
         if deleted:
             for matrix in self._cache.values():
                 matrix.remove(ids)
+        return deleted
+
+    async def delete_channel(self, channel_id: int) -> int:
+        """Delete a channel's (or thread's) vectors and parked messages, with its threads'; returns how many
+        vectors went."""
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM recall_vectors WHERE channel_id = ? OR parent_channel_id = ?",
+                (channel_id, channel_id),
+            )
+            deleted = cursor.rowcount
+            await db.execute(
+                "DELETE FROM recall_pending WHERE channel_id = ? OR parent_channel_id = ?",
+                (channel_id, channel_id),
+            )
+        self._forget_cache()
         return deleted
 
     # -- search ---------------------------------------------------------------------------------------
@@ -256,6 +437,9 @@ class RecallIndex(DataOwner):
         if not len(allowed):
             return []
         q = np.asarray(query, dtype=np.float32)
+        if await self.pg.ready():
+            candidates = await self.pg.search(guild_id, self.model, q, allowed.tolist(), limit * 2 + 8)
+            return await self._matches(candidates, limit, min_score, set(exclude_texts))
         matrix = await self._matrix(guild_id)
         if matrix is not None:
             candidates = self._best(matrix, q, allowed, limit * 2 + 8)
@@ -382,6 +566,11 @@ class RecallIndex(DataOwner):
             )
             deleted = cursor.rowcount
             cursor = await db.execute(
+                f"DELETE FROM recall_pending WHERE {where} AND author_id = ?",  # noqa: S608
+                (*params, user_id),
+            )
+            deleted += cursor.rowcount
+            cursor = await db.execute(
                 f"UPDATE recall_servers SET enabled_by = 0 WHERE {where} AND enabled_by = ?",  # noqa: S608
                 (*params, user_id),
             )
@@ -394,19 +583,18 @@ class RecallIndex(DataOwner):
         )
 
     async def forget_channel_data(self, channel_id: int) -> Sequence[Effect]:
-        deleted = await self.store.execute(
-            "DELETE FROM recall_vectors WHERE channel_id = ? OR parent_channel_id = ?",
-            (channel_id, channel_id),
-        )
-        if deleted:
-            self._forget_cache()
+        deleted = await self.delete_channel(channel_id)
         return (Effect("recall_vectors", Fate.DELETED, deleted, "searchable message"),)
 
     async def purge_expired_data(self, cutoffs: Cutoffs) -> Sequence[Effect]:
         cutoff = cutoffs.get(Retention.CONVERSATION)
         if cutoff is None:
             return ()
-        deleted = await self.store.execute("DELETE FROM recall_vectors WHERE created_at < ?", (cutoff,))
+        async with self.store.transaction() as db:
+            cursor = await db.execute("DELETE FROM recall_vectors WHERE created_at < ?", (cutoff,))
+            deleted = cursor.rowcount
+            cursor = await db.execute("DELETE FROM recall_pending WHERE created_at < ?", (cutoff,))
+            deleted += cursor.rowcount
         if deleted:
             self._forget_cache()
         return (Effect("recall_vectors", Fate.DELETED, deleted, "searchable message"),)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bot import errors
@@ -24,6 +26,13 @@ BATCH_WINDOW = 0.25  # seconds a batch waits to fill up before it is sent anyway
 # Moderation's own skips that still leave text worth indexing: recall then judges the text itself.
 UNJUDGED_REASONS = ("moderation off", "exempt", "bot or webhook")
 ASK_MIN_SCORE = 0.3  # a weaker match is noise to the model, not memory
+RETRY_CEILING = 3600.0  # the longest wait between two attempts at a failed batch
+# Failures that say the input itself is unacceptable: sending it again gets the same answer.
+REFUSED_INPUT: tuple[type[errors.BotError], ...] = (
+    errors.BadRequest,
+    errors.ContextTooLong,
+    errors.ContentRefused,
+)
 
 
 @dataclass
@@ -32,7 +41,9 @@ class IndexStats:
 
     requests: int = 0
     embedded: int = 0
-    failed: int = 0
+    failed: int = 0  # messages of failed requests (kept for a retry)
+    retried: int = 0  # messages taken back from the database for another attempt
+    dropped: int = 0  # messages the embedding model refused as input: never retried
 
 
 class Recall:
@@ -53,9 +64,18 @@ class Recall:
         self.dimensions = settings.embedding_dimensions
         self.batch_size = settings.recall_batch_size
         self.stats = IndexStats()
+        self.retry_base = settings.recall_retry_seconds
         self._pending: dict[int, Document] = {}
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, Document] = {}
         self._deleted_in_flight: set[int] = set()
+        # Messages taken from `recall_pending` for another attempt, with their failures so far; a fresh
+        # copy of one (an edit) takes it out.
+        self._attempts: dict[int, int] = {}
+        self._retrier: asyncio.Task[None] | None = None
+        # Set when a failed batch could not be parked (the database failing too): its rows, still due, wait
+        # this long rather than being sent to OpenAI again at once.
+        self._hold_until = 0.0
+        self._parked = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.recall_concurrency)
         self._flusher: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -124,9 +144,14 @@ class Recall:
 
     def submit(self, documents: Iterable[Document]) -> None:
         """Queue messages for embedding; a message queued twice (an edit) is embedded once, as last seen."""
+        fresh = [d for d in documents if d.text.strip()]
+        for document in fresh:
+            self._attempts.pop(document.message_id, None)
+        self._enqueue(fresh)
+
+    def _enqueue(self, documents: Iterable[Document]) -> None:
         for document in documents:
-            if document.text.strip():
-                self._pending[document.message_id] = document
+            self._pending[document.message_id] = document
         if self._pending:
             self._idle.clear()
             if self._flusher is None or self._flusher.done():
@@ -146,7 +171,7 @@ class Recall:
                     self._slots.release()
                     continue
                 batch = [self._pending.pop(i) for i in ids]
-                self._in_flight.update(ids)
+                self._in_flight.update((d.message_id, d) for d in batch)
                 task = asyncio.create_task(self._embed_batch(batch), name="recall-embed")
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
@@ -155,36 +180,143 @@ class Recall:
                 self._idle.set()
 
     async def _embed_batch(self, batch: list[Document]) -> None:
+        try:
+            await self._index_batch(batch)
+        finally:
+            for d in batch:
+                self._in_flight.pop(d.message_id, None)
+                self._deleted_in_flight.discard(d.message_id)
+                if self._pending.get(d.message_id) is None:
+                    self._attempts.pop(d.message_id, None)
+            self._slots.release()
+
+    async def _index_batch(self, batch: list[Document]) -> None:
+        """Embed and store a batch. A failed request parks the batch in the database for a later attempt;
+        an input the model refuses is found by halving the batch and dropped alone."""
         import numpy as np
 
         try:
-            context = CallContext(batch[0].guild_id, None, None, "recall-index")
             vectors = await self.gateway.embed(
                 [d.text[:MAX_INPUT_CHARS] for d in batch],
-                context=context,
+                context=CallContext(batch[0].guild_id, None, None, "recall-index"),
                 model=self.model,
                 dimensions=self.dimensions or None,
             )
-            self.stats.requests += 1
-            matrix = np.asarray(vectors, dtype=np.float32)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            matrix /= np.where(norms == 0, 1, norms)
-            keep = [
-                i
-                for i, d in enumerate(batch)
-                if d.message_id not in self._deleted_in_flight and self._enabled_now(d.guild_id)
-            ]
-            await self.index.add([batch[i] for i in keep], matrix[keep])
-            self.stats.embedded += len(keep)
+        except REFUSED_INPUT as exc:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._index_batch(batch[:half])
+                await self._index_batch(batch[half:])
+                return
+            self.stats.dropped += 1
+            log.warning(
+                "recall: message %s was refused by the embedding model (%s); not indexed, not retried",
+                batch[0].message_id,
+                type(exc).__name__,
+            )
+            await self._quietly(self.index.unpark([batch[0].message_id]))
+            return
         except errors.BotError as exc:
-            # Background work: nobody waits on it, so a failed batch is logged and counted, not raised.
+            # Background work: nobody waits on it. The batch waits in the database and is tried again.
             self.stats.failed += len(batch)
-            log.warning("recall: %d messages could not be indexed: %s", len(batch), type(exc).__name__)
-        finally:
-            ids = {d.message_id for d in batch}
-            self._in_flight -= ids
-            self._deleted_in_flight -= ids
-            self._slots.release()
+            await self._park(batch, exc)
+            return
+        self.stats.requests += 1
+        matrix = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix /= np.where(norms == 0, 1, norms)
+        keep = [i for i, d in enumerate(batch) if self._still_wanted(d)]
+        retried = [d.message_id for d in batch if d.message_id in self._attempts]
+        try:
+            self.stats.embedded += await self.index.add(
+                [batch[i] for i in keep], matrix[keep], retried=retried
+            )
+        except errors.BotError as exc:
+            self.stats.failed += len(batch)
+            log.warning(
+                "recall: %d embedded messages could not be stored: %s", len(batch), type(exc).__name__
+            )
+            await self._park(batch, exc)
+
+    async def _park(self, batch: list[Document], exc: errors.BotError) -> None:
+        now = time.time()
+        entries = []
+        for document in batch:
+            if not self._still_wanted(document):
+                continue
+            attempts = self._attempts.get(document.message_id, 0) + 1
+            entries.append((document, attempts, now + self.retry_delay(attempts, exc)))
+        if not entries:
+            return
+        log.warning(
+            "recall: %d messages could not be indexed (%s); trying again in %.1f s",
+            len(entries),
+            type(exc).__name__,
+            entries[0][2] - now,
+        )
+        retried = [d.message_id for d in batch if d.message_id in self._attempts]
+        if await self._quietly(self.index.park(entries, retried=retried)):
+            self._parked.set()
+        else:
+            self._hold_until = time.time() + self.retry_base
+
+    def retry_delay(self, attempts: int, exc: errors.BotError | None = None) -> float:
+        """Seconds before the next attempt after `attempts` failures: doubling, at most an hour, and never
+        sooner than OpenAI asked (a rate limit's or the quota breaker's `retry_after`)."""
+        delay = min(RETRY_CEILING, self.retry_base * 2 ** min(attempts - 1, 20))
+        if isinstance(exc, errors.BudgetExceeded):
+            return max(delay, exc.resets_in)
+        return max(delay, float(getattr(exc, "retry_after", 0.0) or 0.0))
+
+    async def _quietly(self, write: Awaitable[object]) -> bool:
+        try:
+            await write
+        except errors.BotError as exc:
+            log.warning("recall: the index could not be updated: %s", type(exc).__name__)
+            return False
+        return True
+
+    def _still_wanted(self, document: Document) -> bool:
+        return document.message_id not in self._deleted_in_flight and self._enabled_now(document.guild_id)
+
+    # -- retries ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start taking parked messages back when their retry time comes (those of a previous run too)."""
+        if self._retrier is None or self._retrier.done():
+            self._retrier = asyncio.create_task(self._retry_parked(), name="recall-retry")
+
+    async def _retry_parked(self) -> None:
+        while True:
+            self._parked.clear()
+            try:
+                due_at = await self.index.next_retry()
+                if due_at is not None:
+                    due_at = max(due_at, self._hold_until)
+                now = time.time()
+                if due_at is not None and due_at <= now:
+                    await self._take_due(now)
+                    continue
+            except errors.BotError as exc:
+                log.warning("recall: parked messages could not be read: %s", type(exc).__name__)
+                due_at = time.time() + self.retry_base
+            wait = None if due_at is None else max(0.0, due_at - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._parked.wait(), wait)
+
+    async def _take_due(self, now: float) -> None:
+        due = await self.index.due(now, self.batch_size * max(1, self.settings.recall_concurrency))
+        busy = self._pending.keys() | self._in_flight.keys()
+        taken = [(d, attempts) for d, attempts in due if d.message_id not in busy]
+        if not taken:
+            # Everything due is already queued again (an edit): it settles with that attempt.
+            await asyncio.sleep(BATCH_WINDOW)
+            return
+        for document, attempts in taken:
+            self._attempts[document.message_id] = attempts
+        self.stats.retried += len(taken)
+        self._enqueue(d for d, _ in taken)
+        await self.idle()
 
     def _enabled_now(self, guild_id: int) -> bool:
         # Turned off while the batch was in flight: its vectors must not be written after the delete.
@@ -195,13 +327,10 @@ class Recall:
         await self._idle.wait()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-        for task in list(self._batches):
+        loops = [task for task in (self._flusher, self._retrier) if task is not None]
+        for task in [*loops, *self._batches]:
             task.cancel()
-        await asyncio.gather(
-            *([self._flusher] if self._flusher else []), *self._batches, return_exceptions=True
-        )
+        await asyncio.gather(*loops, *self._batches, return_exceptions=True)
 
     # -- deletion and the switch --------------------------------------------------------------------
 
@@ -212,6 +341,16 @@ class Recall:
             if message_id in self._in_flight:
                 self._deleted_in_flight.add(message_id)
         return await self.index.delete_messages(ids)
+
+    async def forget_channel(self, channel_id: int) -> int:
+        """A channel or thread was deleted: its vectors, its threads' and their queued messages go."""
+        for message_id, document in list(self._pending.items()):
+            if channel_id in (document.channel_id, document.parent_channel_id):
+                del self._pending[message_id]
+        for message_id, document in self._in_flight.items():
+            if channel_id in (document.channel_id, document.parent_channel_id):
+                self._deleted_in_flight.add(message_id)
+        return await self.index.delete_channel(channel_id)
 
     async def enable(self, guild_id: int, user_id: int) -> bool:
         return await self.index.enable(guild_id, user_id)

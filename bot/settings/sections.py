@@ -329,6 +329,24 @@ class RecallSettings(Section):
     recall_concurrency: PositiveInt = setting(
         "RECALL_CONCURRENCY", 2, "Embedding requests for indexing that run at the same time."
     )
+    recall_pgvector: Flag = setting(
+        "RECALL_PGVECTOR",
+        True,
+        "On PostgreSQL, search with the pgvector extension when the server has it.",
+        details=(
+            "The bot creates the extension, an `embedding` column and its HNSW index (cosine) at the first "
+            "use; without the extension, or with this off, the float32 blobs are searched as on SQLite."
+        ),
+    )
+    recall_retry_seconds: PositiveFloat = setting(
+        "RECALL_RETRY_SECONDS",
+        30.0,
+        "Seconds before messages whose embedding request failed are tried again.",
+        details=(
+            "The wait doubles with each failure, up to an hour (longer when OpenAI asks for it). The "
+            "messages wait in the database meanwhile, so a restart does not lose them."
+        ),
+    )
     recall_ask_matches: NonNegativeInt = setting(
         "RECALL_ASK_MATCHES",
         3,

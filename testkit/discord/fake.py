@@ -324,6 +324,19 @@ class FakeDiscord:
         self.gateway.queue_event(event, self.world.channel_payload(channel.id), intent=INTENT_GUILDS)
         return channel.id
 
+    async def delete_channel(self, channel_id: int) -> None:
+        """Someone deletes a channel or thread. A channel: CHANNEL_DELETE with the full channel object (its
+        threads go with it, with no event of their own); a thread: THREAD_DELETE with only id, guild_id,
+        parent_id and type."""
+        payload = self.world.channel_payload(channel_id)
+        channel = self.world.remove_channel(channel_id)
+        if channel.type in (10, 11, 12):
+            event = "THREAD_DELETE"
+            payload = {k: payload[k] for k in ("id", "guild_id", "parent_id", "type")}
+        else:
+            event = "CHANNEL_DELETE"
+        await self.gateway.dispatch(event, payload, intent=INTENT_GUILDS)
+
     def add_role(self, guild_id: int, name: str, *, permissions: int = 0, mentionable: bool = False) -> int:
         """A role; returns its id."""
         guild = self.world.guild(guild_id)

@@ -135,6 +135,22 @@ class DiscordWorld:
         self.channels[cid] = channel
         return channel
 
+    def remove_channel(self, channel_id: int) -> ChannelRecord:
+        """Delete a channel (and, as Discord does, the threads under it) with their messages."""
+        channel = self.channel(channel_id)
+        doomed = [channel] + [
+            c for c in self.channels.values() if c.parent_id == channel_id and c.type in THREAD_TYPES
+        ]
+        for record in doomed:
+            for msg in list(record.messages):
+                self.message_index.pop(int(msg["id"]), None)
+            del self.channels[record.id]
+            if record.guild_id is not None:
+                ids = self.guild(record.guild_id).channel_ids
+                if record.id in ids:
+                    ids.remove(record.id)
+        return channel
+
     def guild(self, guild_id: int) -> GuildRecord:
         """The guild or a clear AssertionError."""
         try:
