@@ -5,7 +5,7 @@ loaded it. The budgets only need a number that is never below the real count for
 this module estimates it from the text's shape instead, in a few µs and no memory:
 
 - a run of ASCII letters (with its leading space) that reads like a word is one token, plus one per 3
-  letters past 4; any other run is one plus one per 4 letters, plus 0.7 per capital after the first
+  letters past 3; any other run is one plus 0.6 per letter, plus 0.7 per capital after the first
   (camelCase and random identifiers split at case changes);
 - digits go in groups of three (both encodings split numbers so);
 - each space or newline run, and each ASCII punctuation mark, is one token;
@@ -60,8 +60,8 @@ def _piece_cost(piece: str, joined: bool = False) -> float:
         capitals = sum(1 for char in body[1:] if char.isupper())
         # `joined`: the letters continue a word begun with a non-ASCII letter ("Überall"), not a word alone.
         if not capitals and not joined and _PRONOUNCEABLE.fullmatch(body):
-            return 1 + max(0, len(body) - 4) / 3  # a word: common ones up to ~10 letters are one token
-        return 1 + len(body) / 4 + capitals * 0.7
+            return 1 + max(0, len(body) - 3) / 3  # a word: common ones up to ~10 letters are one token
+        return 1 + len(body) * 0.6 + capitals * 0.7
     if first.isdigit():
         return math.ceil(len(body) / 3) + (len(piece) - len(body))
     if first.isascii():
