@@ -7,7 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.models import SERVER, ChatModels, ModelChoice
+from bot.discord_io.admission import parent_channel_id
 from bot.discord_io.client import OpenAIBot
+from bot.i18n import translate
 
 SCOPES = [
     app_commands.Choice(name="This channel", value="channel"),
@@ -20,11 +22,16 @@ SOURCES = {
 }
 
 
-def describe_choice(choice: ModelChoice, allowed: tuple[str, ...]) -> str:
-    lines = [f"Answers here come from **{choice.model}** ({SOURCES[choice.source]})."]
+def describe_choice(choice: ModelChoice, allowed: tuple[str, ...], locale: str | None = None) -> str:
+    if choice.source == "parent":
+        lines = [translate("model.from_parent", locale, model=choice.model)]
+    else:
+        lines = [f"Answers here come from **{choice.model}** ({SOURCES[choice.source]})."]
     for model, scope in ((choice.channel_model, "channel"), (choice.server_model, "server")):
         if model is not None and model not in allowed:
             lines.append(f"The {scope}'s choice, `{model}`, is no longer offered, so it is not used.")
+    if choice.parent_model is not None and choice.parent_model not in allowed:
+        lines.append(translate("model.parent_not_offered", locale, model=choice.parent_model))
     lines.append("Offered: " + ", ".join(f"`{m}`" for m in allowed) + f" (default `{allowed[0]}`).")
     return "\n".join(lines)
 
@@ -40,8 +47,12 @@ class Model(commands.Cog):
 
     @model.command(name="show", description="Which chat model answers in this channel")
     async def model_show(self, interaction: discord.Interaction) -> None:
-        choice = await self.models.choice(interaction.guild_id, interaction.channel_id)
-        await interaction.response.send_message(describe_choice(choice, self.models.allowed), ephemeral=True)
+        choice = await self.models.choice(
+            interaction.guild_id, interaction.channel_id, parent_channel_id(interaction.channel)
+        )
+        await interaction.response.send_message(
+            describe_choice(choice, self.models.allowed, str(interaction.locale)), ephemeral=True
+        )
 
     @model.command(name="set", description="Choose the chat model for this channel or server (Manage Server)")
     @app_commands.describe(
@@ -74,7 +85,9 @@ class Model(commands.Cog):
         channel_id = SERVER if scope == "server" else interaction.channel_id
         removed = await self.models.clear(interaction.guild_id, channel_id)
         where = "this server" if scope == "server" else "this channel"
-        choice = await self.models.choice(interaction.guild_id, interaction.channel_id)
+        choice = await self.models.choice(
+            interaction.guild_id, interaction.channel_id, parent_channel_id(interaction.channel)
+        )
         text = f"Cleared {where}'s model." if removed else f"{where.capitalize()} had no model of its own."
         await interaction.response.send_message(
             f"{text} Answers here now come from **{choice.model}**.", ephemeral=True
