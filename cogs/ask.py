@@ -285,23 +285,39 @@ class Ask(commands.Cog):
                 raise
             assert streaming.stopped_by is not None
             # Keep what was shown, marked as stopped; nothing is remembered, Regenerate stays for the asker.
-            first.set_view(answer_view(key, stop=False))
-            await reply.finish(stopped_text(header, shown, streaming.stopped_by))
-            await first.show_view()
-            await self._save(key, request, shown, False, private, reply.message_ids(), origin)
+            record = self._record(key, request, shown, False, private, origin)
+            await self._show_final(record, first, reply, stopped_text(header, shown, streaming.stopped_by))
             return None
         finally:
             self.running.remove(key)
         # A short answer may first show whole: its first text is then the final one.
         if watch is not None:
             watch.stage("first_token")
-        first.set_view(answer_view(key, stop=False, more=answer.truncated))
-        await reply.finish(header + render_answer(answer, self.settings.max_answer_tokens))
-        await first.show_view()
+        record = self._record(key, request, answer.text, answer.truncated, private, origin)
+        await self._show_final(
+            record, first, reply, header + render_answer(answer, self.settings.max_answer_tokens)
+        )
         if watch is not None:
             watch.stage("final")
-        await self._save(key, request, answer.text, answer.truncated, private, reply.message_ids(), origin)
         return answer
+
+    async def _show_final(
+        self,
+        record: AnswerRecord,
+        first: OriginalResponse | LazyReply,
+        reply: StreamingReply,
+        text: str,
+    ) -> None:
+        """Store the answer, then show it with Regenerate (and Continue): a button must never be pressed
+        before its answer can be found. The messages it spans are stored again if the last edit changed
+        them (a part the stream had not shown yet, or one a rewrite no longer needs)."""
+        known = reply.message_ids()
+        await self._save(replace(record, message_ids=tuple(known)))
+        first.set_view(answer_view(record.answer_key, stop=False, more=record.truncated))
+        await reply.finish(text)
+        await first.show_view()
+        if reply.message_ids() != known:
+            await self._save(replace(record, message_ids=tuple(reply.message_ids())))
 
     @staticmethod
     def _stopped(streaming: Streaming) -> bool:
@@ -309,17 +325,11 @@ class Ask(commands.Cog):
         task = asyncio.current_task()
         return streaming.stopped_by is not None and (task is None or not task.cancelling())
 
-    async def _save(
-        self,
-        key: int,
-        request: AskRequest,
-        text: str,
-        truncated: bool,
-        private: bool,
-        message_ids: list[int],
-        origin: str,
-    ) -> None:
-        record = AnswerRecord(
+    @staticmethod
+    def _record(
+        key: int, request: AskRequest, text: str, truncated: bool, private: bool, origin: str
+    ) -> AnswerRecord:
+        return AnswerRecord(
             key,
             request.guild_id,
             request.channel_id,
@@ -329,9 +339,11 @@ class Ask(commands.Cog):
             text,
             truncated,
             private,
-            tuple(message_ids),
-            origin,
+            origin=origin,
         )
+
+    async def _save(self, record: AnswerRecord) -> None:
+        key = record.answer_key
         try:
             await self.records.save(record)
         except Exception:

@@ -32,12 +32,30 @@ async def until(condition: Callable[[], bool], timeout: float = 10) -> None:  # 
         await asyncio.sleep(0.02)
 
 
-async def stored_ids(bot: OpenAIBot, key: int) -> list[int]:
-    row = await bot.services.store.fetchone(
-        "SELECT message_ids FROM chat_answers WHERE answer_key = ?", (key,)
-    )
-    assert row is not None
-    return [int(i) for i in str(row[0]).split(",") if i]
+async def stored_ids(bot: OpenAIBot, fake_discord: FakeDiscord, key: int, timeout: float = 10) -> list[int]:  # noqa: ASYNC109
+    """The messages stored for answer `key`, once the answer has settled: its buttons on the first, every
+    part still there, none still streaming, and the same ids twice in a row."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    previous: list[int] | None = None
+    while True:
+        row = await bot.services.store.fetchone(
+            "SELECT message_ids FROM chat_answers WHERE answer_key = ?", (key,)
+        )
+        ids = [int(i) for i in str(row[0]).split(",") if i] if row is not None else []
+        index = fake_discord.world.message_index
+        settled = (
+            bool(ids)
+            and all(i in index and not gone(fake_discord, i) for i in ids)
+            and f"ask:regen:{key}" in custom_ids(index[ids[0]])
+            and not any(index[i]["content"].endswith(("▌", "…")) for i in ids)
+        )
+        if settled and ids == previous:
+            return ids
+        if loop.time() > deadline:
+            raise AssertionError(f"answer {key} did not settle: {ids}")
+        previous = ids if settled else None
+        await asyncio.sleep(0.2)
 
 
 def contents(fake_discord: FakeDiscord, ids: list[int]) -> list[str]:
@@ -77,7 +95,7 @@ async def test_regenerate_rewrites_every_part_deletes_the_extra_and_adds_the_mis
     fake_openai.queue_chat_replies(first, shorter, longer)
     done = await ask(fake_discord, world, "a long essay")
     await done.wait_done(settle=0.3)
-    ids = await stored_ids(bot, done.id)
+    ids = await stored_ids(bot, fake_discord, done.id)
     assert len(ids) == 3 and ids[0] == int(done.original["id"])
     assert [int(f["id"]) for f in done.followups] == ids[1:]
     header = f"> a long essay — <@{world.member_id}>\n"
@@ -85,7 +103,7 @@ async def test_regenerate_rewrites_every_part_deletes_the_extra_and_adds_the_mis
 
     # Fewer parts: the first two are edited in place, the third deleted; the buttons stay on the first.
     click = await regenerate(fake_discord, ids[0], done.id, world.member_id)
-    assert await stored_ids(bot, click.id) == ids[:2]
+    assert await stored_ids(bot, fake_discord, click.id) == ids[:2]
     assert "".join(contents(fake_discord, ids[:2])) == header + shorter
     assert gone(fake_discord, ids[2]) and not gone(fake_discord, ids[1])
     assert custom_ids(fake_discord.world.message_index[ids[0]]) == [f"ask:regen:{click.id}"]
@@ -93,7 +111,7 @@ async def test_regenerate_rewrites_every_part_deletes_the_extra_and_adds_the_mis
 
     # More parts: both are edited, then the missing ones follow in order.
     again = await regenerate(fake_discord, ids[0], click.id, world.member_id)
-    longer_ids = await stored_ids(bot, again.id)
+    longer_ids = await stored_ids(bot, fake_discord, again.id)
     assert len(longer_ids) == 4 and longer_ids[:2] == ids[:2] and longer_ids[2] < longer_ids[3]
     assert [int(f["id"]) for f in again.followups] == longer_ids[2:]
     assert "".join(contents(fake_discord, longer_ids)) == header + longer
@@ -114,7 +132,7 @@ async def test_a_flagged_regeneration_shows_nothing_of_it_and_restores_every_par
     fake_openai.queue_chat_replies(first, words(700, "b") + " FLAGME at the very end.")
     done = await ask(fake_discord, world, "a long essay")
     await done.wait_done(settle=0.3)
-    ids = await stored_ids(bot, done.id)
+    ids = await stored_ids(bot, fake_discord, done.id)
     before = contents(fake_discord, ids)
 
     click = await regenerate(fake_discord, ids[0], done.id, world.member_id)
@@ -135,7 +153,7 @@ async def test_stop_during_a_long_regeneration_keeps_what_was_shown_across_the_p
     fake_openai.queue_chat_replies(words(750, "a"), words(1100, "c"))
     done = await ask(fake_discord, world, "a long essay")
     await done.wait_done(settle=0.3)
-    ids = await stored_ids(bot, done.id)
+    ids = await stored_ids(bot, fake_discord, done.id)
 
     fake_openai.stream_chunk_chars = 40
     fake_openai.stream_chunk_delay = 0.02
@@ -145,7 +163,7 @@ async def test_stop_during_a_long_regeneration_keeps_what_was_shown_across_the_p
     stop = await fake_discord.click(ids[0], f"ask:stop:{click.id}", user_id=world.member_id)
     await stop.wait_done()
     await click.wait_done(settle=0.4)
-    kept = await stored_ids(bot, click.id)
+    kept = await stored_ids(bot, fake_discord, click.id)
     text = "".join(contents(fake_discord, kept))
     assert text.endswith(f"-# (stopped by <@{world.member_id}> before the end)")
     assert "c0400" in text and "c1099" not in text and "a0" not in text
@@ -162,12 +180,12 @@ async def test_a_private_long_answer_is_regenerated_into_its_first_message_and_n
     done = await invoke_ask(fake_discord, world, "a secret essay", private=True)
     await done.wait_for(lambda i: len(i.followups) == 2, timeout=10)
     await done.wait_done(settle=0.3)
-    ids = await stored_ids(bot, done.id)
+    ids = await stored_ids(bot, fake_discord, done.id)
     assert len(ids) == 3
     click = await regenerate(fake_discord, ids[0], done.id, world.member_id)
     # Discord lets only the token that sent an ephemeral message touch it: the first (the button's message)
     # is rewritten, the rest of the new answer follows, still private.
-    new_ids = await stored_ids(bot, click.id)
+    new_ids = await stored_ids(bot, fake_discord, click.id)
     assert new_ids[0] == ids[0] and len(new_ids) == 2 and new_ids[1] not in ids
     assert "".join(contents(fake_discord, new_ids)) == words(500, "b")
     assert all(f.get("flags", 0) & 64 for f in click.followups)
@@ -181,7 +199,7 @@ async def test_regenerate_and_continue_on_a_long_answer_after_a_restart(
     fake_openai.queue_chat_replies(words(750, "a"))  # cut at the token limit: Continue is offered
     done = await ask(fake_discord, world, "before the restart")
     await done.wait_done(settle=0.3)
-    ids = await stored_ids(bot, done.id)
+    ids = await stored_ids(bot, fake_discord, done.id)
     assert len(ids) == 3
     assert custom_ids(fake_discord.world.message_index[ids[0]]) == [
         f"ask:regen:{done.id}",
@@ -197,7 +215,7 @@ async def test_regenerate_and_continue_on_a_long_answer_after_a_restart(
         "> (continued) before the restart"
     )
     click = await regenerate(fake_discord, ids[0], done.id, world.member_id)
-    new_ids = await stored_ids(restarted, click.id)
+    new_ids = await stored_ids(restarted, fake_discord, click.id)
     assert new_ids == ids[:2] and gone(fake_discord, ids[2])
     header = f"> before the restart — <@{world.member_id}>\n"
     assert "".join(contents(fake_discord, new_ids)) == header + words(500, "b")

@@ -152,6 +152,10 @@ async def test_a_long_mention_reply_is_regenerated_whole_as_replies_after_a_rest
     fake_openai.queue_chat_replies(longer)
     click = await fake_discord.click(int(parts[0]["id"]), f"ask:regen:{question}", user_id=world.member_id)
     await click.wait_done(settle=0.4)
+    # The parts after the first go through the channel, not the button's interaction: wait for them.
+    await until(
+        lambda: "".join(p["content"] for p in replies(fake_discord, world.channel_id, question)) == longer
+    )
     rewritten = replies(fake_discord, world.channel_id, question)
     assert [p["id"] for p in rewritten[:3]] == [p["id"] for p in parts] and len(rewritten) == 4
     assert "".join(p["content"] for p in rewritten) == longer  # the fourth part replies to the question too
