@@ -311,6 +311,7 @@ class Ask(commands.Cog):
         """Store the answer, then show it with Regenerate (and Continue): a button must never be pressed
         before its answer can be found. The messages it spans are stored again if the last edit changed
         them (a part the stream had not shown yet, or one a rewrite no longer needs)."""
+        await reply.settle()  # no edit of the streamed text while the record is written
         known = reply.message_ids()
         await self._save(replace(record, message_ids=tuple(known)))
         first.set_view(answer_view(record.answer_key, stop=False, more=record.truncated))

@@ -367,6 +367,10 @@ class StreamingReply:
                 await self._worker
             self._worker = None
 
+    async def settle(self) -> None:
+        """Stop showing intermediate text (the stream is over); `finish` shows the final text."""
+        await self._stop()
+
     async def finish(self, text: str) -> None:
         """Show the final text exactly (no cursor)."""
         await self._stop()
