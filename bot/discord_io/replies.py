@@ -324,7 +324,15 @@ class StreamingReply:
             if index < len(self._shown) and self._shown[index] == piece:
                 continue
             if index < len(self._handles):
-                await self._handles[index].edit(piece)
+                try:
+                    await self._handles[index].edit(piece)
+                except discord.NotFound:
+                    if not 0 < index < self._given:
+                        raise
+                    # A part of the answer being rewritten was deleted (by a moderator, say): the old
+                    # parts after it go too, and the rest follows as new messages, so the order holds.
+                    await self._drop_old_parts_from(index)
+                    self._handles.append(await self._create(piece))
             else:
                 self._handles.append(await self._create(piece))
             self.edits += 1
@@ -354,6 +362,14 @@ class StreamingReply:
         del self._handles[len(pieces) :]
         del self._shown[len(pieces) :]
         self._given = min(self._given, len(self._handles))
+
+    async def _drop_old_parts_from(self, index: int) -> None:
+        for handle in self._handles[index + 1 : self._given]:
+            with contextlib.suppress(discord.HTTPException):
+                await handle.delete()
+        del self._handles[index:]
+        del self._shown[index:]
+        self._given = index
 
     async def _stop(self) -> None:
         self._closed = True

@@ -123,6 +123,25 @@ async def test_regenerate_rewrites_every_part_deletes_the_extra_and_adds_the_mis
     assert len(rows) == 3
 
 
+async def test_a_part_deleted_meanwhile_is_sent_anew_with_the_parts_after_it_in_order(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    bot = await start_bot(max_answer_tokens=LONG)
+    fake_openai.stream_chunk_chars = 400
+    fake_openai.queue_chat_replies(words(750, "a"), words(800, "b"))
+    done = await ask(fake_discord, world, "a long essay")
+    ids = await stored_ids(bot, fake_discord, done.id)
+    assert len(ids) == 3
+    await fake_discord.delete_message_event(world.channel_id, ids[1])  # a moderator removes the middle part
+
+    click = await regenerate(fake_discord, ids[0], done.id, world.member_id)
+    new_ids = await stored_ids(bot, fake_discord, click.id)
+    assert new_ids[0] == ids[0] and len(new_ids) == 3 and not set(new_ids[1:]) & set(ids)
+    assert new_ids[1] < new_ids[2] and gone(fake_discord, ids[2])
+    header = f"> a long essay — <@{world.member_id}>\n"
+    assert "".join(contents(fake_discord, new_ids)) == header + words(800, "b")
+
+
 async def test_a_flagged_regeneration_shows_nothing_of_it_and_restores_every_part(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
