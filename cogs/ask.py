@@ -19,7 +19,7 @@ from bot.chat.answers import AnswerRecord, Streaming
 from bot.chat.conversation import Answer, AskRequest, Conversations
 from bot.chat.threads import BotThread
 from bot.cost.admission import Admission
-from bot.discord_io.admission import admit_interaction, requester
+from bot.discord_io.admission import admit_interaction, parent_channel_id, requester
 from bot.discord_io.attachments import AskFiles, check_file_size, read_ask_files
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.failures import describe_failure, is_expected, send_failure
@@ -27,12 +27,13 @@ from bot.discord_io.locales import member_locale, message_locale, reply_locale
 from bot.discord_io.replies import (
     Editable,
     ExpiryFallback,
+    LazyReply,
     OriginalResponse,
     SentMessage,
     StreamingReply,
     send_followup,
 )
-from bot.discord_io.text import message_text, preview, reply_to
+from bot.discord_io.text import message_text, neutralize_mentions, preview, reply_to, split_message
 from bot.i18n import translate
 from bot.openai_api.calls import CallContext
 from bot.settings import Settings
@@ -175,6 +176,7 @@ class Ask(commands.Cog):
             admitted=True,
             private=private,
             documents=files.documents,
+            parent_channel_id=parent_channel_id(interaction.channel),
         )
         answer = await self.stream_answer(
             interaction, request, private=private, deferral=deferral, watch=watch
@@ -191,21 +193,92 @@ class Ask(commands.Cog):
         deferral: asyncio.Future[None] | None = None,
         watch: Stopwatch | None = None,
         quoted: str | None = None,
+        rewriting: AnswerRecord | None = None,
     ) -> Answer | None:
         """Stream an answer into the interaction's response with a Stop button, then leave Regenerate (and
-        Continue when it was cut at the token limit). None when Stop cut it short."""
+        Continue when it was cut at the token limit). None when Stop cut it short.
+
+        With `rewriting` (Regenerate), the interaction's message is that answer's first part: its other
+        parts are rewritten in order, the ones the new answer does not need deleted, and any more it needs
+        sent as the original's were (followups of an /ask, replies to an @mention's message)."""
         # A very slow answer can outlive the 15-minute token: it then continues in the channel (or a DM).
         fallback = ExpiryFallback(interaction, private=private)
+        origin = rewriting.origin if rewriting is not None else "ask"
 
         async def create_followup(content: str) -> Editable:
             return await send_followup(interaction, content, ephemeral=private, fallback=fallback)
 
+        create = create_followup
+        rest: list[Editable] = []
+        if rewriting is not None:
+            rest = self.later_parts(rewriting)
+            if origin == "mention":
+                question = self._question_message(rewriting)
+
+                async def create_reply(content: str) -> Editable:
+                    return SentMessage(await reply_to(question, content))
+
+                create = create_reply
         original = OriginalResponse(interaction, fallback, deferral=deferral)
-        reply = StreamingReply(original, create_followup, interval=self.settings.stream_edit_interval)
-        # Members reading the channel see what was asked and by whom; private answers need no reminder.
-        header = "" if private else quote_line(quoted or request.prompt, request.user_id)
-        locale = reply_locale(interaction, private=private)
-        key = interaction.id
+        reply = StreamingReply(original, create, interval=self.settings.stream_edit_interval, rest=rest)
+        # Members reading the channel see what was asked and by whom; private answers need no reminder,
+        # and a reply to an @mention sits under its question already.
+        header = (
+            "" if private or origin == "mention" else quote_line(quoted or request.prompt, request.user_id)
+        )
+        # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
+        started = self.inflight.started(interaction.application_id, interaction.token)
+        try:
+            return await self._deliver(
+                interaction.id,
+                request,
+                original,
+                reply,
+                header,
+                private,
+                origin=origin,
+                locale=reply_locale(interaction, private=private),
+                watch=watch,
+            )
+        except BaseException:
+            await reply.discard()
+            raise
+        finally:
+            await self.inflight.ended(interaction.token, started)
+
+    def later_parts(self, record: AnswerRecord) -> list[Editable]:
+        """The second and later messages of a public answer, edited through the channel: that outlives the
+        interaction tokens that sent them (and a restart). A private answer's are ephemeral: only the token
+        that sent each may touch it, so they are left as they are and new parts are sent instead."""
+        if record.private or len(record.message_ids) < 2:
+            return []
+        channel = self._channel(record)
+        return [SentMessage(channel.get_partial_message(m)) for m in record.message_ids[1:]]
+
+    def _channel(self, record: AnswerRecord) -> discord.PartialMessageable:
+        """The answer's channel by id: its messages are edited and replied to by id, restart or not."""
+        return self.bot.get_partial_messageable(record.channel_id, guild_id=record.guild_id or None)
+
+    def _question_message(self, record: AnswerRecord) -> discord.PartialMessage:
+        """The member's message an @mention answer replies to (its id is the answer's key)."""
+        return self._channel(record).get_partial_message(record.answer_key)
+
+    async def _deliver(
+        self,
+        key: int,
+        request: AskRequest,
+        first: OriginalResponse | LazyReply,
+        reply: StreamingReply,
+        header: str,
+        private: bool,
+        *,
+        origin: str,
+        locale: str | None,
+        watch: Stopwatch | None = None,
+    ) -> Answer | None:
+        """Stream the answer with a Stop button on its first message, then Regenerate (and Continue when it
+        was cut at the token limit), and record every message it is shown in for those buttons. None when
+        Stop cut it short. A failure leaves the messages to the caller (`reply.discard`)."""
         shown = ""  # the newest text on screen: with STREAM_MODERATION=before it passed moderation
 
         async def on_text(text: str) -> None:
@@ -215,42 +288,58 @@ class Ask(commands.Cog):
                 watch.stage("first_token")
             await reply.update(header + text)
 
-        original.set_view(answer_view(key, stop=True, locale=locale))
-        # Recorded while it streams: after a crash, start-up tells the asker it was cut short.
-        started = self.inflight.started(interaction.application_id, interaction.token)
+        first.set_view(answer_view(key, stop=True, locale=locale))
         chat: asyncio.Task[Answer] = asyncio.create_task(
             self.conversations.ask(request, on_text=on_text), name="ask-chat"
         )
         streaming = self.running.add(key, chat, request.user_id)
         try:
-            try:
-                answer = await chat
-            except asyncio.CancelledError:
-                if not self._stopped(streaming):
-                    await reply.discard()
-                    raise
-                assert streaming.stopped_by is not None
-                await self._show_stopped(
-                    original, reply, request, key, header, shown, streaming, private, locale
-                )
-                return None
-            except BaseException:
-                await reply.discard()
+            answer = await chat
+        except asyncio.CancelledError:
+            if not self._stopped(streaming):
                 raise
-            finally:
-                self.running.remove(key)
-            # A short answer may first show whole: its first text is then the final one.
-            if watch is not None:
-                watch.stage("first_token")
-            original.set_view(answer_view(key, stop=False, more=answer.truncated, locale=locale))
-            await reply.finish(header + render_answer(answer, self.settings.max_answer_tokens, locale))
-            await original.show_view()
-            if watch is not None:
-                watch.stage("final")
-            await self._save(key, request, answer.text, answer.truncated, private)
-            return answer
+            assert streaming.stopped_by is not None
+            # Keep what was shown, marked as stopped; nothing is remembered, Regenerate stays for the asker.
+            record = self._record(key, request, shown, False, private, origin)
+            stopped = stopped_text(header, shown, streaming.stopped_by, locale)
+            await self._show_final(record, first, reply, stopped, locale)
+            return None
         finally:
-            await self.inflight.ended(interaction.token, started)
+            self.running.remove(key)
+        # A short answer may first show whole: its first text is then the final one.
+        if watch is not None:
+            watch.stage("first_token")
+        record = self._record(key, request, answer.text, answer.truncated, private, origin)
+        await self._show_final(
+            record,
+            first,
+            reply,
+            header + render_answer(answer, self.settings.max_answer_tokens, locale),
+            locale,
+        )
+        if watch is not None:
+            watch.stage("final")
+        return answer
+
+    async def _show_final(
+        self,
+        record: AnswerRecord,
+        first: OriginalResponse | LazyReply,
+        reply: StreamingReply,
+        text: str,
+        locale: str | None,
+    ) -> None:
+        """Store the answer, then show it with Regenerate (and Continue): a button must never be pressed
+        before its answer can be found. The messages it spans are stored again if the last edit changed
+        them (a part the stream had not shown yet, or one a rewrite no longer needs)."""
+        await reply.settle()  # no edit of the streamed text while the record is written
+        known = reply.message_ids()
+        await self._save(replace(record, message_ids=tuple(known)))
+        first.set_view(answer_view(record.answer_key, stop=False, more=record.truncated, locale=locale))
+        await reply.finish(text)
+        await first.show_view()
+        if reply.message_ids() != known:
+            await self._save(replace(record, message_ids=tuple(reply.message_ids())))
 
     @staticmethod
     def _stopped(streaming: Streaming) -> bool:
@@ -258,27 +347,11 @@ class Ask(commands.Cog):
         task = asyncio.current_task()
         return streaming.stopped_by is not None and (task is None or not task.cancelling())
 
-    async def _show_stopped(
-        self,
-        original: OriginalResponse,
-        reply: StreamingReply,
-        request: AskRequest,
-        key: int,
-        header: str,
-        shown: str,
-        streaming: Streaming,
-        private: bool,
-        locale: str | None = None,
-    ) -> None:
-        """Keep what was shown, marked as stopped; nothing is remembered, Regenerate stays for the asker."""
-        assert streaming.stopped_by is not None
-        original.set_view(answer_view(key, stop=False, locale=locale))
-        await reply.finish(stopped_text(header, shown, streaming.stopped_by, locale))
-        await original.show_view()
-        await self._save(key, request, shown, False, private)
-
-    async def _save(self, key: int, request: AskRequest, text: str, truncated: bool, private: bool) -> None:
-        record = AnswerRecord(
+    @staticmethod
+    def _record(
+        key: int, request: AskRequest, text: str, truncated: bool, private: bool, origin: str
+    ) -> AnswerRecord:
+        return AnswerRecord(
             key,
             request.guild_id,
             request.channel_id,
@@ -288,7 +361,11 @@ class Ask(commands.Cog):
             text,
             truncated,
             private,
+            origin=origin,
         )
+
+    async def _save(self, record: AnswerRecord) -> None:
+        key = record.answer_key
         try:
             await self.records.save(record)
         except Exception:
@@ -368,12 +445,19 @@ class Ask(commands.Cog):
             command="mention",
             admitted=True,
             moderation_text=message_text(message),
+            parent_channel_id=parent_channel_id(message.channel),
         )
+
+        async def send_first(content: str, view: discord.ui.View | None) -> discord.Message:
+            if view is None:
+                return await reply_to(message, content)
+            return await reply_to(message, content, view=view)
 
         async def create_reply(content: str) -> SentMessage:
             return SentMessage(await reply_to(message, content))
 
-        reply = StreamingReply(None, create_reply, interval=self.settings.stream_edit_interval)
+        first = LazyReply(send_first)
+        reply = StreamingReply(first, create_reply, interval=self.settings.stream_edit_interval)
         try:
             async with message.channel.typing():
                 files = await self._read_files(message_files(message))
@@ -383,10 +467,17 @@ class Ask(commands.Cog):
                     image_names=files.image_names,
                     documents=files.documents,
                 )
-                answer = await self.conversations.ask(request, on_text=reply.update)
-            await reply.finish(
-                render_answer(answer, self.settings.max_answer_tokens, message_locale(self.bot, message))
-            )
+                # The member's message is the answer's key: its buttons find the answer by it.
+                await self._deliver(
+                    message.id,
+                    request,
+                    first,
+                    reply,
+                    "",
+                    False,
+                    origin="mention",
+                    locale=message_locale(self.bot, message),
+                )
         except asyncio.CancelledError:
             # Cut short by the shutdown: no half answer stays behind (the drain tells the user why).
             await reply.discard(keep_first=False)
@@ -402,7 +493,11 @@ class Ask(commands.Cog):
         """A mention is /ask by other means: the same admission (allowlist, /limits, rate, budgets)."""
         try:
             await self.admission.admit(
-                "ask", requester(message.guild, message.author, message.channel.id), {"prompt": prompt}
+                "ask",
+                requester(
+                    message.guild, message.author, message.channel.id, parent_channel_id(message.channel)
+                ),
+                {"prompt": prompt},
             )
         except errors.GuildNotAllowed:
             return False  # a server the bot does not serve is not answered at all, as before
@@ -542,13 +637,15 @@ class AnswerButton(
             record.user_id,
             interaction.user.display_name,
             prompt,
+            command="mention" if record.origin == "mention" else "ask",
             admitted=True,
             replaces_answer=record.answer if self.kind == "regen" else None,
+            parent_channel_id=parent_channel_id(interaction.channel),
         )
         if self.kind == "regen":
             await interaction.response.defer()  # the answer is replaced in place
             try:
-                await cog.stream_answer(interaction, request, private=record.private)
+                await cog.stream_answer(interaction, request, private=record.private, rewriting=record)
             except Exception as exc:
                 # The failure handler would delete the interaction's message: here that is the old answer.
                 await self.restore(cog, interaction, record)
@@ -566,17 +663,23 @@ class AnswerButton(
             await cog.stream_answer(interaction, request, private=record.private, quoted=continued)
 
     async def restore(self, cog: Ask, interaction: discord.Interaction[Any], record: AnswerRecord) -> None:
-        """Put back the answer a failed Regenerate had started to overwrite, with its buttons."""
+        """Put back the answer a failed Regenerate had started to overwrite, every part, with its buttons."""
         locale = reply_locale(interaction, private=record.private)
         text = record.answer
         if record.truncated:
             text += truncated_note(cog.settings.max_answer_tokens, locale)
-        header = "" if record.private else quote_line(record.prompt, record.user_id)
+        header = (
+            "" if record.private or record.origin == "mention" else quote_line(record.prompt, record.user_id)
+        )
+        pieces = split_message(neutralize_mentions(header + text)) or ["…"]
         with contextlib.suppress(discord.HTTPException):
             await interaction.edit_original_response(
-                content=preview(header + text, 2000),
+                content=pieces[0],
                 view=answer_view(record.answer_key, stop=False, more=record.truncated, locale=locale),
             )
+        for part, piece in zip(cog.later_parts(record), pieces[1:], strict=False):
+            with contextlib.suppress(discord.HTTPException):
+                await part.edit(piece)
 
 
 async def setup(bot: OpenAIBot) -> None:

@@ -7,6 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.models import SERVER, ChatModels, ModelChoice
+from bot.discord_io.admission import parent_channel_id
 from bot.discord_io.client import OpenAIBot
 from bot.discord_io.locales import member_locale
 from bot.i18n import translate
@@ -24,11 +25,16 @@ SOURCES = {
 
 
 def describe_choice(choice: ModelChoice, allowed: tuple[str, ...], locale: str | None = None) -> str:
-    source = translate(SOURCES[choice.source], locale)
-    lines = [translate("model.show.current", locale, model=choice.model, source=source)]
+    if choice.source == "parent":
+        lines = [translate("model.from_parent", locale, model=choice.model)]
+    else:
+        source = translate(SOURCES[choice.source], locale)
+        lines = [translate("model.show.current", locale, model=choice.model, source=source)]
     for model, scope in ((choice.channel_model, "channel"), (choice.server_model, "server")):
         if model is not None and model not in allowed:
             lines.append(translate(f"model.show.withdrawn.{scope}", locale, model=model))
+    if choice.parent_model is not None and choice.parent_model not in allowed:
+        lines.append(translate("model.parent_not_offered", locale, model=choice.parent_model))
     offered = ", ".join(f"`{m}`" for m in allowed)
     lines.append(translate("model.show.offered", locale, models=offered, default=allowed[0]))
     return "\n".join(lines)
@@ -45,7 +51,9 @@ class Model(commands.Cog):
 
     @model.command(name="show", description="Which chat model answers in this channel")
     async def model_show(self, interaction: discord.Interaction) -> None:
-        choice = await self.models.choice(interaction.guild_id, interaction.channel_id)
+        choice = await self.models.choice(
+            interaction.guild_id, interaction.channel_id, parent_channel_id(interaction.channel)
+        )
         await interaction.response.send_message(
             describe_choice(choice, self.models.allowed, member_locale(interaction)), ephemeral=True
         )
@@ -80,7 +88,9 @@ class Model(commands.Cog):
         assert interaction.guild_id is not None and interaction.channel_id is not None
         channel_id = SERVER if scope == "server" else interaction.channel_id
         removed = await self.models.clear(interaction.guild_id, channel_id)
-        choice = await self.models.choice(interaction.guild_id, interaction.channel_id)
+        choice = await self.models.choice(
+            interaction.guild_id, interaction.channel_id, parent_channel_id(interaction.channel)
+        )
         outcome = "cleared" if removed else "none"
         await interaction.response.send_message(
             translate(f"model.clear.{outcome}.{scope}", member_locale(interaction), model=choice.model),

@@ -24,6 +24,20 @@ class AnswerRecord:
     answer: str
     truncated: bool
     private: bool
+    # The messages showing the answer, first to last (the first carries the buttons); empty for an
+    # answer stored before they were tracked.
+    message_ids: tuple[int, ...] = ()
+    # "ask" (an /ask interaction's response) or "mention" (replies to the member's message, whose id is
+    # the answer key): where Regenerate sends the parts a longer answer needs.
+    origin: str = "ask"
+
+
+def join_ids(ids: Sequence[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def split_ids(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip().isdigit())
 
 
 class AnswerRecords(DataOwner):
@@ -44,11 +58,13 @@ class AnswerRecords(DataOwner):
     async def save(self, record: AnswerRecord) -> None:
         await self.store.execute(
             "INSERT INTO chat_answers (answer_key, guild_id, channel_id, user_id, user_name, prompt, "
-            "answer, truncated, private, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "answer, truncated, private, created_at, message_ids, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (answer_key) DO UPDATE SET guild_id = excluded.guild_id, "
             "channel_id = excluded.channel_id, user_id = excluded.user_id, user_name = excluded.user_name, "
             "prompt = excluded.prompt, answer = excluded.answer, truncated = excluded.truncated, "
-            "private = excluded.private, created_at = excluded.created_at",
+            "private = excluded.private, created_at = excluded.created_at, "
+            "message_ids = excluded.message_ids, origin = excluded.origin",
             (
                 record.answer_key,
                 record.guild_id,
@@ -60,13 +76,15 @@ class AnswerRecords(DataOwner):
                 int(record.truncated),
                 int(record.private),
                 time.time(),
+                join_ids(record.message_ids),
+                record.origin,
             ),
         )
 
     async def get(self, answer_key: int) -> AnswerRecord | None:
         row = await self.store.fetchone(
-            "SELECT answer_key, guild_id, channel_id, user_id, user_name, prompt, answer, truncated, private "
-            "FROM chat_answers WHERE answer_key = ?",
+            "SELECT answer_key, guild_id, channel_id, user_id, user_name, prompt, answer, truncated, private, "
+            "message_ids, origin FROM chat_answers WHERE answer_key = ?",
             (answer_key,),
         )
         if row is None:
@@ -81,6 +99,8 @@ class AnswerRecords(DataOwner):
             str(row[6]),
             bool(row[7]),
             bool(row[8]),
+            split_ids(str(row[9] or "")),
+            str(row[10] or "ask"),
         )
 
     # -- privacy (bot/privacy/owner.py) ---------------------------------------------------------

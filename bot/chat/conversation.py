@@ -70,6 +70,8 @@ class AskRequest:
     admitted: bool = False  # see CallContext.admitted
     private: bool = False  # remembered for the asker only, and sees the asker's private turns
     documents: Sequence[Document] = ()
+    # In a thread or forum post, its parent channel: the thread inherits the channel's /model and persona.
+    parent_channel_id: int = 0
     # Filled in by `Conversations.ask`: the model chosen for the channel, and the documents' text as the
     # model reads it (cut to FILE_MAX_TOKENS each) with the notes the answer carries about cuts.
     model: str = ""
@@ -231,14 +233,16 @@ class Conversations:
             counter = self._counters[model] = TokenCounter(model)
         return counter
 
-    async def model_for(self, guild_id: int, channel_id: int) -> str:
+    async def model_for(self, guild_id: int, channel_id: int, parent_id: int = 0) -> str:
         if self.models is None:
             return self.settings.chat_model
-        return await self.models.model_for(guild_id, channel_id)
+        return await self.models.model_for(guild_id, channel_id, parent_id)
 
     async def prepare(self, request: AskRequest) -> AskRequest:
         """The request with its channel's model, and each document cut to FILE_MAX_TOKENS with a note."""
-        model = request.model or await self.model_for(request.guild_id, request.channel_id)
+        model = request.model or await self.model_for(
+            request.guild_id, request.channel_id, request.parent_channel_id
+        )
         if not request.documents or request.file_texts:
             return replace(request, model=model)
         counter = self.counter_for(model)
@@ -279,7 +283,7 @@ class Conversations:
         a channel's requests comes first (system prompt, persona, then the history oldest first), what
         changes per request last (long-memory quotes, then the prompt), so the cached prefix keeps hitting."""
         system = self.settings.system_prompt
-        persona = await self.personas.get(request.channel_id)
+        persona = await self.personas.for_channel(request.channel_id, request.parent_channel_id)
         if persona:
             system = f"{system}\n\nThis channel's persona, set by its moderators:\n{persona}"
         counter = self.counter_for(request.model or self.settings.chat_model)

@@ -19,9 +19,10 @@ class ModelChoice:
     """Which model answers in a channel, and why."""
 
     model: str
-    source: str  # "channel", "server" or "default"
+    source: str  # "channel", "parent" (a thread's channel), "server" or "default"
     channel_model: str | None = None  # what was chosen, even when it has left the allowlist since
     server_model: str | None = None
+    parent_model: str | None = None
 
 
 class ModelNotAllowed(errors.InvalidInput):
@@ -54,20 +55,26 @@ class ChatModels(DataOwner):
     def default(self) -> str:
         return self.allowed[0]
 
-    async def choice(self, guild_id: int | None, channel_id: int | None) -> ModelChoice:
-        """The model for a channel: its own choice, else its server's, else the default. A choice no longer
-        on the allowlist (an operator shortened CHAT_MODELS) is skipped rather than used."""
+    async def choice(
+        self, guild_id: int | None, channel_id: int | None, parent_id: int | None = None
+    ) -> ModelChoice:
+        """The model for a channel: its own choice, else (in a thread or forum post, `parent_id` being its
+        channel) its parent channel's, else its server's, else the default. A choice no longer on the
+        allowlist (an operator shortened CHAT_MODELS) is skipped rather than used."""
         if not guild_id:
             return ModelChoice(self.default, "default")
         channel = await self._get(guild_id, channel_id) if channel_id else None
+        parent = await self._get(guild_id, parent_id) if parent_id and parent_id != channel_id else None
         server = await self._get(guild_id, SERVER)
-        for model, source in ((channel, "channel"), (server, "server")):
+        for model, source in ((channel, "channel"), (parent, "parent"), (server, "server")):
             if model is not None and model in self.allowed:
-                return ModelChoice(model, source, channel, server)
-        return ModelChoice(self.default, "default", channel, server)
+                return ModelChoice(model, source, channel, server, parent)
+        return ModelChoice(self.default, "default", channel, server, parent)
 
-    async def model_for(self, guild_id: int | None, channel_id: int | None) -> str:
-        return (await self.choice(guild_id, channel_id)).model
+    async def model_for(
+        self, guild_id: int | None, channel_id: int | None, parent_id: int | None = None
+    ) -> str:
+        return (await self.choice(guild_id, channel_id, parent_id)).model
 
     def check_allowed(self, model: str) -> str:
         name = model.strip()

@@ -23,6 +23,14 @@ class Personas(DataOwner):
         self._cache: dict[int, str | None] = {}
         self._writes = 0  # a read that overlapped a write is not cached (it may be stale)
 
+    async def for_channel(self, channel_id: int, parent_id: int = 0) -> str | None:
+        """The persona that applies in a channel: its own, else (in a thread or forum post, `parent_id`
+        being its channel) its parent channel's, as an admin who set one for a channel expects."""
+        own = await self.get(channel_id)
+        if own is not None or not parent_id or parent_id == channel_id:
+            return own
+        return await self.get(parent_id)
+
     async def get(self, channel_id: int) -> str | None:
         if channel_id in self._cache:
             return self._cache[channel_id]

@@ -30,6 +30,7 @@ class Requester:
     # Names of the server's roles, so a refusal can name the role it needs.
     role_names: Mapping[int, str] = field(default_factory=dict)
     channel_id: int | None = None  # where it is asked: a channel may have its own chat model (/model)
+    parent_channel_id: int | None = None  # a thread's channel, whose /model choice the thread inherits
 
 
 def refusal_reason(error: errors.BotError) -> str:
@@ -63,7 +64,7 @@ class Admission:
         settings: Settings,
         limits: Limits,
         *,
-        chat_model: Callable[[int | None, int | None], Awaitable[str]] | None = None,
+        chat_model: Callable[[int | None, int | None, int | None], Awaitable[str]] | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
@@ -100,7 +101,9 @@ class Admission:
             return
         model = None
         if command == "ask" and self._chat_model is not None:
-            model = await self._chat_model(requester.guild_id, requester.channel_id)
+            model = await self._chat_model(
+                requester.guild_id, requester.channel_id, requester.parent_channel_id
+            )
         plan = plan_for_command(
             command, options, self.settings, requester.guild_id or 0, requester.user_id, chat_model=model
         )

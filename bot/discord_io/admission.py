@@ -29,11 +29,23 @@ def root_command_name(command: object) -> str:
     return str(getattr(command, "name", "?"))
 
 
+def parent_channel_id(channel: object) -> int:
+    """A thread's (or forum post's) channel, whose /model and persona it inherits; 0 for anything else."""
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id or 0
+    return 0
+
+
 def requester(
-    guild: discord.Guild | None, user: discord.Member | discord.User, channel_id: int | None = None
+    guild: discord.Guild | None,
+    user: discord.Member | discord.User,
+    channel_id: int | None = None,
+    parent_id: int | None = None,
 ) -> Requester:
     if guild is None or not isinstance(user, discord.Member):
-        return Requester(guild.id if guild else None, user.id, channel_id=channel_id)
+        return Requester(
+            guild.id if guild else None, user.id, channel_id=channel_id, parent_channel_id=parent_id
+        )
     return Requester(
         guild.id,
         user.id,
@@ -41,6 +53,7 @@ def requester(
         manages_server=user.guild_permissions.manage_guild,
         role_names={role.id: role.name for role in guild.roles},
         channel_id=channel_id,
+        parent_channel_id=parent_id,
     )
 
 
@@ -51,7 +64,14 @@ async def admit_interaction(
     Slash commands and menus pass here from the tree; buttons that spend money or post call it themselves."""
     try:
         await admission.admit(
-            command, requester(interaction.guild, interaction.user, interaction.channel_id), options
+            command,
+            requester(
+                interaction.guild,
+                interaction.user,
+                interaction.channel_id,
+                parent_channel_id(interaction.channel),
+            ),
+            options,
         )
     except errors.BotError as exc:
         raise AdmissionRefused(exc) from exc

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import discord
@@ -28,11 +28,21 @@ class Editable(Protocol):
     async def delete(self) -> Any: ...
 
 
+def message_id_of(handle: object) -> int | None:
+    """The Discord id of a reply's message, when it has one yet (test doubles may not)."""
+    message_id = getattr(handle, "message_id", None)
+    return message_id if isinstance(message_id, int) else None
+
+
 class SentMessage:
     """A message (or webhook followup) the bot sent, adapted to Editable."""
 
-    def __init__(self, message: discord.Message | discord.WebhookMessage) -> None:
+    def __init__(self, message: discord.Message | discord.WebhookMessage | discord.PartialMessage) -> None:
         self.message = message
+
+    @property
+    def message_id(self) -> int:
+        return self.message.id
 
     async def edit(self, content: str) -> Any:
         return await self.message.edit(content=content)
@@ -85,12 +95,64 @@ class ExpiryFallback:
         return SentMessage(await target.send(content))
 
 
+class LazyReply:
+    """The first message of a reply that is sent with its first text (an @mention's answer), carrying the
+    answer's buttons like an interaction's original response does."""
+
+    def __init__(self, send: Callable[[str, discord.ui.View | None], Awaitable[discord.Message]]) -> None:
+        self._send = send
+        self.message: discord.Message | None = None
+        self.view: discord.ui.View | None = None
+        self.view_sent = True
+
+    @property
+    def message_id(self) -> int | None:
+        return self.message.id if self.message is not None else None
+
+    def set_view(self, view: discord.ui.View | None) -> None:
+        self.view = view
+        self.view_sent = False
+
+    async def show_view(self) -> None:
+        if not self.view_sent and self.message is not None:
+            view = self.view
+            self.message = await self.message.edit(view=view)
+            self.view_sent = view is self.view
+
+    async def edit(self, content: str) -> Any:
+        view = self.view
+        if self.message is None:
+            self.message = await self._send(content, view)
+        else:
+            self.message = await self.message.edit(content=content, view=view)
+        if view is self.view:
+            self.view_sent = True
+        return self.message
+
+    async def delete(self) -> Any:
+        if self.message is not None:
+            return await self.message.delete()
+        return None
+
+
 class _Relocatable:
     """An interaction message that moves to its fallback when Discord refuses the interaction's token."""
 
     def __init__(self, fallback: ExpiryFallback | None) -> None:
         self.fallback = fallback
         self.moved: Editable | None = None
+        self._message_id: int | None = None
+
+    @property
+    def message_id(self) -> int | None:
+        if self.moved is not None:
+            return message_id_of(self.moved)
+        return self._message_id
+
+    def _seen(self, message: object) -> None:
+        message_id = getattr(message, "id", None)
+        if isinstance(message_id, int):
+            self._message_id = message_id
 
     async def _edit_here(self, content: str) -> Any:
         raise NotImplementedError
@@ -144,7 +206,7 @@ class OriginalResponse(_Relocatable):
     async def _edit_view(self) -> None:
         if self.deferral is not None:
             await self.deferral
-        await self.interaction.edit_original_response(view=self.view)
+        self._seen(await self.interaction.edit_original_response(view=self.view))
         self.view_sent = True
 
     async def _edit_here(self, content: str) -> Any:
@@ -152,6 +214,7 @@ class OriginalResponse(_Relocatable):
             await self.deferral
         view = self.view
         message = await self.interaction.edit_original_response(content=content, view=view)
+        self._seen(message)
         if view is self.view:
             self.view_sent = True
         return message
@@ -168,6 +231,7 @@ class FollowupMessage(_Relocatable):
     def __init__(self, message: discord.WebhookMessage, fallback: ExpiryFallback | None = None) -> None:
         super().__init__(fallback)
         self.message = message
+        self._seen(message)
 
     async def _edit_here(self, content: str) -> Any:
         return await self.message.edit(content=content)
@@ -196,17 +260,31 @@ async def send_followup(
 Creator = Callable[[str], Awaitable[Editable]]
 
 
+PLACEHOLDER = "…"  # a part an answer being rewritten has not reached yet
+
+
 class StreamingReply:
     """Shows a growing answer across as many 2000-character messages as it needs.
 
     Updates are coalesced and flushed by one background task at most once per `interval`, so a fast
     stream costs about one edit per second per message, well within Discord's rate limits.
+
+    `rest` are the further parts of an answer being rewritten (Regenerate): they are edited in order as
+    the new text reaches them, show a placeholder until then, and the ones the final text does not need
+    are deleted at the end. Only messages this reply created are discarded on failure.
     """
 
     def __init__(
-        self, first: Editable | None, create: Creator, *, interval: float = 1.0, cursor: str = " ▌"
+        self,
+        first: Editable | None,
+        create: Creator,
+        *,
+        interval: float = 1.0,
+        cursor: str = " ▌",
+        rest: Sequence[Editable] = (),
     ) -> None:
-        self._handles: list[Editable] = [first] if first is not None else []
+        self._handles: list[Editable] = ([first] if first is not None else []) + list(rest)
+        self._given = len(self._handles)
         self._shown: list[str] = []
         self._create = create
         self._interval = interval
@@ -246,14 +324,26 @@ class StreamingReply:
                 self._showing = False
             self._last_flush = time.monotonic()
 
-    async def _show(self, text: str) -> None:
+    def message_ids(self) -> list[int]:
+        """The ids of the messages showing the answer, in order (those that exist and are known)."""
+        return [m for m in (message_id_of(handle) for handle in self._handles) if m is not None]
+
+    async def _show(self, text: str, *, final: bool = False) -> None:
         # Neutralise before splitting: the zero-width space it inserts must not push a piece past 2000.
         pieces = split_message(neutralize_mentions(text)) or ["…"]
         for index, piece in enumerate(pieces):
             if index < len(self._shown) and self._shown[index] == piece:
                 continue
             if index < len(self._handles):
-                await self._handles[index].edit(piece)
+                try:
+                    await self._handles[index].edit(piece)
+                except discord.NotFound:
+                    if not 0 < index < self._given:
+                        raise
+                    # A part of the answer being rewritten was deleted (by a moderator, say): the old
+                    # parts after it go too, and the rest follows as new messages, so the order holds.
+                    await self._drop_old_parts_from(index)
+                    self._handles.append(await self._create(piece))
             else:
                 self._handles.append(await self._create(piece))
             self.edits += 1
@@ -261,11 +351,36 @@ class StreamingReply:
                 self._shown[index] = piece
             else:
                 self._shown.append(piece)
+        if not final and len(self._handles) > len(pieces):
+            # Parts of an answer being rewritten stay until the end (the new text may still reach them),
+            # without the old text that no longer belongs to it.
+            for index in range(len(pieces), len(self._handles)):
+                if index < len(self._shown) and self._shown[index] == PLACEHOLDER:
+                    continue
+                with contextlib.suppress(discord.HTTPException):
+                    await self._handles[index].edit(PLACEHOLDER)
+                    self.edits += 1
+                while len(self._shown) < index:
+                    self._shown.append("")
+                if index < len(self._shown):
+                    self._shown[index] = PLACEHOLDER
+                else:
+                    self._shown.append(PLACEHOLDER)
+            return
         for extra in self._handles[len(pieces) :]:
             with contextlib.suppress(discord.HTTPException):
                 await extra.delete()
         del self._handles[len(pieces) :]
         del self._shown[len(pieces) :]
+        self._given = min(self._given, len(self._handles))
+
+    async def _drop_old_parts_from(self, index: int) -> None:
+        for handle in self._handles[index + 1 : self._given]:
+            with contextlib.suppress(discord.HTTPException):
+                await handle.delete()
+        del self._handles[index:]
+        del self._shown[index:]
+        self._given = index
 
     async def _stop(self) -> None:
         self._closed = True
@@ -279,16 +394,24 @@ class StreamingReply:
                 await self._worker
             self._worker = None
 
+    async def settle(self) -> None:
+        """Stop showing intermediate text (the stream is over); `finish` shows the final text."""
+        await self._stop()
+
     async def finish(self, text: str) -> None:
         """Show the final text exactly (no cursor)."""
         await self._stop()
-        await self._show(text)
+        await self._show(text, final=True)
 
     async def discard(self, *, keep_first: bool = True) -> None:
-        """Remove the messages this reply created; an interaction's first one is replaced by the failure."""
+        """Remove the messages this reply created; an interaction's first one is replaced by the failure,
+        and the parts of an answer being rewritten are left for whoever restores it."""
         await self._stop()
-        start = 1 if keep_first else 0
-        for handle in self._handles[start:]:
+        kept: list[Editable] = []
+        for index, handle in enumerate(self._handles):
+            if (index == 0 and keep_first) or 0 < index < self._given:
+                kept.append(handle)
+                continue
             with contextlib.suppress(discord.HTTPException):
                 await handle.delete()
-        del self._handles[start:]
+        self._handles = kept

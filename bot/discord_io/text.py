@@ -117,7 +117,9 @@ def message_text(message: discord.Message) -> str:
     return "\n".join(part for part in parts if part)
 
 
-async def reply_to(message: discord.Message, content: str, **kwargs: Any) -> discord.Message:
+async def reply_to(
+    message: discord.Message | discord.PartialMessage, content: str, **kwargs: Any
+) -> discord.Message:
     """A reply that still arrives when its message is gone (moderation may delete it meanwhile): Discord
     then posts it as a plain message instead of refusing it. Nobody is pinged, the author included."""
     return await message.channel.send(

@@ -118,6 +118,43 @@ def test_streamed_replies_fit_discord_and_ping_nobody(text: str) -> None:
                 assert word in shown, word
 
 
+def rewrite(old_parts: int, text: str) -> tuple[list[Recorder], list[Recorder]]:
+    """A StreamingReply rewriting an answer of `old_parts` messages with `text` (Regenerate): the old
+    messages and the ones it had to add."""
+    old: list[Recorder] = []
+    for index in range(old_parts):
+        Recorder(old, f"old part {index}")
+    added: list[Recorder] = []
+
+    async def create(content: str) -> Recorder:
+        return Recorder(added, content)
+
+    async def run() -> None:
+        reply = StreamingReply(old[0], create, interval=0.0, rest=old[1:])
+        await reply.update(text[: len(text) // 3])
+        await asyncio.sleep(0)
+        await reply.update(text)
+        await reply.finish(text)
+
+    asyncio.run(run())
+    return old, added
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=5), st.integers(min_value=1, max_value=5))
+def test_a_rewrite_reuses_the_old_messages_in_order_and_deletes_only_the_unneeded(
+    old_parts: int, new_parts: int
+) -> None:
+    text = "\n\n".join(f"paragraph {n} " + "word " * 350 for n in range(new_parts))
+    expected = split_message(text)
+    old, added = rewrite(old_parts, text)
+    kept = [r for r in old if not r.deleted]
+    assert [r.content for r in kept + added] == expected
+    assert kept == old[: len(expected)]  # the old messages first, in order, none skipped
+    assert all(r.deleted for r in old[len(expected) :]) and not any(r.deleted for r in added)
+    assert not any("old part" in r.content for r in kept)
+
+
 def test_a_full_message_of_mentions_still_fits() -> None:
     messages = render("@everyone " * 400)
     assert all(len(m) <= MESSAGE_LIMIT for m in messages)
