@@ -143,7 +143,7 @@ async def build_services(
     history = History(store, window_tokens=settings.history_token_budget, versions=versions)
     limits_rules = limits.store
     auto_transcribe = AutoTranscribeChannels(store)
-    inflight_answers = InflightAnswers(store)
+    inflight_answers = InflightAnswers(store, leases)
     personas = Personas(store, versions)
     chat_models = ChatModels(store, settings, versions)
     chat_threads = ChatThreads(store)
@@ -170,6 +170,8 @@ async def build_services(
         ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
+    # Held while this process runs: the others know its in-flight answers are not orphans.
+    await leases.keeper(leases.liveness_lease).start()
     return Services(
         settings=settings,
         metrics=metrics,

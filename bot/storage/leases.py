@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 # hosts sharing a database must agree to well within it (NTP does).
 LEASE_SECONDS = 30.0
 
+# The name of each process's own lease, before its holder name (see Leases.live_processes).
+PROCESS_PREFIX = "process:"
+
 _ACQUIRE = (
     "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
     "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
@@ -91,6 +94,20 @@ class Leases:
             "SELECT holder FROM leases WHERE name = ? AND expires_at > ?", (name, self.clock())
         )
         return str(row[0]) if row is not None else None
+
+    @property
+    def liveness_lease(self) -> str:
+        """The lease every running process holds for itself: while it is held, the process is alive."""
+        return PROCESS_PREFIX + self.holder
+
+    async def live_processes(self) -> set[str]:
+        """The holders of every process that is alive: its own lease renewed, and not a pid on this host
+        that has gone (killed before its lease expired)."""
+        rows = await self.store.fetchall(
+            "SELECT holder FROM leases WHERE name LIKE ? AND expires_at > ?",
+            (PROCESS_PREFIX + "%", self.clock()),
+        )
+        return {str(row[0]) for row in rows if not _dead_on_this_host(str(row[0]))}
 
     def keeper(self, name: str, seconds: float = LEASE_SECONDS) -> LeaseKeeper:
         """The one keeper of lease `name` in this process."""

@@ -125,3 +125,18 @@ async def test_the_retention_purge_runs_in_one_process_of_two(stacks: tuple[Serv
     assert len(purges) == 1, purges
     row = await other.store.fetchone("SELECT COUNT(*) FROM turns")
     assert row is not None and row[0] == 0
+
+
+async def test_an_answer_is_an_orphan_only_once_its_process_is_gone(
+    stacks: tuple[Services, Services],
+) -> None:
+    this, other = stacks
+    await this.inflight_answers.started(7, "token-of-a-live-answer")
+    assert await other.inflight_answers.take_orphans() == [], "its process is alive: not interrupted"
+    # The process dies: its liveness lease is no longer renewed and lapses.
+    await other.store.execute(
+        "UPDATE leases SET expires_at = 0 WHERE name = ?", (this.leases.liveness_lease,)
+    )
+    orphans = await other.inflight_answers.take_orphans()
+    assert [orphan.token for orphan in orphans] == ["token-of-a-live-answer"]
+    assert await this.inflight_answers.take_orphans() == [], "taken once"
