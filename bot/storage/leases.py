@@ -153,6 +153,10 @@ class LeaseKeeper:
         except StoreError:
             log.warning("lease %s could not be renewed; its jobs pause until it can", self.name)
             got = False
+        except Exception:
+            # The keeper must outlive any one failure (a store closing under it): it only stops holding.
+            log.warning("renewing lease %s failed; its jobs pause until it can", self.name, exc_info=True)
+            got = False
         if got and not self.held:
             log.info("this process (%s) now holds lease %s", self.leases.holder, self.name)
         # Counted from before the request, and a third short of the expiry the others see, so this process
