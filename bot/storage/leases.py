@@ -29,10 +29,20 @@ _ACQUIRE = (
 )
 
 
+def this_host() -> str:
+    """The host name, and the pid namespace where there is one: containers sharing a host name (or a host
+    network) but not their pids must not judge each other's pids."""
+    try:
+        namespace = f"/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        namespace = ""
+    return socket.gethostname().replace(":", "-") + namespace
+
+
 def process_name() -> str:
     """This process among the others sharing the database: host and pid for the logs, and a random part
     so a reused pid is never taken for the process that had it before."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{this_host()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _dead_on_this_host(holder: str) -> bool:
@@ -40,7 +50,7 @@ def _dead_on_this_host(holder: str) -> bool:
     run out first. Anything else (another host, a live pid, a pid we cannot see) counts as alive."""
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+    if host != this_host() or not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
     try:
         os.kill(int(pid_text), 0)
