@@ -36,11 +36,14 @@ from bot.moderation.strikes import Strikes
 from bot.moderation.watermarks import Watermarks
 from bot.openai_api.calls import UsageEvent
 from bot.openai_api.gateway import OpenAIGateway
+from bot.privacy.bookkeeping import ClusterBookkeeping
 from bot.privacy.registry import Privacy, RetentionDays
 from bot.recall.index import RecallIndex
 from bot.recall.service import Recall
 from bot.settings import Settings
+from bot.storage.leases import Leases
 from bot.storage.store import Store, open_store
+from bot.storage.versions import CacheVersions
 from bot.summary.summarizer import Summarizer, SummaryLimits
 from bot.util.metrics import Metrics
 
@@ -52,6 +55,9 @@ class Services:
     settings: Settings
     metrics: Metrics
     store: Store
+    # Shared with the other processes on the database (docs/storage.md, "What is shared across processes").
+    leases: Leases
+    versions: CacheVersions
     prices: PriceTable
     ledger: UsageLedger
     limits: Limits
@@ -88,7 +94,10 @@ class Services:
             await self.moderation.close()
             await self.gateway.close()
         finally:
-            await self.store.close()
+            try:
+                await self.leases.close()  # released, so another process takes the jobs over at once
+            finally:
+                await self.store.close()
 
 
 async def build_services(
@@ -100,9 +109,11 @@ async def build_services(
     metrics = Metrics(guild_labels=settings.metrics_guild_labels)
     store = await open_store(settings.database_url, pool_size=settings.database_pool_size, metrics=metrics)
     try:
+        leases, versions = Leases(store), CacheVersions(store)
+        await versions.load()  # before any cache is filled
         prices = load_prices(settings.prices_file)
         ledger = UsageLedger(store, prices, metrics=metrics)
-        policies = PolicyRepo(store)
+        policies = PolicyRepo(store, versions)
         modlog = ModerationLog(policies, modlog_sink)
         # The mod-log, or the owner by DM when there is none: members hear "the admins have been told" only then.
         quota_minutes = max(1, round(settings.quota_cooldown / 60))
@@ -133,18 +144,19 @@ async def build_services(
     channel_moderation = ChannelModerator(
         moderation,
         policies,
-        OutageQueue(store, metrics),
+        OutageQueue(store, metrics, claimer=leases.holder),
         actions,
         strikes,
         Watermarks(store),
         moderate_bots=settings.moderate_bot_messages,
+        versions=versions,
     )
-    history = History(store, window_tokens=settings.history_token_budget)
+    history = History(store, window_tokens=settings.history_token_budget, versions=versions)
     limits_rules = limits.store
     auto_transcribe = AutoTranscribeChannels(store)
-    inflight_answers = InflightAnswers(store)
-    personas = Personas(store)
-    chat_models = ChatModels(store, settings)
+    inflight_answers = InflightAnswers(store, leases)
+    personas = Personas(store, versions)
+    chat_models = ChatModels(store, settings, versions)
     chat_threads = ChatThreads(store)
     answer_records = AnswerRecords(store)
     recall_index = RecallIndex(
@@ -172,13 +184,18 @@ async def build_services(
             chat_threads,
             answer_records,
             server_languages,
+            ClusterBookkeeping(),
         ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
+    # Held while this process runs: the others know its in-flight answers are not orphans.
+    await leases.keeper(leases.liveness_lease).start()
     return Services(
         settings=settings,
         metrics=metrics,
         store=store,
+        leases=leases,
+        versions=versions,
         prices=prices,
         ledger=ledger,
         limits=limits,
@@ -200,6 +217,7 @@ async def build_services(
             long_memory=recall,
             cache_key=ledger.cache_key,
             models=chat_models,
+            versions=versions,
         ),
         personas=personas,
         chat_models=chat_models,

@@ -24,6 +24,7 @@ from bot.openai_api.gateway import OpenAIGateway
 from bot.openai_api.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, TokenCounter
 from bot.settings import Settings
 from bot.storage.store import StoreError
+from bot.storage.versions import CacheVersions
 from bot.util.aio import stop_task
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,12 @@ class Conversations:
         long_memory: LongMemory | None = None,
         cache_key: Callable[[int], Awaitable[str]] | None = None,
         models: ChatModels | None = None,
+        versions: CacheVersions | None = None,
     ) -> None:
         self.history = history
+        # What other processes changed (a /forget me, the purge, a persona) is dropped from the caches
+        # before each question reads them: one indexed read per /ask (docs/storage.md).
+        self.versions = versions
         self.personas = personas
         self.long_memory = long_memory
         # A channel's (or thread's) hashed prompt_cache_key, so its requests reach the same prompt cache.
@@ -240,6 +245,8 @@ class Conversations:
 
     async def prepare(self, request: AskRequest) -> AskRequest:
         """The request with its channel's model, and each document cut to FILE_MAX_TOKENS with a note."""
+        if self.versions is not None:
+            await self.versions.refresh()
         model = request.model or await self.model_for(
             request.guild_id, request.channel_id, request.parent_channel_id
         )

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
-from bot.storage.store import Store
+from bot.storage.store import Store, Transaction
+from bot.storage.versions import EVERY_SERVER, CacheVersions
 
 # Context assembly never needs more rows than this: even tiny turns fill any sane budget first.
 MAX_TURNS_READ = 400
@@ -67,6 +68,11 @@ class History(DataOwner):
 
     A private /ask's exchange is a member's own memory of the channel (`private_to`): it is read back only
     for that member's private questions, merged with the shared turns; a public question never sees it.
+
+    Several processes: a channel's turns are appended only by the process whose shards hold its server,
+    but deletions (/forget me everywhere, the purge in the process holding its lease) come from any; each
+    bumps the "history" cache version, and `versions.refresh()` (before a context is built) drops the
+    windows it made stale.
     """
 
     owned_tables = (
@@ -78,9 +84,14 @@ class History(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, *, window_tokens: int = 0) -> None:
+    def __init__(
+        self, store: Store, *, window_tokens: int = 0, versions: CacheVersions | None = None
+    ) -> None:
         self.store = store
         self.window_tokens = window_tokens
+        self.versions = versions
+        if versions is not None:
+            versions.watch("history", lambda _guild_id: self.forget_windows())
         # Keyed by (channel, private_to): the shared window, and each member's private one.
         self._windows: OrderedDict[tuple[int, int], list[Turn]] = OrderedDict()
         # A read that overlapped a change of its channel is not cached: it may miss the change.
@@ -222,9 +233,17 @@ class History(DataOwner):
     async def forget_channel(self, channel_id: int) -> int:
         self.forget_windows(channel_id)
         try:
-            return await self.store.execute("DELETE FROM turns WHERE channel_id = ?", (channel_id,))
+            async with self.store.transaction() as db:
+                cursor = await db.execute("DELETE FROM turns WHERE channel_id = ?", (channel_id,))
+                await self._deleted(db, cursor.rowcount, None)
+            return cursor.rowcount
         finally:
             self.forget_windows(channel_id)
+
+    async def _deleted(self, db: Transaction, rows: int, guild_id: int | None) -> None:
+        """Other processes' windows of the server (None: of any) must be read again."""
+        if rows > 0 and self.versions is not None:
+            await self.versions.bump(db, "history", guild_id or EVERY_SERVER)
 
     async def count(self, channel_id: int) -> int:
         row = await self.store.fetchone("SELECT COUNT(*) FROM turns WHERE channel_id = ?", (channel_id,))
@@ -263,6 +282,7 @@ class History(DataOwner):
                     (*params, user_id),
                 )
                 turns += max(0, cursor.rowcount)
+                await self._deleted(db, turns, guild_id)
         finally:
             self.forget_windows()  # again: an /ask may have read the turns while they were deleted
         return (
@@ -280,7 +300,9 @@ class History(DataOwner):
             return ()
         self.forget_windows()
         try:
-            turns = await self.store.execute("DELETE FROM turns WHERE created_at < ?", (cutoff,))
+            async with self.store.transaction() as db:
+                turns = (await db.execute("DELETE FROM turns WHERE created_at < ?", (cutoff,))).rowcount
+                await self._deleted(db, turns, None)
         finally:
             self.forget_windows()
         return (Effect("turns", Fate.DELETED, turns, "conversation turn"),)

@@ -10,6 +10,7 @@ from bot import errors
 from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.settings import Settings
 from bot.storage.store import Store
+from bot.storage.versions import CacheVersions
 
 SERVER = 0  # the channel_id of a server-wide choice
 
@@ -30,7 +31,8 @@ class ModelNotAllowed(errors.InvalidInput):
 
 
 class ChatModels(DataOwner):
-    """Read on every /ask (cached, absent choices too); written only by /model."""
+    """Read on every /ask (cached, absent choices too); written only by /model. A change bumps the "model"
+    cache version, so other processes drop theirs on their next refresh."""
 
     owned_tables = (
         TablePolicy(
@@ -41,11 +43,14 @@ class ChatModels(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, versions: CacheVersions | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.versions = versions
         self._cache: dict[tuple[int, int], str | None] = {}
         self._writes = 0  # a read that overlapped a write is not cached (it may be stale)
+        if versions is not None:
+            versions.watch("model", lambda _guild_id: self._changed())
 
     @property
     def allowed(self) -> tuple[str, ...]:
@@ -91,12 +96,15 @@ class ChatModels(DataOwner):
         name = self.check_allowed(model)
         self._changed()
         try:
-            await self.store.execute(
-                "INSERT INTO chat_model_choices (guild_id, channel_id, model, set_by, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, channel_id) DO UPDATE SET "
-                "model = excluded.model, set_by = excluded.set_by, updated_at = excluded.updated_at",
-                (guild_id, channel_id, name, set_by, time.time()),
-            )
+            async with self.store.transaction() as db:
+                await db.execute(
+                    "INSERT INTO chat_model_choices (guild_id, channel_id, model, set_by, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, channel_id) DO UPDATE SET "
+                    "model = excluded.model, set_by = excluded.set_by, updated_at = excluded.updated_at",
+                    (guild_id, channel_id, name, set_by, time.time()),
+                )
+                if self.versions is not None:
+                    await self.versions.bump(db, "model", guild_id)
         finally:
             self._changed()
         return name
@@ -104,13 +112,14 @@ class ChatModels(DataOwner):
     async def clear(self, guild_id: int, channel_id: int) -> bool:
         self._changed()
         try:
-            return (
-                await self.store.execute(
+            async with self.store.transaction() as db:
+                cursor = await db.execute(
                     "DELETE FROM chat_model_choices WHERE guild_id = ? AND channel_id = ?",
                     (guild_id, channel_id),
                 )
-                > 0
-            )
+                if cursor.rowcount > 0 and self.versions is not None:
+                    await self.versions.bump(db, "model", guild_id)
+            return cursor.rowcount > 0
         finally:
             self._changed()
 

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
+from bot.storage.versions import CacheVersions
 
 
 class Personas(DataOwner):
-    """Read on every /ask and written only by /persona: cached in memory, absent ones too."""
+    """Read on every /ask and written only by /persona: cached in memory, absent ones too. A change bumps
+    the "persona" cache version, so other processes drop theirs on their next refresh."""
 
     owned_tables = (
         TablePolicy(
@@ -18,10 +20,13 @@ class Personas(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, versions: CacheVersions | None = None) -> None:
         self.store = store
+        self.versions = versions
         self._cache: dict[int, str | None] = {}
         self._writes = 0  # a read that overlapped a write is not cached (it may be stale)
+        if versions is not None:
+            versions.watch("persona", lambda _guild_id: self._changed(None))
 
     async def for_channel(self, channel_id: int, parent_id: int = 0) -> str | None:
         """The persona that applies in a channel: its own, else (in a thread or forum post, `parent_id`
@@ -45,27 +50,39 @@ class Personas(DataOwner):
             self._cache[channel_id] = persona
         return persona
 
-    def _changed(self, channel_id: int) -> None:
+    def _changed(self, channel_id: int | None) -> None:
         self._writes += 1
-        self._cache.pop(channel_id, None)
+        if channel_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(channel_id, None)
 
     async def set(self, guild_id: int, channel_id: int, persona: str, set_by: int) -> None:
         self._changed(channel_id)
-        await self.store.execute(
-            "INSERT INTO channel_personas (channel_id, guild_id, persona, set_by, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (channel_id) DO UPDATE SET persona = excluded.persona, set_by = excluded.set_by, "
-            "updated_at = excluded.updated_at",
-            (channel_id, guild_id, persona, set_by, time.time()),
-        )
-        self._changed(channel_id)
+        try:
+            async with self.store.transaction() as db:
+                await db.execute(
+                    "INSERT INTO channel_personas (channel_id, guild_id, persona, set_by, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET persona = excluded.persona, "
+                    "set_by = excluded.set_by, updated_at = excluded.updated_at",
+                    (channel_id, guild_id, persona, set_by, time.time()),
+                )
+                if self.versions is not None:
+                    await self.versions.bump(db, "persona", guild_id)
+        finally:
+            self._changed(channel_id)
 
     async def clear(self, channel_id: int) -> bool:
         self._changed(channel_id)
         try:
-            return (
-                await self.store.execute("DELETE FROM channel_personas WHERE channel_id = ?", (channel_id,))
-                > 0
-            )
+            async with self.store.transaction() as db:
+                cursor = await db.execute(
+                    "DELETE FROM channel_personas WHERE channel_id = ? RETURNING guild_id", (channel_id,)
+                )
+                rows = await cursor.fetchall()
+                if rows and self.versions is not None:
+                    await self.versions.bump(db, "persona", int(rows[0][0]))
+            return bool(rows)
         finally:
             self._changed(channel_id)
 

@@ -11,11 +11,12 @@ from typing import Literal
 from bot import errors
 from bot.moderation.gate import ModerationGate, Verdict, merge_results
 from bot.moderation.policy import Decision, Policy, PolicyRepo, decide
-from bot.moderation.queue import MessageSubject, OutageQueue
+from bot.moderation.queue import MessageSubject, OutageQueue, QueuedMessage
 from bot.moderation.records import ActionLog
 from bot.moderation.strikes import Strikes
 from bot.moderation.watermarks import Watermarks
 from bot.openai_api.calls import CallContext, ModerationResult
+from bot.storage.versions import CacheVersions
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class ChannelModerator:
         watermarks: Watermarks,
         *,
         moderate_bots: bool = False,
+        versions: CacheVersions | None = None,
     ) -> None:
         self.gate = gate
         self.policies = policies
@@ -76,6 +78,7 @@ class ChannelModerator:
         self.strikes = strikes
         self.watermarks = watermarks
         self.moderate_bots = moderate_bots
+        self.versions = versions
         self.outage: OutageReason | None = None  # while the endpoint fails
         self._notified: set[tuple[int, str]] = set()
 
@@ -125,11 +128,25 @@ class ChannelModerator:
 
     async def drain(self, limit: int = 200) -> tuple[list[tuple[MessageSubject, Outcome]], bool]:
         """Moderate queued messages, oldest first, concurrently (the batcher coalesces them).
-        Returns the outcomes of those done and whether the endpoint still fails."""
-        queued = await self.queue.peek(limit)
+        Returns the outcomes of those done and whether the endpoint still fails.
+
+        The batch is claimed first, so another process draining at the same time takes other messages."""
+        if self.versions is not None:
+            await self.versions.refresh()  # policies changed by the processes that own their servers
+        queued = await self.queue.claim(limit)
         if not queued:
             return [], False
+        settled: set[int] = set()
+        try:
+            return await self._drain_claimed(queued, settled)
+        finally:
+            unsettled = [item.id for item in queued if item.id not in settled]
+            if unsettled:
+                await self.queue.unclaim(unsettled)
 
+    async def _drain_claimed(
+        self, queued: list[QueuedMessage], settled: set[int]
+    ) -> tuple[list[tuple[MessageSubject, Outcome]], bool]:
         async def one(subject: MessageSubject) -> Verdict | BaseException:
             try:
                 return await self.evaluate(subject)
@@ -152,12 +169,20 @@ class ChannelModerator:
             done.append((subject, outcome))
             finished.append(item.id)
         await self.queue.remove(finished)
+        settled.update(finished)
         await self.queue.bump_attempts(failed)
+        settled.update(failed)
         if failure is not None:
             self.outage = outage_reason(failure)
             return done, True
         self._recovered()
         return done, False
+
+    def probe_live(self) -> None:
+        """Another process drains the queue: end this one's outage so its next live message tries the
+        endpoint again (and is queued again if it still fails), instead of queueing every message for ever.
+        The servers already told of the outage are not told again."""
+        self.outage = None
 
     async def unseen(self, subjects: Sequence[MessageSubject]) -> list[MessageSubject]:
         """Of messages read back from history, claim and return those never handled: not at or below their

@@ -10,7 +10,8 @@ from typing import Any, Literal, cast
 
 from bot import errors
 from bot.privacy.owner import DataOwner, Fate, Retention, TablePolicy
-from bot.storage.store import Store
+from bot.storage.store import Store, Transaction
+from bot.storage.versions import EVERY_SERVER, CacheVersions
 
 # The API's category names, in the order bot/errors.py lists them with their readable catalog names.
 CATEGORIES: tuple[str, ...] = tuple(errors.CATEGORY_IDS)
@@ -97,7 +98,11 @@ def _row_to_policy(row: Any) -> Policy:
 
 
 class PolicyRepo(DataOwner):
-    """Reads are served from memory (every channel message needs its server's policy); writes go through."""
+    """Reads are served from memory (every channel message needs its server's policy); writes go through.
+
+    A server's policy is changed by the process whose shards hold the server; another process reads it too
+    when it drains the outage queue, after `versions.refresh()` dropped what changed ("policy" versions).
+    """
 
     # Its channel ids (mod-log, exempt channels) are a server's configuration, not anybody's data.
     owned_tables = (
@@ -106,24 +111,55 @@ class PolicyRepo(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, versions: CacheVersions | None = None) -> None:
         self.store = store
+        self.versions = versions
         self._cache: dict[int, Policy] = {}
+        self._writes = 0  # a read that overlapped a change is not cached (it may be stale)
+        if versions is not None:
+            versions.watch("policy", self._changed)
+
+    def _changed(self, guild_id: int) -> None:
+        self._writes += 1
+        if guild_id == EVERY_SERVER:
+            self._cache.clear()
+        else:
+            self._cache.pop(guild_id, None)
 
     async def get(self, guild_id: int) -> Policy:
         cached = self._cache.get(guild_id)
         if cached is not None:
             return cached
+        writes = self._writes
         row = await self.store.fetchone("SELECT * FROM moderation_policies WHERE guild_id = ?", (guild_id,))
         policy = _row_to_policy(row) if row is not None else Policy(guild_id)
-        self._cache[guild_id] = policy
+        if writes == self._writes:
+            self._cache[guild_id] = policy
         return policy
 
     async def update(self, guild_id: int, **changes: Any) -> Policy:
-        """Change some fields of a server's policy and return the new policy."""
-        policy = replace(await self.get(guild_id), **changes)
-        validate(policy)
-        await self.store.execute(
+        """Change some fields of a server's policy and return the new policy.
+
+        The stored policy is read and written under the server's lock, so two changes made at once (in any
+        processes) both land rather than one overwriting the other with what it read before."""
+        self._changed(guild_id)
+        try:
+            async with self.store.transaction(lock_key=guild_id) as db:
+                row = await (
+                    await db.execute("SELECT * FROM moderation_policies WHERE guild_id = ?", (guild_id,))
+                ).fetchone()
+                policy = replace(_row_to_policy(row) if row is not None else Policy(guild_id), **changes)
+                validate(policy)
+                await self._write(db, guild_id, policy)
+                if self.versions is not None:
+                    await self.versions.bump(db, "policy", guild_id)
+        finally:
+            self._changed(guild_id)
+        self._cache[guild_id] = policy
+        return policy
+
+    async def _write(self, db: Transaction, guild_id: int, policy: Policy) -> None:
+        await db.execute(
             "INSERT INTO moderation_policies (guild_id, enabled, thresholds, actions, "
             "default_action, strikes_to_timeout, strike_window, timeout_seconds, exempt_roles, "
             "exempt_channels, modlog_channel_id, fail_open, updated_at) "
@@ -150,8 +186,6 @@ class PolicyRepo(DataOwner):
                 time.time(),
             ),
         )
-        self._cache[guild_id] = policy
-        return policy
 
 
 def validate(policy: Policy) -> None:

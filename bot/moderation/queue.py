@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 from bot.util.metrics import Metrics
+
+# How long a draining process owns the messages it claimed. Far longer than moderating a batch takes; a
+# process that died holding a claim only delays its messages by this much, to whoever drains next.
+CLAIM_SECONDS = 300.0
 
 # Stored in moderation_actions.source: a live message, its edit, or one moderated late from the queue.
 SubjectKind = Literal["message", "thread"]
@@ -70,7 +74,11 @@ class QueuedMessage:
 
 
 class OutageQueue(DataOwner):
-    """FIFO in SQLite. Rows leave only after their message was moderated (or can never be)."""
+    """FIFO in the database. Rows leave only after their message was moderated (or can never be).
+
+    Several processes may drain it: each takes a batch with `claim`, which marks the rows as its own until
+    the claim expires, so no message is judged by two of them and none is skipped.
+    """
 
     owned_tables = (
         TablePolicy(
@@ -82,9 +90,18 @@ class OutageQueue(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics | None = None,
+        *,
+        claimer: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.claimer = claimer  # this process among the drainers (bot/storage/leases.py: process_name)
+        self.clock = clock
 
     async def put(self, subject: MessageSubject) -> None:
         await self.store.execute(
@@ -111,6 +128,41 @@ class OutageQueue(DataOwner):
             for r in rows
         ]
 
+    async def claim(self, limit: int, seconds: float = CLAIM_SECONDS) -> list[QueuedMessage]:
+        """The oldest `limit` rows nobody holds (unclaimed, or their claim expired), now this process's.
+
+        One UPDATE: its subquery picks candidates, and the outer condition is checked again on each row as
+        it is locked. Under PostgreSQL's READ COMMITTED a row another drainer claimed meanwhile fails that
+        re-check and is left out, so two drainers never share a row; SQLite runs one writer at a time."""
+        now = self.clock()
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE moderation_queue SET claimed_by = ?, claimed_until = ? "
+                "WHERE id IN (SELECT id FROM moderation_queue WHERE claimed_until IS NULL OR claimed_until <= ? "
+                "ORDER BY id LIMIT ?) AND (claimed_until IS NULL OR claimed_until <= ?) "
+                "RETURNING id, subject, attempts",
+                (self.claimer, now + seconds, now, limit, now),
+            )
+            rows = await cursor.fetchall()
+        return sorted(
+            (
+                QueuedMessage(int(r["id"]), MessageSubject.from_json(str(r["subject"])), int(r["attempts"]))
+                for r in rows
+            ),
+            key=lambda item: item.id,
+        )
+
+    async def unclaim(self, ids: list[int]) -> None:
+        """Give claimed rows back (a drain that failed half-way), for the next drain to take at once."""
+        if not ids:
+            return
+        async with self.store.transaction() as db:
+            await db.executemany(
+                "UPDATE moderation_queue SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE id = ? AND claimed_by = ?",
+                [(i, self.claimer) for i in ids],
+            )
+
     async def remove(self, ids: list[int]) -> None:
         if not ids:
             return
@@ -122,8 +174,11 @@ class OutageQueue(DataOwner):
         if not ids:
             return
         async with self.store.transaction() as db:
+            # Given back too: the next drain tries them again without waiting for the claim to expire.
             await db.executemany(
-                "UPDATE moderation_queue SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
+                "UPDATE moderation_queue SET attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL "
+                "WHERE id = ?",
+                [(i,) for i in ids],
             )
 
     async def holding(self, message_ids: Sequence[int]) -> set[int]:

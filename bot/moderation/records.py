@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -50,10 +49,6 @@ class ActionLog(DataOwner):
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # SQLite's BEGIN IMMEDIATE already serialises the check and the insert below; PostgreSQL's READ
-        # COMMITTED transactions do not, so this process serialises them itself (several processes sharing
-        # one database need a database lock: issue "Past one process").
-        self._recording = asyncio.Lock()
 
     async def record(
         self,
@@ -65,8 +60,12 @@ class ActionLog(DataOwner):
         decision: Decision,
     ) -> tuple[int, bool]:
         """The new action's id, and whether the message already had a non-log action (its edit, judged
-        alongside it): checked in the same write transaction, so two concurrent verdicts cannot both miss."""
-        async with self._recording, self.store.transaction() as db:
+        alongside it): checked in the same write transaction, so two concurrent verdicts cannot both miss.
+
+        The transaction is locked on the message id: SQLite's BEGIN IMMEDIATE serialises it anyway, and on
+        PostgreSQL (READ COMMITTED) the advisory lock makes verdicts of one message take turns in every
+        process sharing the database, so the second always sees the first's row."""
+        async with self.store.transaction(lock_key=message_id) as db:
             cursor = await db.execute(
                 "SELECT 1 FROM moderation_actions WHERE message_id = ? AND action != 'log' LIMIT 1",
                 (message_id,),

@@ -132,8 +132,12 @@ class Store(ABC):
             self.metrics.db_writes.observe(time.perf_counter() - started)
 
     @abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """A short write transaction; commits on success, rolls back on any exception."""
+    def transaction(self, lock_key: int | None = None) -> AbstractAsyncContextManager[Transaction]:
+        """A short write transaction; commits on success, rolls back on any exception.
+
+        With `lock_key`, transactions given the same key run one at a time, in every process sharing the
+        database (a check-then-insert that must not interleave). SQLite's write transactions already do.
+        """
 
     @abstractmethod
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...

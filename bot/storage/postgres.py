@@ -206,15 +206,18 @@ class PostgresStore(Store):
         return newly
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(self, lock_key: int | None = None) -> AsyncIterator[Transaction]:
         """A READ COMMITTED transaction on one pooled connection; commits on success, else rolls back.
 
         Unlike SQLite's BEGIN IMMEDIATE it does not exclude other writers: a read-modify-write that must
-        not interleave uses one statement (an upsert, `UPDATE ... SET n = n + 1`) or a row lock.
+        not interleave uses one statement (an upsert, `UPDATE ... SET n = n + 1`), a row lock, or
+        `lock_key`: a transaction-scoped advisory lock, taken first and released by COMMIT or ROLLBACK.
         """
         started = time.perf_counter()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                if lock_key is not None:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _bigint(lock_key))
                 yield _PostgresTransaction(conn)
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc
@@ -277,6 +280,11 @@ class PostgresStore(Store):
             "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.oid"
         )
         return [str(row[0]) for row in rows]
+
+
+def _bigint(key: int) -> int:
+    """Any int as the signed 64-bit key pg_advisory_xact_lock takes (Discord ids already fit)."""
+    return (key + 2**63) % 2**64 - 2**63
 
 
 def _safe(url: str) -> str:

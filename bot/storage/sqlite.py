@@ -139,8 +139,12 @@ class SqliteStore(Store):
         return newly
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """A short write transaction; commits on success, rolls back on any exception."""
+    async def transaction(self, lock_key: int | None = None) -> AsyncIterator[Transaction]:
+        """A short write transaction; commits on success, rolls back on any exception.
+
+        `lock_key` needs nothing more: BEGIN IMMEDIATE already excludes every other writer, in this process
+        and in any other on the same file.
+        """
         started = time.perf_counter()
         async with self._write_lock:
             try:

@@ -45,11 +45,12 @@ async def report_missing(bot: OpenAIBot, policy: Policy, permission: str, channe
 
 
 async def timeout_member(bot: OpenAIBot, policy: Policy, user_id: int, seconds: float, reason: str) -> bool:
-    """Time a member out; a refusal is reported to the server once and answered with False."""
-    guild = bot.get_guild(policy.guild_id)
-    if guild is None:
-        return False
+    """Time a member out; a refusal is reported to the server once and answered with False.
+
+    The server may be on another process's shards (this one drains the outage queue for all): it is then
+    fetched over REST rather than read from this process's cache."""
     try:
+        guild = bot.get_guild(policy.guild_id) or await bot.fetch_guild(policy.guild_id)
         member = await guild.fetch_member(user_id)
         await member.timeout(dt.timedelta(seconds=seconds), reason=reason)
     except discord.Forbidden:

@@ -17,11 +17,14 @@ from bot import errors
 from bot.discord_io.text import message_text
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject, Source
+from bot.storage.leases import LeaseKeeper
 from bot.storage.store import StoreError
 from cogs.moderation.actions import ModerationActions
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+# Held by the one process (of those sharing the database) that drains the outage queue.
+DRAIN_LEASE = "moderation-queue-drain"
 
 
 def _is_image(attachment: discord.Attachment) -> bool:
@@ -102,6 +105,8 @@ class ModerationEvents(commands.Cog):
         actions: ModerationActions,
         retry_interval: float,
         catch_up: CatchUpLimits | None = None,
+        *,
+        drain_lease: LeaseKeeper | None = None,
     ) -> None:
         self.bot = bot
         self.moderator = moderator
@@ -109,6 +114,7 @@ class ModerationEvents(commands.Cog):
         self.retry_interval = retry_interval
         self.catch_up_limits = catch_up or CatchUpLimits()
         self.watermarks = moderator.watermarks
+        self.drain_lease = drain_lease
         self._drainer: asyncio.Task[None] | None = None
         self._catch_ups: set[asyncio.Task[None]] = set()
         self._catch_up_lock = asyncio.Lock()
@@ -117,6 +123,10 @@ class ModerationEvents(commands.Cog):
     async def cog_load(self) -> None:
         # Before the gateway connects: marks stay held until the start-up catch-up has read past them.
         await self.watermarks.load(hold=self.catch_up_limits.enabled)
+        if self.drain_lease is not None:
+            await (
+                self.drain_lease.start()
+            )  # taken now, so what a restart left in the queue is drained at once
         self._drainer = asyncio.create_task(self._drain_forever(), name="moderation-queue-drainer")
 
     async def cog_unload(self) -> None:
@@ -126,6 +136,8 @@ class ModerationEvents(commands.Cog):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
             self._drainer = None
+        if self.drain_lease is not None:
+            await self.drain_lease.stop()
         for task in list(self._catch_ups):
             task.cancel()
         await asyncio.gather(*self._catch_ups, return_exceptions=True)
@@ -335,14 +347,24 @@ class ModerationEvents(commands.Cog):
                 await self.actions.apply(subject, outcome)
         return len(done), failing
 
+    @property
+    def drains(self) -> bool:
+        """Whether this process drains the queue: it holds the lease (or runs alone, without one)."""
+        return self.drain_lease is None or self.drain_lease.held
+
     async def _drain_forever(self) -> None:
+        """Drain while this process holds the drain lease; the queue's claims keep a message from being
+        judged twice even if two processes drain at once (a lease changing hands mid-drain)."""
         delay = 0.0  # at start-up: catch up at once on what a restart left in the queue
         failures = 0
         while True:
             await asyncio.sleep(delay)
             done, failing = 0, False
             try:
-                if self.moderator.outage is not None or await self.moderator.queue.count():
+                if not self.drains:
+                    if self.moderator.outage is not None:
+                        self.moderator.probe_live()
+                elif self.moderator.outage is not None or await self.moderator.queue.count():
                     done, failing = await self.drain_once()
             except (StoreError, sqlite3.Error):
                 log.warning("the moderation queue could not be read or written", exc_info=True)

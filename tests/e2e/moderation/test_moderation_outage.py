@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bot.discord_io.client import OpenAIBot
+from bot.storage.leases import Leases
+from cogs.moderation.listener import DRAIN_LEASE
 from testkit.discord import FakeDiscord
 from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
@@ -123,3 +126,37 @@ async def test_command_input_fails_closed_unless_the_server_fails_open(
     fake_openai.queue_chat_replies("Yes, it is.")
     answered = await ask_settled(fake_discord, world, "is this safe now?")
     assert answered.original is not None and answer_text(answered.original["content"]) == "Yes, it is."
+
+
+async def test_only_the_process_holding_the_drain_lease_drains_and_the_others_probe_live(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    """Another process (here, a lease row) drains the queue: this bot leaves it alone, yet moderates its
+    own new messages live once the endpoint is back; it drains when the lease comes to it."""
+    bot = await start_bot(**FAST)
+    events: Any = bot.get_cog("ModerationEvents")
+    keeper = events.drain_lease
+    await keeper.stop()  # this process gives the lease up, and another takes it
+    other = Leases(bot.services.store, holder="another-host:1:other")
+    assert await other.acquire(DRAIN_LEASE, 60)
+    assert not await keeper.try_hold()
+    fake_openai.down = True
+    ids = await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    fake_openai.down = False
+    await settle(0.5)
+    assert await queued(bot) == len(MESSAGES), "the lease holder drains, not this process"
+    assert not fake_discord.deleted_message_ids
+    # Its own outage ended after the retry interval: a new message is judged live, not queued.
+    live = int((await fake_discord.post_message(world.channel_id, world.member_id, "FLAGME live"))["id"])
+    await fake_discord.wait_until(lambda: live in fake_discord.deleted_message_ids, timeout=5, what="live")
+    assert await queued(bot) == len(MESSAGES)
+    # The other process stops (a clean shutdown releases its lease): this one takes over and drains.
+    assert await other.release(DRAIN_LEASE)
+    assert await keeper.try_hold()
+    await assert_all_moderated(fake_discord, fake_openai, ids)
+    for _ in range(200):
+        if await queued(bot) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await queued(bot) == 0
