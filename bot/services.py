@@ -165,7 +165,7 @@ async def build_services(
         dimensions=settings.embedding_dimensions,
         pgvector=settings.recall_pgvector,
     )
-    server_languages = ServerLanguages(store)
+    server_languages = ServerLanguages(store, versions)
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
     privacy = Privacy(

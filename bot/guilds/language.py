@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 
@@ -9,11 +11,18 @@ from bot import errors
 from bot.i18n import LOCALES
 from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.base import Store
+from bot.storage.versions import EVERY_SERVER, CacheVersions
+
+log = logging.getLogger(__name__)
 
 
 class ServerLanguages(DataOwner):
     """Table server_languages: one row per server that forced a language. Read on every public post, so
-    every row is loaded at start-up (`load`) and kept in memory: `forced` answers without an await."""
+    every row is loaded at start-up (`load`) and kept in memory: `forced` answers without an await.
+
+    Another process's change reaches this one through the cache versions (checked before each /ask and
+    drain): the server's row is then read again in the background, so at most a post already being written
+    at that moment still uses the old language."""
 
     owned_tables = (
         TablePolicy(
@@ -24,10 +33,31 @@ class ServerLanguages(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, versions: CacheVersions | None = None) -> None:
         self.store = store
+        self.versions = versions
         self._cache: dict[int, str | None] = {}
         self._loaded = False
+        self._reloads: set[asyncio.Task[None]] = set()
+        if versions is not None:
+            versions.watch("language", self._changed_elsewhere)
+
+    def _changed_elsewhere(self, guild_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.load() if guild_id == EVERY_SERVER else self._reload(guild_id)
+        )
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self, guild_id: int) -> None:
+        try:
+            row = await self.store.fetchone(
+                "SELECT language FROM server_languages WHERE guild_id = ?", (guild_id,)
+            )
+        except errors.StorageUnavailable:
+            log.warning("could not read server %s's language again; keeping the one known", guild_id)
+            return
+        self._cache[guild_id] = str(row[0]) if row is not None and row[0] in LOCALES else None
 
     async def load(self) -> None:
         """Read every server's choice once (a few rows: only servers whose admins forced a language)."""
@@ -66,6 +96,8 @@ class ServerLanguages(DataOwner):
                     "set_by = excluded.set_by, updated_at = excluded.updated_at",
                     (guild_id, language, set_by, time.time()),
                 )
+            if self.versions is not None:
+                await self.versions.bump(db, "language", guild_id)
         self._cache[guild_id] = language
 
     async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:

@@ -140,3 +140,26 @@ async def test_an_answer_is_an_orphan_only_once_its_process_is_gone(
     orphans = await other.inflight_answers.take_orphans()
     assert [orphan.token for orphan in orphans] == ["token-of-a-live-answer"]
     assert await this.inflight_answers.take_orphans() == [], "taken once"
+
+
+async def test_a_language_forced_in_one_process_is_what_the_other_posts_in(
+    stacks: tuple[Services, Services],
+) -> None:
+    this, other = stacks
+    await this.server_languages.load()
+    await other.server_languages.load()
+    await this.server_languages.set(GUILD, "ko", MEMBER)
+    assert other.server_languages.forced(GUILD) is None  # nothing has told it yet
+    await other.versions.refresh()  # what every /ask and drain does first
+    for _ in range(100):
+        if other.server_languages.forced(GUILD) == "ko":
+            break
+        await asyncio.sleep(0.01)
+    assert other.server_languages.forced(GUILD) == "ko"
+    await this.server_languages.set(GUILD, None, MEMBER)
+    await other.versions.refresh()
+    for _ in range(100):
+        if other.server_languages.forced(GUILD) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert other.server_languages.forced(GUILD) is None
