@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -25,7 +26,7 @@ async def test_each_process_answers_only_its_own_shards_guilds_and_dms_go_to_sha
         # Only the holder of shard 0 synced the commands.
         await fake.wait_until(lambda: "not syncing" in second.stderr(), 5, what="p1's log")
         assert len(fake.requests_to("PUT", r"/applications/\d+/commands$")) == 1 and fake.sync_count == 1
-        assert "synced 16 application commands" in first.stderr()
+        assert re.search(r"synced \d+ application commands", first.stderr())
         assert "synced" not in second.stderr().replace("not syncing", "")
         assert "this process runs shard 0 of 2" in first.stderr()
         assert "this process runs shard 1 of 2" in second.stderr()
