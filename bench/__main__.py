@@ -22,6 +22,7 @@ from bench import (
     coalesce_bench,
     memory_bench,
     recall_bench,
+    shard_bench,
     store_bench,
     stream_moderation,
 )
@@ -37,6 +38,7 @@ SECTIONS = (
     "capacity",
     "store",
     "backends",
+    "shards",
     "memory",
     "recall",
     "cache",
@@ -141,6 +143,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         ("store", lambda: store_bench.run(*((2000, 200, 20) if smoke else (100_000, 2000, 200)))),
         ("backends", lambda: store_bench.backend_figures(*((200, 2000) if smoke else (2000, 100_000)))),
         ("backends", lambda: ask_latency.backend_figures([levels[0], levels[1]], upstream, interval)),
+        ("shards", lambda: shard_bench.figures(*((4, 12) if smoke else (200, 2000)), upstream, interval)),
         (
             "memory",
             lambda: memory_bench.run(

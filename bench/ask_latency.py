@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.harness import BenchWorld, Figure, Upstream, cpu_seconds, median, percentile
 from testkit.discord import FakeInteraction
-from testkit.driver import Seat, answer_text, invoke_ask
+from testkit.driver import answer_text, invoke_ask
 from testkit.postgres import Cluster
 
 CURSOR = "▌"
@@ -116,13 +116,10 @@ def _sample(world: BenchWorld, ident: str, fi: FakeInteraction, served: dict[int
 
 async def _invoke_ask(world: BenchWorld, ident: str, index: int) -> FakeInteraction:
     """One /ask tagged `ident` (its prompt's first word), by member and in channel number `index`."""
-    seat = Seat(
-        world.guild_id,
-        world.channel_ids[index % len(world.channel_ids)],
-        world.member_ids[index % len(world.member_ids)],
-    )
     return await invoke_ask(
-        world.discord, seat, f"{ident} what does the benchmark want to know this time, number {index}?"
+        world.discord,
+        world.seat(index),
+        f"{ident} what does the benchmark want to know this time, number {index}?",
     )
 
 

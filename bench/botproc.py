@@ -36,13 +36,16 @@ def build_client(config: dict[str, Any]) -> discord.Client:
     elif config.get("bare"):
         client = commands.Bot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
     else:
-        from bot.discord_io.client import OpenAIBot
+        from bot.discord_io.client import create_bot
         from bot.settings import Settings
 
         known = set(Settings.model_fields)
         # Limits the bench lifts (per-server concurrency, budgets) may not exist in every version.
-        settings = Settings().model_copy(update={k: v for k, v in config["settings"].items() if k in known})
-        client = OpenAIBot(settings, guild_ready_timeout=0.05)
+        values = {k: v for k, v in config["settings"].items() if k in known}
+        if "shard_ids" in values:
+            values["shard_ids"] = frozenset(values["shard_ids"])
+        settings = Settings().model_copy(update=values)
+        client = create_bot(settings, guild_ready_timeout=0.05)
     client.before_identify_hook = _no_identify_wait  # type: ignore[method-assign]
     return client
 

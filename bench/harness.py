@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from testkit.discord import FakeDiscord
+from testkit.driver import Seat
 from testkit.openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +124,12 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class BenchWorld:
-    """A guild with channels and members in the fake Discord, the fake OpenAI, and the bot process."""
+    """A guild with channels and members in the fake Discord, the fake OpenAI, and the bot process.
+
+    With `shards`, the fake Discord has that many shards and one guild on each (the channels and members
+    spread over them), and `process_shards` lists the bot processes: one per entry, each running
+    SHARD_COUNT=`shards` with that entry as its SHARD_IDS, all on `settings`' DATABASE_URL (PostgreSQL).
+    """
 
     upstream: Upstream = field(default_factory=Upstream)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -135,31 +141,52 @@ class BenchWorld:
     heartbeat_ms: int | None = None  # the gateway's heartbeat interval (Discord's: 41,250 ms)
     # (base URL, key) of an OpenAI the bot uses instead of this process's fake (a fake in another process)
     openai_endpoint: tuple[str, str] | None = None
+    shards: int = 0  # 0: an unsharded bot and fake Discord
+    process_shards: tuple[tuple[int, ...], ...] = ()  # the shards of each bot process (default: all in one)
     discord: FakeDiscord = field(init=False)
     openai: FakeOpenAI = field(init=False)
     guild_id: int = field(init=False, default=0)
     channel_ids: list[int] = field(init=False, default_factory=list)
     member_ids: list[int] = field(init=False, default_factory=list)
-    process: asyncio.subprocess.Process | None = field(init=False, default=None)
+    # (guild, channel ids, member ids): one guild, or one on each shard
+    guilds: list[tuple[int, list[int], list[int]]] = field(init=False, default_factory=list)
+    processes: list[asyncio.subprocess.Process] = field(init=False, default_factory=list)
+    process_shards_started: list[tuple[int, ...]] = field(init=False, default_factory=list)
     _tmp: str = field(init=False, default="")
-    _log: Any = field(init=False, default=None)
+    _logs: list[Any] = field(init=False, default_factory=list)
 
     async def __aenter__(self) -> BenchWorld:
         self._tmp = tempfile.mkdtemp(prefix="bench-")
-        self.discord = FakeDiscord()
+        self.discord = FakeDiscord(shard_count=max(1, self.shards))
         self.openai = FakeOpenAI()
         await self.discord.start()
         await self.openai.start()
         self.upstream.apply(self.openai)
         if self.heartbeat_ms is not None:
             self.discord.heartbeat_interval_ms = self.heartbeat_ms
-        self.guild_id = self.discord.add_guild("Bench Guild")
-        self.channel_ids = [self.discord.add_channel(self.guild_id, f"c{i}") for i in range(self.channels)]
-        self.member_ids = [self.discord.add_member(self.guild_id, name=f"u{i}") for i in range(self.members)]
-        await self._spawn()
+        count = max(1, self.shards)
+        for shard in range(count):
+            guild = self.discord.add_guild("Bench Guild", shard=shard if self.shards else None)
+            channels = [self.discord.add_channel(guild, f"c{i}") for i in range(self.channels // count)]
+            members = [self.discord.add_member(guild, name=f"u{i}") for i in range(self.members // count)]
+            self.guilds.append((guild, channels, members))
+        self.guild_id, self.channel_ids, self.member_ids = self.guilds[0]
+        try:
+            for shards in self.process_shards or ((),):
+                await self._spawn(shards)
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
-    async def _spawn(self) -> None:
+    def seat(self, index: int) -> Seat:
+        """Where the `index`-th /ask goes: consecutive asks go to consecutive guilds (so to every shard's
+        process alike), then to the guild's channels and members in turn."""
+        guild, channels, members = self.guilds[index % len(self.guilds)]
+        turn = index // len(self.guilds)
+        return Seat(guild, channels[turn % len(channels)], members[turn % len(members)])
+
+    async def _spawn(self, shards: tuple[int, ...] = ()) -> None:
         settings = {
             "discord_token": FakeDiscord.DEFAULT_TOKEN,
             "openai_api_key": self.openai_endpoint[1] if self.openai_endpoint else self.openai.api_key,
@@ -176,6 +203,9 @@ class BenchWorld:
             "server_monthly_budget": 1_000_000.0,
             **self.settings,
         }
+        if self.shards:
+            settings["shard_count"] = self.shards
+            settings["shard_ids"] = list(shards or range(self.shards))
         config = {
             "discord_url": self.discord.base_url,
             "gateway_url": f"ws://127.0.0.1:{self.discord.port}/gateway",
@@ -185,31 +215,42 @@ class BenchWorld:
             "floor": self.floor,
             "tweaks": self.tweaks,
         }
-        self._log = self._open_log()
-        self.process = await asyncio.create_subprocess_exec(
+        log = self._open_log(len(self.processes))
+        self._logs.append(log)
+        process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "bench.botproc",
             json.dumps(config),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
-            stderr=self._log,
+            stderr=log,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        assert self.process.stdout is not None
+        self.processes.append(process)
+        self.process_shards_started.append(tuple(settings.get("shard_ids", ())))
+        assert process.stdout is not None
         try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), 60)
+            line = await asyncio.wait_for(process.stdout.readline(), 60)
         except TimeoutError:
             line = b""
         if line.strip() != b"READY":
             raise RuntimeError(f"the bot did not start:\n{self.bot_log()[-3000:]}")
 
-    def _open_log(self) -> Any:
-        return open(Path(self._tmp) / "bot.log", "wb")  # closed in __aexit__
+    def _log_path(self, index: int) -> Path:
+        return Path(self._tmp) / ("bot.log" if index == 0 else f"bot{index}.log")
+
+    def _open_log(self, index: int) -> Any:
+        return open(self._log_path(index), "wb")  # closed in __aexit__
 
     def bot_log(self) -> str:
-        path = Path(self._tmp) / "bot.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        paths = [self._log_path(i) for i in range(max(1, len(self.processes)))]
+        return "".join(path.read_text(errors="replace") for path in paths if path.exists())
+
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        """The (first) bot process."""
+        return self.processes[0] if self.processes else None
 
     @property
     def pid(self) -> int:
@@ -220,19 +261,26 @@ class BenchWorld:
         return rss_mb(self.pid)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU time of every bot process together."""
+        return sum(self.process_cpu_seconds())
+
+    def process_cpu_seconds(self) -> list[float]:
+        """CPU time of each bot process, in start order."""
+        return [cpu_seconds(p.pid) for p in self.processes]
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
             try:
-                await asyncio.wait_for(self.process.wait(), 10)
+                await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+                process.kill()
+                await process.wait()
         await self.openai.close()
         await self.discord.close()
-        if self._log is not None:
-            self._log.close()
+        for log in self._logs:
+            log.close()
         with contextlib.suppress(OSError):
             shutil.rmtree(self._tmp)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.discord_io.client import OpenAIBot
+from bot.discord_io.client import OpenAIBot, create_bot
 from testkit.discord import FakeDiscord, running_bot
 from testkit.openai import FakeOpenAI
 from tests.support.database import BACKENDS, backend, stop_cluster
@@ -134,7 +134,8 @@ async def start_bot(
 
     async def start(**overrides: Any) -> OpenAIBot:
         settings = make_settings(tmp_path, fake_openai, **overrides)
-        bot = OpenAIBot(settings, guild_ready_timeout=0.05)
+        # SHARD_COUNT in the overrides gives the sharded bot, as `python -m bot` would.
+        bot = create_bot(settings, guild_ready_timeout=0.05)
         await stack.enter_async_context(running_bot(fake_discord, bot))
         # Keep the real retry policy but with short back-off, so failure tests stay fast.
         bot.services.gateway.retry.base_delay = 0.01

@@ -1,4 +1,8 @@
-"""The Bot subclass: builds every service once in setup_hook, loads cogs/, syncs once, closes cleanly."""
+"""The Bot subclass: builds every service once in setup_hook, loads cogs/, syncs once, closes cleanly.
+
+`create_bot` picks the class: `OpenAIBot` (a plain commands.Bot, one gateway session) unless SHARD_COUNT is
+set, then `ShardedOpenAIBot` (the same bot on discord.py's AutoShardedBot) running SHARD_IDS' shards.
+"""
 
 from __future__ import annotations
 
@@ -155,7 +159,11 @@ class OpenAIBot(commands.Bot):
             self.settings, modlog_sink=self.modlog, bot_user_id=lambda: self.bot_user_id
         )
         await self.services.server_languages.load()
-        gateway_state = watch_client(self, self.services.metrics)
+        gateway_state = watch_client(
+            self, self.services.metrics, self.settings.held_shards, self.settings.shard_count
+        )
+        if self.settings.sharded:
+            log.info("this process runs %s", gateway_state.describe())
         self.ops = await serve_ops(
             self, gateway_state, self.services.store, self.services.metrics, self.settings
         )
@@ -165,9 +173,13 @@ class OpenAIBot(commands.Bot):
         server_only_contexts(self.tree)
         # Before any sync: every command, option and choice goes out with its en-US, en-GB and ko texts.
         await self.tree.set_translator(CatalogTranslator())
-        if self.settings.sync_commands:
+        # One process syncs: every process pushing the same commands at once would only race Discord's
+        # rate limit on the commands endpoint (docs/sharding.md).
+        if self.settings.syncs_commands:
             synced = await self.tree.sync()
             log.info("synced %d application commands", len(synced))
+        elif self.settings.sync_commands is None:
+            log.info("not syncing application commands: the process holding shard 0 does")
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: cogs listen to messages themselves (mentions, moderation)."""
@@ -187,6 +199,28 @@ class OpenAIBot(commands.Bot):
             services: Services | None = getattr(self, "services", None)
             if services is not None:
                 await services.close()
+
+
+class ShardedOpenAIBot(OpenAIBot, commands.AutoShardedBot):
+    """The same bot on discord.py's AutoShardedBot: one gateway session per shard it runs (SHARD_IDS, or
+    every shard of SHARD_COUNT), sharing one set of services, cogs and in-flight work."""
+
+    def __init__(self, settings: Settings, **client_options: Any) -> None:
+        if settings.shard_count is None:
+            raise ValueError("ShardedOpenAIBot needs SHARD_COUNT")
+        super().__init__(
+            settings,
+            shard_count=settings.shard_count,
+            shard_ids=list(settings.held_shards),
+            **client_options,
+        )
+
+
+def create_bot(settings: Settings, **client_options: Any) -> OpenAIBot:
+    """The bot for these settings: sharded when SHARD_COUNT is set, else exactly the unsharded bot."""
+    if settings.sharded:
+        return ShardedOpenAIBot(settings, **client_options)
+    return OpenAIBot(settings, **client_options)
 
 
 def server_only_contexts(tree: app_commands.CommandTree[Any]) -> None:

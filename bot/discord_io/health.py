@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 import discord
@@ -33,22 +34,52 @@ class GatewayView(Protocol):
 
 
 class GatewayState:
-    """Whether the gateway session is up, from the client's connect/ready/resume and disconnect events.
+    """Whether each gateway session this process holds is up, from the client's events.
 
-    discord.py reconnects by itself; between a dropped socket and a successful RESUME the bot cannot see
-    or answer anything, and the health check says so.
+    Unsharded there is one session (shard 0), followed by ready/resumed/disconnect. Sharded (SHARD_COUNT)
+    each shard is followed by its shard_ready/shard_resumed/shard_disconnect: one shard can drop and
+    RESUME while the others keep going. discord.py reconnects by itself; between a dropped socket and a
+    successful RESUME the bot cannot see or answer anything of that shard's servers, and the health check
+    says so.
     """
 
-    def __init__(self) -> None:
-        self.connected = False
-        self.since = time.monotonic()
+    def __init__(self, shards: Sequence[int] = (0,), shard_count: int | None = None) -> None:
+        self.shard_count = shard_count
+        now = time.monotonic()
+        self.shards: dict[int, bool] = dict.fromkeys(shards, False)
+        self.changed: dict[int, float] = dict.fromkeys(shards, now)
 
-    def up(self) -> None:
-        self.connected, self.since = True, time.monotonic()
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
 
-    def down(self) -> None:
-        if self.connected:
-            self.connected, self.since = False, time.monotonic()
+    @property
+    def connected(self) -> bool:
+        return all(self.shards.values())
+
+    @property
+    def since(self) -> float:
+        """When the longest-down shard went down (or the last change, when all are up)."""
+        down = [self.changed[s] for s, up in self.shards.items() if not up]
+        return min(down) if down else max(self.changed.values())
+
+    def down_shards(self) -> list[int]:
+        return [s for s, up in self.shards.items() if not up]
+
+    def describe(self) -> str:
+        """Which shards this process holds, for logs and the health check ("shards 0, 1 of 4")."""
+        if not self.sharded:
+            return "unsharded"
+        ids = ", ".join(str(s) for s in self.shards)
+        return f"shard{'s' if len(self.shards) > 1 else ''} {ids} of {self.shard_count}"
+
+    def up(self, shard: int = 0) -> None:
+        if not self.shards.get(shard, False):
+            self.shards[shard], self.changed[shard] = True, time.monotonic()
+
+    def down(self, shard: int = 0) -> None:
+        if self.shards.get(shard, False):
+            self.shards[shard], self.changed[shard] = False, time.monotonic()
 
 
 class OpsServer:
@@ -107,14 +138,18 @@ class OpsServer:
             return False, "the Discord client is closed"
         if not self.gateway.connected or not self.client.is_ready():
             down = time.monotonic() - self.gateway.since
-            return False, f"the Discord gateway is disconnected (for {down:.0f} s)"
+            which = "the Discord gateway"
+            if self.gateway.sharded and self.client.is_ready():
+                shards = self.gateway.down_shards()
+                which = f"shard{'s' if len(shards) > 1 else ''} {', '.join(map(str, shards))} of {which}"
+            return False, f"{which} is disconnected (for {down:.0f} s)"
         try:
             # BEGIN IMMEDIATE takes the write lock: a read-only, full or locked database fails here.
             async with self.store.transaction():
                 pass
         except errors.StorageUnavailable as exc:
             return False, f"the database is not writable: {exc}"
-        return True, "ok"
+        return True, f"ok ({self.gateway.describe()})" if self.gateway.sharded else "ok"
 
     async def _healthz(self, request: web.Request) -> web.Response:
         healthy, reason = await self.health()
@@ -129,6 +164,9 @@ class OpsServer:
     def _sample_gateway(self) -> None:
         latency = self.client.latency
         self.metrics.gateway_connected.set(1 if self.gateway.connected else 0)
+        if self.gateway.sharded:
+            for shard, up in self.gateway.shards.items():
+                self.metrics.shard_connected.labels(str(shard)).set(1 if up else 0)
         if math.isfinite(latency):
             self.metrics.gateway_latency.set(latency)
 
@@ -142,15 +180,28 @@ class OpsServer:
             self._sample_gateway()
 
 
-def watch_client(bot: commands.Bot, metrics: Metrics) -> GatewayState:
-    """Follow the gateway session and count every slash command's success (failures: the tree's on_error)."""
-    state = GatewayState()
+def watch_client(
+    bot: commands.Bot, metrics: Metrics, shards: Sequence[int] = (0,), shard_count: int | None = None
+) -> GatewayState:
+    """Follow the gateway sessions (each shard's, when sharded) and count every slash command's success
+    (failures: the tree's on_error)."""
+    state = GatewayState(shards, shard_count)
 
     async def on_up() -> None:
         state.up()
 
     async def on_down() -> None:
         state.down()
+
+    async def on_shard_up(shard_id: int) -> None:
+        if not state.shards.get(shard_id, False):
+            log.info("shard %d of %s connected", shard_id, shard_count)
+        state.up(shard_id)
+
+    async def on_shard_down(shard_id: int) -> None:
+        if state.shards.get(shard_id, False):
+            log.info("shard %d of %s disconnected", shard_id, shard_count)
+        state.down(shard_id)
 
     async def on_completion(interaction: discord.Interaction, command: object) -> None:
         name = getattr(command, "qualified_name", "?")
@@ -168,9 +219,14 @@ def watch_client(bot: commands.Bot, metrics: Metrics) -> GatewayState:
             },
         )
 
-    bot.add_listener(on_up, "on_ready")
-    bot.add_listener(on_up, "on_resumed")
-    bot.add_listener(on_down, "on_disconnect")
+    if state.sharded:
+        bot.add_listener(on_shard_up, "on_shard_ready")
+        bot.add_listener(on_shard_up, "on_shard_resumed")
+        bot.add_listener(on_shard_down, "on_shard_disconnect")
+    else:
+        bot.add_listener(on_up, "on_ready")
+        bot.add_listener(on_up, "on_resumed")
+        bot.add_listener(on_down, "on_disconnect")
     bot.add_listener(on_completion, "on_app_command_completion")
     return state
 

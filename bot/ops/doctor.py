@@ -127,9 +127,30 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
                     "Privileged Gateway Intents -> enable MESSAGE CONTENT INTENT",
                 )
             )
+        results.append(await _check_shards(http, settings))
         return results
     finally:
         await http.close()
+
+
+async def _check_shards(http: discord.http.HTTPClient, settings: Settings) -> CheckResult:
+    """SHARD_COUNT against the count Discord recommends for the bot's servers (about 1,000 a shard)."""
+    try:
+        recommended, _url, _limits = await http.get_bot_gateway()
+    except (discord.GatewayNotFound, discord.HTTPException, OSError) as exc:
+        return CheckResult("shards", False, f"could not ask Discord for its recommended shard count: {exc}")
+    advice = f"Discord recommends {recommended} shard{'s' if recommended != 1 else ''}"
+    if settings.shard_count is None:
+        if recommended > 1:
+            return CheckResult("shards", False, f"{advice}; set SHARD_COUNT (docs/sharding.md)")
+        return CheckResult("shards", True, f"unsharded; {advice}")
+    runs = ", ".join(map(str, settings.held_shards))
+    held = f"this process runs {runs} of SHARD_COUNT={settings.shard_count}"
+    if settings.shard_count < recommended:
+        return CheckResult(
+            "shards", False, f"{advice}, more than SHARD_COUNT={settings.shard_count} (docs/sharding.md)"
+        )
+    return CheckResult("shards", True, f"{held}; {advice}")
 
 
 def _model_settings(settings: Settings) -> dict[str, str]:

@@ -9,7 +9,7 @@ import signal
 
 import discord
 
-from bot.discord_io.client import OpenAIBot
+from bot.discord_io.client import OpenAIBot, create_bot
 from bot.ops.runtime import freeze_startup_objects
 from bot.ops.runtime import run as run_on_runtime
 from bot.settings import Settings
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings, **client_options: object) -> int:
-    bot = OpenAIBot(settings, **client_options)
+    bot = create_bot(settings, **client_options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

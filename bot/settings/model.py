@@ -155,6 +155,20 @@ def _model_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _shard_problems(settings: Settings) -> list[str]:
+    if settings.shard_count is None:
+        if settings.shard_ids:
+            return ["SHARD_IDS needs SHARD_COUNT, the total number of shards across every process"]
+        return []
+    beyond = sorted(i for i in settings.shard_ids if i >= settings.shard_count)
+    if beyond:
+        return [
+            f"SHARD_IDS lists shard {beyond[0]}, but SHARD_COUNT={settings.shard_count} numbers the shards "
+            f"0 to {settings.shard_count - 1}"
+        ]
+    return []
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
@@ -187,6 +201,7 @@ def load_settings(
     if database_problem := _database_problem(settings.database_path):
         problems.append(database_problem)
     problems += _model_problems(settings)
+    problems += _shard_problems(settings)
     if problems:
         raise SettingsError(problems)
     return settings

@@ -67,6 +67,30 @@ def _ids(text: str) -> frozenset[int]:
     return frozenset(int(part) for part in text.replace(",", " ").split())
 
 
+def _sync_choice(text: str) -> bool | None:
+    return None if text.lower() == "auto" else _flag(text)
+
+
+def _positive(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise ValueError("not positive")
+    return value
+
+
+def _shard_ids(text: str) -> frozenset[int]:
+    """`0-3`, `0,1` or `0-1,4`: each id once."""
+    ids: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        low, dash, high = part.partition("-")
+        first, last = int(low), int(high) if dash else int(low)
+        if first < 0 or last < first:
+            raise ValueError("bad range")
+        ids += range(first, last + 1)
+    if len(set(ids)) != len(ids):
+        raise ValueError("an id listed twice")
+    return frozenset(ids)
+
+
 PositiveInt = Annotated[int, Field(gt=0), Rule("must be a positive whole number", parse=int)]
 NonNegativeInt = Annotated[int, Field(ge=0), Rule("must be a whole number, zero or more", parse=int)]
 AtLeast1000 = Annotated[int, Field(ge=1000), Rule("must be a whole number, at least 1000", parse=int)]
@@ -74,6 +98,17 @@ PositiveFloat = Annotated[float, Field(gt=0), Rule("must be a positive number", 
 NonNegativeFloat = Annotated[float, Field(ge=0), Rule("must be a number, zero or more", parse=_number)]
 Flag = Annotated[bool, Rule("must be true or false", parse=_flag)]
 ServerIds = Annotated[frozenset[int], Rule("must be server ids separated by commas", parse=_ids)]
+SyncChoice = Annotated[bool | None, Rule("must be auto, true or false", parse=_sync_choice)]
+OptionalPositiveInt = Annotated[
+    int | None, Rule("must be a positive whole number", parse=int, check=_positive)
+]
+ShardIds = Annotated[
+    frozenset[int],
+    Rule(
+        "must be shard ids or ranges separated by commas, each id once, such as 0-3 or 0,1",
+        parse=_shard_ids,
+    ),
+]
 
 
 def setting(

@@ -11,10 +11,13 @@ from bot.settings.rules import (
     Flag,
     NonNegativeFloat,
     NonNegativeInt,
+    OptionalPositiveInt,
     PositiveFloat,
     PositiveInt,
     Rule,
     ServerIds,
+    ShardIds,
+    SyncChoice,
     one_of,
     setting,
 )
@@ -61,11 +64,28 @@ class DiscordSettings(Section):
         secret=True,
     )
     allow_dms: Flag = setting("ALLOW_DMS", False, "Answer in direct messages.")
-    sync_commands: Flag = setting(
+    sync_commands: SyncChoice = setting(
         "SYNC_COMMANDS",
-        True,
-        "Sync slash commands at start-up.",
-        details="Turn it off to skip the sync on frequent restarts.",
+        None,
+        "Sync slash commands at start-up: `auto`, `true` or `false`.",
+        details="`auto` syncs in the process that holds shard 0 (every unsharded bot); `true` syncs in this "
+        "process whatever its shards, `false` skips the sync (frequent restarts). docs/sharding.md.",
+        shown_default="`auto`",
+    )
+    shard_count: OptionalPositiveInt = setting(
+        "SHARD_COUNT",
+        None,
+        "Total Discord shards across every bot process; unset runs unsharded.",
+        details="Discord requires sharding from 2,500 servers and advises about 1,000 servers a shard. "
+        "Alone, it runs every shard in this process (docs/sharding.md).",
+    )
+    shard_ids: ShardIds = setting(
+        "SHARD_IDS",
+        frozenset(),
+        "The shards this process runs, such as `0-3` or `0,1`; empty runs all.",
+        details="Needs SHARD_COUNT. Give each process its own ids, together covering 0 to SHARD_COUNT - 1; "
+        "the process holding shard 0 receives direct messages.",
+        shown_default="empty (all)",
     )
     allowed_guild_ids: ServerIds = setting(
         "ALLOWED_GUILD_IDS",
@@ -74,6 +94,25 @@ class DiscordSettings(Section):
         details="The bot leaves (or, failing that, ignores) any other server and logs it.",
         shown_default="empty (all)",
     )
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this process runs as shards (discord.py's AutoShardedBot) rather than unsharded."""
+        return self.shard_count is not None
+
+    @property
+    def held_shards(self) -> tuple[int, ...]:
+        """The shard ids this process runs, ascending ((0,) when unsharded)."""
+        if self.shard_count is None:
+            return (0,)
+        return tuple(sorted(self.shard_ids)) if self.shard_ids else tuple(range(self.shard_count))
+
+    @property
+    def syncs_commands(self) -> bool:
+        """SYNC_COMMANDS resolved: `auto` syncs only in the process holding shard 0, so one sync per start."""
+        if self.sync_commands is not None:
+            return self.sync_commands
+        return 0 in self.held_shards
 
 
 class OpenAISettings(Section):

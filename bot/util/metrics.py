@@ -97,7 +97,15 @@ class Metrics:
             registry=r,
         )
         self.gateway_connected = Gauge(
-            "discord_bot_gateway_connected", "1 while the Discord gateway session is up.", registry=r
+            "discord_bot_gateway_connected",
+            "1 while the Discord gateway session is up (every shard this process holds).",
+            registry=r,
+        )
+        self.shard_connected = Gauge(
+            "discord_bot_shard_connected",
+            "1 while this shard's gateway session is up, per shard this process holds.",
+            ["shard"],
+            registry=r,
         )
         self.db_writes = Histogram(
             "discord_bot_database_write_seconds",

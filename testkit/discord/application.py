@@ -121,7 +121,11 @@ class Application:
     async def _get_gateway(self, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
         return json_response(
-            {"url": f"ws://127.0.0.1:{self.world.port}/gateway", "shards": 1, "session_start_limit": limit}
+            {
+                "url": f"ws://127.0.0.1:{self.world.port}/gateway",
+                "shards": self.world.shard_count,
+                "session_start_limit": limit,
+            }
         )
 
     def _check_app(self, m: re.Match[str]) -> int | None:

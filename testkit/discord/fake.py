@@ -16,13 +16,18 @@ Usage::
 
 Create the bot with a small ``guild_ready_timeout`` (e.g. 0.05): discord.py waits that long after the last
 GUILD_CREATE before ``on_ready``. Ids are time-based snowflakes (``Message.created_at`` and
-``history(after=datetime)`` work). One bot connection at a time.
+``history(after=datetime)`` work). One gateway session per shard: an unsharded bot has one; a sharded bot
+(or several processes, each with some shards) has one per shard, and each guild's events go only to the
+session of its shard, ``(guild_id >> 22) % count``; DMs go to shard 0. ``FakeDiscord(shard_count=2)`` makes
+GET /gateway/bot recommend 2 shards and ``add_guild(shard=1)`` place a guild on shard 1;
+``required_shard_count`` makes IDENTIFY with another count close with 4011 (an invalid shard: 4010).
 
 Inspection: ``requests`` / ``requests_to()`` (every REST call, with status), ``unknown_routes``, ``fake_errors``
 (bugs inside the fake), ``bot_errors`` (ERROR logs of discord.py while ``running_bot`` runs), ``messages_in()``,
 ``sent_messages()``, ``dms``, ``deleted_message_ids`` (deleted by the bot), ``timeouts``/``kicks``/``bans``,
 ``typing``, ``left_guilds``, ``synced_commands`` (``{"global": [...], "guilds": {guild_id: [...]}}``),
-``interactions``, ``identify_count``/``resume_count``/``gateway_connections``.
+``interactions``, ``identify_count``/``resume_count``/``gateway_connections``, ``sessions`` (by shard id),
+``connected_shards``.
 
 Behaviour worth knowing: events the bot's intents exclude are not sent (GUILD_MESSAGES, DIRECT_MESSAGES, ...);
 without the message-content intent, content/embeds/attachments/components arrive empty except in DMs, messages
@@ -132,12 +137,14 @@ class FakeDiscord:
     message_content_intent = Forwarded[bool]("world")
     message_index = Forwarded[dict[int, JSON]]("world")
     port = Forwarded[int]("world")
+    shard_count = Forwarded[int]("world")
     snowflakes = Forwarded[SnowflakeFactory]("world")
     token = Forwarded[str]("world")
     upload_limit = Forwarded[int]("world")
     users = Forwarded[dict[int, JSON]]("world")
     # gateway
     connected = Forwarded[bool]("gateway")
+    connected_shards = Forwarded[list[int]]("gateway")
     gateway_connections = Forwarded[list[str]]("gateway")
     gateway_received = Forwarded[list[JSON]]("gateway")
     heartbeat_interval_ms = Forwarded[int]("gateway")
@@ -147,7 +154,9 @@ class FakeDiscord:
     presences_intent = Forwarded[bool]("gateway")
     resume_count = Forwarded[int]("gateway")
     resume_gate = Forwarded[asyncio.Event | None]("gateway")
+    required_shard_count = Forwarded[int | None]("gateway")
     session = Forwarded[GatewaySession | None]("gateway")
+    sessions = Forwarded[dict[int, GatewaySession]]("gateway")
     undelivered_events = Forwarded[list[JSON]]("gateway")
     # rest
     cdn_requests = Forwarded[list[str]]("rest")
@@ -180,6 +189,8 @@ class FakeDiscord:
         token: str = DEFAULT_TOKEN,
         interaction_deadline: float | None = None,
         token_lifetime: float = 900.0,
+        shard_count: int = 1,
+        required_shard_count: int | None = None,
     ) -> None:
         if interaction_deadline is None:
             # Discord's 3 s. A developer machine saturated by other work may stretch it for a local run
@@ -191,7 +202,9 @@ class FakeDiscord:
             application_id=application_id,
             token=token,
         )
+        self.world.shard_count = shard_count
         self.gateway = Gateway(self.world)
+        self.gateway.required_shard_count = required_shard_count
         self.rest = RestRouter(self.world)
         self.application = Application(self.world)
         self.messages = Messages(self.world, self.gateway)
@@ -218,6 +231,8 @@ class FakeDiscord:
         self.close_gateway = self.gateway.close_gateway
         self.invalidate_session = self.gateway.invalidate_session
         self.request_reconnect = self.gateway.request_reconnect
+        self.shard_connected = self.gateway.shard_connected
+        self.session_for = self.gateway.session_for
         self.app_info_payload = self.application.app_info_payload
         self.invoke = self.sender.invoke
         self.autocomplete = self.sender.autocomplete
@@ -284,9 +299,12 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- world building
 
-    def add_guild(self, name: str = "Test Guild", *, owner_id: int | None = None) -> int:
-        """A guild with @everyone (id == guild id) and the bot as member (managed role with its permissions)."""
-        guild = self.world.build_guild(name, owner_id)
+    def add_guild(
+        self, name: str = "Test Guild", *, owner_id: int | None = None, shard: int | None = None
+    ) -> int:
+        """A guild with @everyone (id == guild id) and the bot as member (managed role with its permissions);
+        with ``shard``, its id lands on that shard of ``shard_count``."""
+        guild = self.world.build_guild(name, owner_id, shard=shard)
         if owner_id is not None:
             self.world.add_user(owner_id, "owner")
             guild.members[owner_id] = MemberRecord(owner_id, [], iso(utcnow()))
@@ -298,13 +316,18 @@ class FakeDiscord:
         return guild.id
 
     async def join_guild(
-        self, name: str = "New Server", *, locale: str = "en-US", system_channel: bool = True
+        self,
+        name: str = "New Server",
+        *,
+        locale: str = "en-US",
+        system_channel: bool = True,
+        shard: int | None = None,
     ) -> tuple[int, int]:
         """The bot is added to a new server while connected: Discord sends GUILD_CREATE without `unavailable`
         (discord.py dispatches on_guild_join; `unavailable: false` would mean an outage ended). The server has
         one text channel, `general`, which is its system channel unless `system_channel` is False.
-        Returns (guild id, channel id)."""
-        guild = self.world.build_guild(name, None)
+        Returns (guild id, channel id). With ``shard``, the guild lands on that shard of ``shard_count``."""
+        guild = self.world.build_guild(name, None, shard=shard)
         self.world.add_user(guild.owner_id, "guild-owner")
         guild.locale = locale
         channel = self.world.build_channel(guild.id, "general", 0, None)

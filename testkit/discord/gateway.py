@@ -1,4 +1,10 @@
-"""Gateway part of the fake Discord: websocket sessions, dispatch with sequence numbers, RESUME and IDENTIFY."""
+"""Gateway part of the fake Discord: websocket sessions (one per shard), dispatch with sequence numbers,
+RESUME and IDENTIFY.
+
+Sharding as Discord does it: IDENTIFY carries ``shard: [id, count]`` (absent means ``[0, 1]``); an event of a
+guild goes only to the session whose shard is ``(guild_id >> 22) % count``, and DMs and events without a
+guild go to shard 0. Several sessions (one per shard) are connected at once, from one process or several.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,21 @@ INTENT_DIRECT_MESSAGE_REACTIONS = 1 << 13
 
 # Close codes after which the session cannot be resumed (the next RESUME gets op 9 d=false).
 SESSION_KILLING_CLOSE_CODES = frozenset({4003, 4007, 4009})
+# Events whose guild is the payload's own id rather than its guild_id.
+GUILD_OBJECT_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard Discord routes a guild's events to; events without a guild (DMs) go to shard 0."""
+    if guild_id is None:
+        return 0
+    return (guild_id >> 22) % shard_count
+
+
+def event_guild_id(event: str, data: JSON) -> int | None:
+    """The guild an event belongs to, or None (DMs, user-level events)."""
+    raw = data.get("id") if event in GUILD_OBJECT_EVENTS else data.get("guild_id")
+    return int(raw) if raw else None
 
 
 @dataclass
@@ -35,29 +56,44 @@ class GatewaySession:
 
     session_id: str
     intents: int
+    shard_id: int = 0
+    shard_count: int = 1
     seq: int = 0
     history: list[JSON] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
     valid: bool = True
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Events queued from synchronous code (queue_event), sent before this session's next dispatch.
+    pending: list[tuple[str, JSON, int | None]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return self.shard_id, self.shard_count
+
+    def receives(self, guild_id: int | None) -> bool:
+        """Whether Discord routes an event of this guild (None: no guild) to this session."""
+        return shard_of(guild_id, self.shard_count) == self.shard_id
 
 
 class Gateway:
-    """The websocket gateway; one bot connection at a time."""
+    """The websocket gateway: one session per shard (a single unsharded bot has one, shard [0, 1])."""
 
     def __init__(self, world: DiscordWorld) -> None:
         self.world = world
         self.heartbeat_interval_ms = 41250
         self.members_intent = True  # privileged intents the application "has been granted"
         self.presences_intent = True
-        self.session: GatewaySession | None = None
+        # When set, Discord requires exactly this many shards: IDENTIFY with another count closes 4011.
+        self.required_shard_count: int | None = None
+        # The current session of each shard id (a new IDENTIFY of a shard replaces its session).
+        self.sessions: dict[int, GatewaySession] = {}
         self.identify_count = 0
         self.resume_count = 0
         self.gateway_connections: list[str] = []  # path?query of every websocket connection
         self.gateway_received: list[JSON] = []  # every frame the bot sent except heartbeats
         self.heartbeat_times: list[float] = []  # time.monotonic() of each heartbeat (op 1) received
-        self.undelivered_events: list[JSON] = []  # events produced while no session existed
-        self._pending_events: list[tuple[str, JSON, int | None]] = []
+        self.undelivered_events: list[JSON] = []  # events produced while no session of their shard existed
         self._open_sockets: set[web.WebSocketResponse] = set()
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -106,8 +142,9 @@ class Gateway:
                     await self._on_request_members(ws, frame.get("d") or {})
         finally:
             self._open_sockets.discard(ws)
-            if self.session is not None and self.session.ws is ws:
-                self.session.ws = None
+            for session in self.sessions.values():
+                if session.ws is ws:
+                    session.ws = None
         return ws
 
     async def _send_raw(self, ws: web.WebSocketResponse, frame: JSON) -> bool:
@@ -135,13 +172,26 @@ class Gateway:
         if disallowed:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return
-        if self.session is not None:
-            self.session.valid = False
-        session = GatewaySession(session_id=secrets.token_hex(16), intents=intents)
-        self.session = session
+        shard = d.get("shard", [0, 1])
+        try:
+            shard_id, shard_count = int(shard[0]), int(shard[1])
+        except (TypeError, ValueError, IndexError):
+            shard_id, shard_count = -1, 0
+        if shard_count < 1 or not 0 <= shard_id < shard_count:
+            await ws.close(code=4010, message=b"Invalid shard.")
+            return
+        if self.required_shard_count is not None and shard_count != self.required_shard_count:
+            await ws.close(code=4011, message=b"Sharding required.")
+            return
+        previous = self.sessions.get(shard_id)
+        if previous is not None:
+            previous.valid = False
+        session = GatewaySession(
+            session_id=secrets.token_hex(16), intents=intents, shard_id=shard_id, shard_count=shard_count
+        )
+        self.sessions[shard_id] = session
         self.identify_count += 1
-        self._pending_events.clear()
-        joined = [g for g in self.world.guilds.values() if g.bot_joined]
+        joined = [g for g in self.world.guilds.values() if g.bot_joined and session.receives(g.id)]
         me = self.world.user_payload(self.world.bot_user_id)
         me.update(verified=True, mfa_enabled=False, email=None, locale="en-US", premium_type=0)
         ready: JSON = {
@@ -168,14 +218,15 @@ class Gateway:
                 await self._send_dispatch_locked(
                     session, "GUILD_CREATE", self.world.guild_create_payload(guild.id), None
                 )
+        session.ready.set()
         self._ready.set()
 
     async def _on_resume(self, ws: web.WebSocketResponse, d: JSON) -> None:
         if d.get("token") != self.world.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
-        session = self.session
-        if session is None or not session.valid or d.get("session_id") != session.session_id:
+        session = next((s for s in self.sessions.values() if s.session_id == d.get("session_id")), None)
+        if session is None or not session.valid:
             await self._send_raw(ws, {"op": 9, "d": False, "s": None, "t": None})
             return
         if self.resume_gate is not None:
@@ -193,7 +244,7 @@ class Gateway:
         self.resume_count += 1
 
     async def _on_request_members(self, ws: web.WebSocketResponse, d: JSON) -> None:
-        session = self.session
+        session = next((s for s in self.sessions.values() if s.ws is ws), None)
         guild = self.world.guilds.get(int(d.get("guild_id", 0)))
         if session is None or guild is None:
             return
@@ -239,39 +290,48 @@ class Gateway:
         return True
 
     async def _flush_pending_locked(self, session: GatewaySession) -> None:
-        while self._pending_events:
-            event, data, intent = self._pending_events.pop(0)
+        while session.pending:
+            event, data, intent = session.pending.pop(0)
             await self._send_dispatch_locked(session, event, data, intent)
 
+    def sessions_for(self, event: str, data: JSON) -> list[GatewaySession]:
+        """The sessions Discord sends this event to: the shard of its guild, shard 0 without one."""
+        guild_id = event_guild_id(event, data)
+        return [s for s in self.sessions.values() if s.receives(guild_id)]
+
     async def dispatch(self, event: str, data: JSON, *, intent: int | None = None) -> bool:
-        """Send a DISPATCH event (buffered for RESUME when the bot is disconnected); False if filtered/dropped."""
-        session = self.session
-        if session is None:
+        """Send a DISPATCH event to its shard's session (buffered for RESUME when that shard is
+        disconnected); False if filtered/dropped or no session of that shard exists."""
+        targets = self.sessions_for(event, data)
+        if not targets:
             self.undelivered_events.append({"t": event, "d": data})
             return False
-        async with session.lock:
-            await self._flush_pending_locked(session)
-            return await self._send_dispatch_locked(session, event, data, intent)
+        delivered = False
+        for session in targets:
+            async with session.lock:
+                await self._flush_pending_locked(session)
+                delivered = await self._send_dispatch_locked(session, event, data, intent) or delivered
+        return delivered
 
     def queue_event(self, event: str, data: JSON, *, intent: int | None = None) -> None:
         """Dispatch from synchronous code: delivered before the next async dispatch, in order."""
-        if self.session is None:
+        targets = self.sessions_for(event, data)
+        if not targets:
             return
-        self._pending_events.append((event, data, intent))
+        for session in targets:
+            session.pending.append((event, data, intent))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(self._flush_pending())
+        task = loop.create_task(self._flush_pending(targets))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flush_pending(self) -> None:
-        session = self.session
-        if session is None:
-            return
-        async with session.lock:
-            await self._flush_pending_locked(session)
+    async def _flush_pending(self, sessions: list[GatewaySession]) -> None:
+        for session in sessions:
+            async with session.lock:
+                await self._flush_pending_locked(session)
 
     def message_intent(self, msg: JSON) -> int:
         """The intent a MESSAGE_* event for ``msg`` needs."""
@@ -283,12 +343,29 @@ class Gateway:
 
     # ----------------------------------------------------------------- test controls
 
-    async def wait_ready(self, timeout: float = 5) -> None:  # noqa: ASYNC109
-        """Wait until the bot has IDENTIFY'd and got READY + GUILD_CREATEs."""
+    @property
+    def session(self) -> GatewaySession | None:
+        """The session of the lowest shard id (an unsharded bot's only session), or None."""
+        return self.sessions[min(self.sessions)] if self.sessions else None
+
+    def session_for(self, shard: int) -> GatewaySession:
+        """The current session of a shard, or a clear AssertionError."""
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"the bot did not IDENTIFY within {timeout}s") from None
+            return self.sessions[shard]
+        except KeyError:
+            raise AssertionError(f"shard {shard} has not IDENTIFY'd with the fake gateway") from None
+
+    async def wait_ready(self, timeout: float = 5, *, shard: int | None = None) -> None:  # noqa: ASYNC109
+        """Wait until the bot has IDENTIFY'd and got READY + GUILD_CREATEs (on ``shard``, else on any)."""
+        what = "the bot" if shard is None else f"shard {shard}"
+        try:
+            if shard is None:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            else:
+                await self.wait_until(lambda: shard in self.sessions, timeout, what=f"{what} to IDENTIFY")
+                await asyncio.wait_for(self.sessions[shard].ready.wait(), timeout)
+        except (TimeoutError, AssertionError):
+            raise AssertionError(f"{what} did not IDENTIFY within {timeout}s") from None
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5, *, what: str = "") -> None:  # noqa: ASYNC109
         """Poll ``predicate`` until true (AssertionError after ``timeout``)."""
@@ -299,37 +376,49 @@ class Gateway:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
             await asyncio.sleep(0.005)
 
-    def _connected_session(self) -> tuple[GatewaySession, web.WebSocketResponse]:
-        session = self.session
+    def _connected_session(self, shard: int | None) -> tuple[GatewaySession, web.WebSocketResponse]:
+        session = self.session if shard is None else self.sessions.get(shard)
         if session is None or session.ws is None:
-            raise AssertionError("the bot is not connected to the fake gateway")
+            which = "the bot" if shard is None else f"shard {shard}"
+            raise AssertionError(f"{which} is not connected to the fake gateway")
         return session, session.ws
 
-    async def close_gateway(self, code: int) -> None:
-        """Close the bot's websocket with ``code``; 4003/4007/4009 also invalidate the session."""
-        session, ws = self._connected_session()
+    async def close_gateway(self, code: int, *, shard: int | None = None) -> None:
+        """Close the bot's websocket (of ``shard``; default the lowest shard) with ``code``; 4003/4007/4009
+        also invalidate the session."""
+        session, ws = self._connected_session(shard)
         async with session.lock:
             session.ws = None
             if code in SESSION_KILLING_CLOSE_CODES:
                 session.valid = False
         await ws.close(code=code, message=b"closed by the fake")
 
-    async def invalidate_session(self, *, resumable: bool = False) -> None:
+    async def invalidate_session(self, *, resumable: bool = False, shard: int | None = None) -> None:
         """Send op 9 INVALID_SESSION (d=resumable); a non-resumable one forces a fresh IDENTIFY."""
-        session, ws = self._connected_session()
+        session, ws = self._connected_session(shard)
         if not resumable:
             session.valid = False
         await self._send_raw(ws, {"op": 9, "d": resumable, "s": None, "t": None})
 
-    async def request_reconnect(self) -> None:
+    async def request_reconnect(self, *, shard: int | None = None) -> None:
         """Send op 7 RECONNECT; discord.py closes and RESUMEs."""
-        _session, ws = self._connected_session()
+        _session, ws = self._connected_session(shard)
         await self._send_raw(ws, {"op": 7, "d": None, "s": None, "t": None})
+
+    def shard_connected(self, shard: int) -> bool:
+        """Whether ``shard``'s session has a live websocket."""
+        session = self.sessions.get(shard)
+        return session is not None and session.ws is not None and not session.ws.closed
 
     @property
     def connected(self) -> bool:
-        """Whether a bot websocket is attached to a live session."""
-        return self.session is not None and self.session.ws is not None and not self.session.ws.closed
+        """Whether a bot websocket is attached to every current session (and there is one)."""
+        return bool(self.sessions) and all(self.shard_connected(shard) for shard in self.sessions)
+
+    @property
+    def connected_shards(self) -> list[int]:
+        """The shard ids with a live websocket, ascending."""
+        return sorted(shard for shard in self.sessions if self.shard_connected(shard))
 
 
 __all__ = [
@@ -337,4 +426,6 @@ __all__ = [
     "INTENT_GUILD_MESSAGE_REACTIONS",
     "Gateway",
     "GatewaySession",
+    "event_guild_id",
+    "shard_of",
 ]

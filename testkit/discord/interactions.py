@@ -187,8 +187,11 @@ class InteractionSender:
         locale: str = "en-US",
         message: JSON | None = None,
     ) -> FakeInteraction:
-        if self.gateway.session is None:
-            raise AssertionError("the bot has not connected to the fake gateway yet")
+        if not self.gateway.sessions_for("INTERACTION_CREATE", {"guild_id": guild_id}):
+            raise AssertionError(
+                "the bot has not connected to the fake gateway yet"
+                + (f" (no session of guild {guild_id}'s shard)" if self.gateway.sessions else "")
+            )
         channel = self.world.channel(channel_id)
         if channel.guild_id != guild_id:
             raise AssertionError(f"channel {channel_id} is not in guild {guild_id}")

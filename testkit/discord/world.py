@@ -44,6 +44,8 @@ class DiscordWorld:
         self.base_url = ""
         self.port = 0
         self.upload_limit = 10 * 1024 * 1024
+        # The shard count GET /gateway/bot recommends, and the count add_guild(shard=...) places guilds by.
+        self.shard_count = 1
         self.snowflakes = SnowflakeFactory()
         self.users: dict[int, JSON] = {}
         self.guilds: dict[int, GuildRecord] = {}
@@ -81,8 +83,13 @@ class DiscordWorld:
             self.users[uid] = self._new_user(uid, name, bot=bot)
         return uid
 
-    def build_guild(self, name: str, owner_id: int | None) -> GuildRecord:
-        gid = self.snowflakes.next()
+    def build_guild(self, name: str, owner_id: int | None, *, shard: int | None = None) -> GuildRecord:
+        """A guild; with ``shard``, its id lands on that shard of ``shard_count``."""
+        gid = (
+            self.snowflakes.next()
+            if shard is None
+            else self.snowflakes.next_on_shard(shard, self.shard_count)
+        )
         bot_role_id = self.snowflakes.next()
         owner = owner_id if owner_id is not None else self.snowflakes.next()
         everyone = self.role_payload(gid, "@everyone", DEFAULT_EVERYONE_PERMISSIONS, position=0)

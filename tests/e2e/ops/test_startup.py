@@ -120,12 +120,30 @@ async def test_check_passes_against_the_fakes(
         "settings",
         "discord token",
         "message content intent",
+        "shards",
         "openai key",
         "database",
         "model CHAT_MODEL",
         "model IMAGE_MODEL",
         "openai credit",
     } <= names
+
+
+async def test_check_compares_shard_count_with_discords_recommendation(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_discord.shard_count = 3
+    with patched_discord_py(fake_discord):
+        unsharded = check_lines(await collect(make_settings(tmp_path, fake_openai)))
+        too_few = check_lines(await collect(make_settings(tmp_path, fake_openai, shard_count=2)))
+        enough = check_lines(
+            await collect(make_settings(tmp_path, fake_openai, shard_count=4, shard_ids=frozenset({2, 3})))
+        )
+    assert not unsharded["shards"].ok
+    assert unsharded["shards"].detail == "Discord recommends 3 shards; set SHARD_COUNT (docs/sharding.md)"
+    assert not too_few["shards"].ok and "more than SHARD_COUNT=2" in too_few["shards"].detail
+    assert enough["shards"].ok
+    assert enough["shards"].detail == "this process runs 2, 3 of SHARD_COUNT=4; Discord recommends 3 shards"
 
 
 async def test_check_reports_each_problem_specifically(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

@@ -119,7 +119,9 @@ def test_compose_runs_the_bot_with_its_volume_and_secrets_from_env_file() -> Non
     spec = compose()
     bot = spec["services"]["bot"]
     assert bot["build"] == "."
-    assert "profiles" not in bot  # `docker compose up` starts it
+    # The single-process layout: `docker compose up bot` starts it (naming a service enables its profile);
+    # a bare `docker compose up` runs the sharded layout instead, never both on one token.
+    assert bot["profiles"] == ["single"]
     assert "bot-data:/data" in bot["volumes"] and "bot-data" in spec["volumes"]
     assert [entry["path"] for entry in bot["env_file"]] == [".env"]
     assert not any(word in name for name in bot["environment"] for word in SECRET_WORDS)
@@ -128,13 +130,35 @@ def test_compose_runs_the_bot_with_its_volume_and_secrets_from_env_file() -> Non
     assert all(port.startswith("127.0.0.1:") for port in bot["ports"])
 
 
-def test_compose_postgres_is_an_optional_profile() -> None:
+def test_compose_postgres_runs_by_default_with_a_health_check() -> None:
     spec = compose()
     postgres = spec["services"]["postgres"]
-    assert postgres["profiles"] == ["postgres"]
+    assert "profiles" not in postgres  # `docker compose up` starts it with the shard processes
     assert postgres["image"].startswith("postgres:")
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
     assert "POSTGRES_PASSWORD" not in postgres.get("environment", {})  # from .env, never in the file
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+
+def test_compose_runs_two_bot_processes_with_disjoint_shards_on_postgres() -> None:
+    spec = compose()
+    shards = {name: s for name, s in spec["services"].items() if name.startswith("bot-shard-")}
+    assert len(shards) == 2
+    held: list[int] = []
+    for service in shards.values():
+        assert service["build"] == "." and "profiles" not in service
+        assert [entry["path"] for entry in service["env_file"]] == [".env"]
+        environment = service["environment"]
+        assert not any(word in name for name in environment for word in SECRET_WORDS)
+        assert environment["DATABASE_URL"].startswith("postgresql://bot:${POSTGRES_PASSWORD")
+        assert environment["DATABASE_URL"].endswith("@postgres:5432/bot")
+        assert environment["SHARD_COUNT"] == "2"
+        held += [int(i) for i in environment["SHARD_IDS"].split(",")]
+        assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    assert sorted(held) == [0, 1], "each shard in exactly one process"
+    published = [port.split(":")[1] for s in shards.values() for port in s["ports"]]
+    assert len(set(published)) == len(published), "each process's metrics on its own host port"
 
 
 def test_the_sample_dashboard_queries_only_metrics_the_bot_exports() -> None:
