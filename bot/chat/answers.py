@@ -42,25 +42,27 @@ class AnswerRecords(DataOwner):
         self.store = store
 
     async def save(self, record: AnswerRecord) -> None:
-        await self.store.execute(
+        await self.store.write_grouped(
             "INSERT INTO chat_answers (answer_key, guild_id, channel_id, user_id, user_name, prompt, "
             "answer, truncated, private, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (answer_key) DO UPDATE SET guild_id = excluded.guild_id, "
             "channel_id = excluded.channel_id, user_id = excluded.user_id, user_name = excluded.user_name, "
             "prompt = excluded.prompt, answer = excluded.answer, truncated = excluded.truncated, "
             "private = excluded.private, created_at = excluded.created_at",
-            (
-                record.answer_key,
-                record.guild_id,
-                record.channel_id,
-                record.user_id,
-                record.user_name,
-                record.prompt,
-                record.answer,
-                int(record.truncated),
-                int(record.private),
-                time.time(),
-            ),
+            [
+                (
+                    record.answer_key,
+                    record.guild_id,
+                    record.channel_id,
+                    record.user_id,
+                    record.user_name,
+                    record.prompt,
+                    record.answer,
+                    int(record.truncated),
+                    int(record.private),
+                    time.time(),
+                )
+            ],
         )
 
     async def get(self, answer_key: int) -> AnswerRecord | None:
