@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from bot import errors
 from bot.openai_api.calls import (
@@ -249,12 +248,7 @@ class OpenAIGateway:
         """
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
-        body: dict[str, Any] = {
-            **kwargs,
-            "messages": list(messages),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+        body: dict[str, Any] = {"messages": list(messages)}
         if cache_key:
             body["prompt_cache_key"] = cache_key
         planned = PlannedCall(
@@ -267,15 +261,14 @@ class OpenAIGateway:
         )
         async with self._admit(planned):
             stream = await self.call(
-                # The body as plain JSON, posted as `chat.completions.create` posts it: its typed
-                # transform of every parameter cost ~0.1 ms of CPU per /ask (docs/performance.md).
-                lambda: self.client.post(
-                    "/chat/completions",
-                    body=body,
-                    options={"security": {"bearer_auth": True}},
-                    cast_to=ChatCompletion,
+                lambda: self.client.chat.completions.create(
+                    # As extra_body (which replaces the body's `messages`): plain dicts skip the SDK's
+                    # per-message typed transform, the costliest CPU step with long histories.
+                    messages=[],
+                    extra_body=body,
                     stream=True,
-                    stream_cls=openai.AsyncStream[ChatCompletionChunk],
+                    stream_options={"include_usage": True},
+                    **kwargs,
                 ),
                 model=model,
                 deadline=deadline,
