@@ -56,7 +56,7 @@ class AnswerRecords(DataOwner):
         self.store = store
 
     async def save(self, record: AnswerRecord) -> None:
-        await self.store.execute(
+        await self.store.write_grouped(
             "INSERT INTO chat_answers (answer_key, guild_id, channel_id, user_id, user_name, prompt, "
             "answer, truncated, private, created_at, message_ids, origin) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -65,20 +65,22 @@ class AnswerRecords(DataOwner):
             "prompt = excluded.prompt, answer = excluded.answer, truncated = excluded.truncated, "
             "private = excluded.private, created_at = excluded.created_at, "
             "message_ids = excluded.message_ids, origin = excluded.origin",
-            (
-                record.answer_key,
-                record.guild_id,
-                record.channel_id,
-                record.user_id,
-                record.user_name,
-                record.prompt,
-                record.answer,
-                int(record.truncated),
-                int(record.private),
-                time.time(),
-                join_ids(record.message_ids),
-                record.origin,
-            ),
+            [
+                (
+                    record.answer_key,
+                    record.guild_id,
+                    record.channel_id,
+                    record.user_id,
+                    record.user_name,
+                    record.prompt,
+                    record.answer,
+                    int(record.truncated),
+                    int(record.private),
+                    time.time(),
+                    join_ids(record.message_ids),
+                    record.origin,
+                )
+            ],
         )
 
     async def get(self, answer_key: int) -> AnswerRecord | None:

@@ -59,7 +59,8 @@ class InflightAnswers(DataOwner):
     async def ended(self, token: str, started: asyncio.Future[None]) -> None:
         try:
             await started
-            await self.store.execute("DELETE FROM inflight_answers WHERE token = ?", (token,))
+            # `started` is committed: the delete cannot overtake its insert in the group commit.
+            await self.store.write_grouped("DELETE FROM inflight_answers WHERE token = ?", [(token,)])
         except StoreError:
             log.warning("an in-flight answer's record could not be written or removed")
 

@@ -195,6 +195,15 @@ class Store(ABC):
         """
         await self.insert_soon(sql, rows)
 
+    async def write_grouped(self, sql: str, rows: Sequence[Params]) -> None:
+        """Run a write statement (an upsert or delete by key) for `rows` with the next group commit, as
+        `insert` does; for writes of one /ask's own keys, which no concurrent statement orders against.
+
+        A transaction of its own is three trips to the writer's thread (BEGIN, the statement, COMMIT)
+        behind the write lock; an /ask made two of them (docs/performance.md).
+        """
+        await self.insert_soon(sql, rows)
+
     def insert_soon(self, sql: str, rows: Sequence[Params]) -> asyncio.Future[None]:
         """Queue `rows` now and return the future of their commit (a StoreError when it failed).
 

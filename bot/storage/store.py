@@ -14,13 +14,11 @@ from bot.storage.base import (
     Transaction,
     bundled_migrations,
 )
-from bot.storage.postgres import PostgresStore
 from bot.storage.sqlite import SqliteStore
 from bot.util.metrics import Metrics
 
 __all__ = [
     "Params",
-    "PostgresStore",
     "Result",
     "Row",
     "SchemaTooNew",
@@ -43,6 +41,9 @@ async def open_store(url: str | Path, *, pool_size: int = 10, metrics: Metrics |
     text = str(url)
     store: Store
     if is_postgres_url(text):
+        # Imported here: asyncpg costs 3 MiB resident in every process that runs on SQLite.
+        from bot.storage.postgres import PostgresStore
+
         store = await PostgresStore.open(text, pool_size=pool_size)
     else:
         store = await SqliteStore.open(Path(text.removeprefix("sqlite:///")))

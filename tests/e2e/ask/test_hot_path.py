@@ -62,6 +62,28 @@ async def test_a_failed_insert_stores_none_of_its_rows(store: Store) -> None:
     assert await store.fetchall("SELECT n FROM numbers") == []
 
 
+async def test_grouped_deletes_and_upserts_commit_with_concurrent_inserts(store: Store) -> None:
+    """An /ask's in-flight delete and answer upsert ride the group commit: each caller still returns
+    once its own statement is committed, in the order they were queued, and a failure is its own."""
+    await store.execute("CREATE TABLE keyed (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    upsert = "INSERT INTO keyed (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+    await store.insert("INSERT INTO numbers (n) VALUES (?)", [(n,) for n in range(5)])
+    outcomes = await asyncio.gather(
+        store.write_grouped("DELETE FROM numbers WHERE n = ?", [(1,)]),
+        store.insert("INSERT INTO numbers (n) VALUES (?)", [(10,)]),
+        store.write_grouped(upsert, [(1, "first")]),
+        store.write_grouped(upsert, [(1, "second")]),
+        store.write_grouped(upsert, [(2, None)]),  # NOT NULL: fails alone
+        store.write_grouped("DELETE FROM numbers WHERE n = ?", [(3,)]),
+        return_exceptions=True,
+    )
+    assert outcomes[:4] == [None] * 4 and outcomes[5] is None
+    assert isinstance(outcomes[4], StoreError)
+    rows = await store.fetchall("SELECT n FROM numbers ORDER BY n")
+    assert [r[0] for r in rows] == [0, 2, 4, 10]
+    assert [tuple(r) for r in await store.fetchall("SELECT k, v FROM keyed")] == [(1, "second")]
+
+
 async def test_an_urgent_text_does_not_wait_out_the_batching_window(
     gateway: OpenAIGateway, fake_openai: FakeOpenAI
 ) -> None:
