@@ -204,9 +204,9 @@ async def test_spending_during_the_day_counts_towards_the_budget(
 ) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text(
-        # The admission estimate counts tokens conservatively (bot/openai_api/tokens.py: up to ~1.3x here),
+        # The admission estimate counts tokens conservatively (bot/openai_api/tokens.py: up to ~1.6x here),
         # so the price leaves the first call's estimate inside the budget.
-        json.dumps({"models": {"gpt-5-mini": {"input_per_million": 700, "output_per_million": 0}}})
+        json.dumps({"models": {"gpt-5-mini": {"input_per_million": 600, "output_per_million": 0}}})
     )
     bot = await start_bot(user_daily_budget=0.02, prices_file=str(prices))
     context = CallContext(world.guild_id, world.channel_id, world.member_id, "test")
