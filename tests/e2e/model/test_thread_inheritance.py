@@ -16,6 +16,15 @@ async def settle(seconds: float = 0.4) -> None:
     await asyncio.sleep(seconds)
 
 
+async def asked(fake_discord: FakeDiscord, fake_openai: FakeOpenAI, text: str) -> None:
+    """Until the fake OpenAI was asked a chat whose last message carries `text`."""
+    await fake_discord.wait_until(
+        lambda: any(text in str(body["messages"][-1]["content"]) for body in chat_bodies(fake_openai)),
+        timeout=15,
+        what=f"a chat request with {text!r}",
+    )
+
+
 async def set_model(
     fake_discord: FakeDiscord, world: World, name: str, *, channel: int, scope: str = "channel"
 ) -> None:
@@ -46,7 +55,7 @@ async def test_threads_use_their_own_then_the_channels_then_the_servers_model(
     assert "with `gpt-5`" in fake_discord.messages_in(bot_thread)[0]["content"]
     fake_openai.queue_chat_replies("Berlin.")
     await fake_discord.post_message(bot_thread, world.member_id, "And of Germany?")
-    await settle()
+    await asked(fake_discord, fake_openai, "And of Germany?")
     assert chat_bodies(fake_openai)[-1]["messages"][-1]["content"] == "And of Germany?"
     assert chat_bodies(fake_openai)[-1]["model"] == "gpt-5"
 
@@ -54,7 +63,7 @@ async def test_threads_use_their_own_then_the_channels_then_the_servers_model(
     member_thread = await fake_discord.member_creates_thread(world.channel_id, world.member_id, "chat")
     fake_openai.queue_chat_replies("Hi.")
     await fake_discord.post_message(member_thread, world.member_id, "hello bot", mentions_bot=True)
-    await settle()
+    await asked(fake_discord, fake_openai, "hello bot")
     assert chat_bodies(fake_openai)[-1]["model"] == "gpt-5"
     await ask(fake_discord, world, "in the thread", channel=member_thread)
     assert chat_bodies(fake_openai)[-1]["model"] == "gpt-5"
@@ -76,7 +85,7 @@ async def test_threads_use_their_own_then_the_channels_then_the_servers_model(
     await run(fake_discord, world, "model clear", {"scope": "channel"}, user=world.moderator_id)
     fake_openai.queue_chat_replies("Rome.")
     await fake_discord.post_message(bot_thread, world.member_id, "And of Italy?")
-    await settle()
+    await asked(fake_discord, fake_openai, "And of Italy?")
     assert chat_bodies(fake_openai)[-1]["model"] == "gpt-5-nano"
 
 
@@ -91,7 +100,7 @@ async def test_a_forum_post_inherits_the_forums_model(
     await settle(0.2)
     fake_openai.queue_chat_replies("Hi there.")
     await fake_discord.post_message(post, world.member_id, "can you help?", mentions_bot=True)
-    await settle()
+    await asked(fake_discord, fake_openai, "can you help?")
     assert chat_bodies(fake_openai)[-1]["model"] == "gpt-5"
 
 
