@@ -124,7 +124,11 @@ async def test_bot_threads_are_remembered_across_a_restart(
     await start_bot()
     fake_openai.queue_chat_replies("Still here.")
     await fake_discord.post_message(thread_id, world.member_id, "are you there?")
-    await settle()
+    await fake_discord.wait_until(
+        lambda: any(b["messages"][-1]["content"] == "are you there?" for b in chat_bodies(fake_openai)),
+        timeout=15,
+        what="the turn asked after the restart",
+    )
     assert chat_bodies(fake_openai)[-1]["messages"][-1]["content"] == "are you there?"
 
 
