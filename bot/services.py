@@ -14,7 +14,8 @@ from bot.chat.personas import Personas
 from bot.chat.threads import ChatThreads, ThreadTitles
 from bot.cost.admission import Admission
 from bot.cost.alerts import BudgetAlerts
-from bot.cost.breaker import QuotaBreaker
+from bot.cost.allowance import Allowance, CostClaims, LocalAllowance, SharedAllowance, process_name
+from bot.cost.breaker import QuotaBreaker, QuotaNotices, SharedQuotaBreaker
 from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits
 from bot.cost.pricing import PriceTable, load_prices
@@ -102,8 +103,8 @@ async def build_services(
         policies = PolicyRepo(store)
         modlog = ModerationLog(policies, modlog_sink)
         # The mod-log, or the owner by DM when there is none: members hear "the admins have been told" only then.
-        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.alert_admins, metrics=metrics)
-        limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker)
+        breaker, allowance = _cost_state(store, ledger, settings, modlog, metrics)
+        limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker, allowance=allowance)
         alerts = BudgetAlerts(store, ledger, limits.store, modlog.alert_admins)
 
         async def record_usage(event: UsageEvent) -> None:
@@ -154,6 +155,8 @@ async def build_services(
             recall_index,
             chat_threads,
             answer_records,
+            CostClaims(store),
+            QuotaNotices(),
         ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
@@ -204,3 +207,26 @@ async def build_services(
         recall=recall,
         privacy=privacy,
     )
+
+
+def _cost_state(
+    store: Store, ledger: UsageLedger, settings: Settings, modlog: ModerationLog, metrics: Metrics
+) -> tuple[QuotaBreaker, Allowance]:
+    """The quota breaker and the rate/budget/slot state: in this process's memory when it alone uses the
+    database (SQLite), in the database when other processes share it (PostgreSQL; docs/cost.md)."""
+    rate, burst = settings.user_requests_per_minute / 60, settings.user_burst
+    limit, queue = settings.server_max_concurrent_jobs, settings.server_queue_size
+    if not store.shared_by_processes:
+        breaker = QuotaBreaker(settings.quota_cooldown, notify=modlog.alert_admins, metrics=metrics)
+        return breaker, LocalAllowance(ledger, rate, burst, limit, queue)
+    holder = process_name()
+    shared = SharedQuotaBreaker(
+        store,
+        settings.quota_cooldown,
+        # The longest a probe can take (every attempt timing out); a probe holder that died is replaced then.
+        probe_lease=settings.openai_timeout * (settings.openai_max_retries + 1) + 30,
+        holder=holder,
+        notify=modlog.alert_admins,
+        metrics=metrics,
+    )
+    return shared, SharedAllowance(store, ledger, rate, burst, limit, queue, holder=holder)

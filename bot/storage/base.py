@@ -119,6 +119,9 @@ class Store(ABC):
     """
 
     dialect: str = ""
+    # Whether other processes may write the same database (PostgreSQL), so per-process state cannot stand in
+    # for shared state; SQLite's file belongs to one process (docs/storage.md).
+    shared_by_processes: bool = False
 
     def __init__(self) -> None:
         self._queued: list[_QueuedInsert] = []
@@ -132,8 +135,12 @@ class Store(ABC):
             self.metrics.db_writes.observe(time.perf_counter() - started)
 
     @abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """A short write transaction; commits on success, rolls back on any exception."""
+    def transaction(self, *, lock_key: str | None = None) -> AbstractAsyncContextManager[Transaction]:
+        """A short write transaction; commits on success, rolls back on any exception.
+
+        `lock_key`: transactions given the same key run one at a time, across processes too, so a
+        read-then-write inside one (sum the reservations, then insert one) cannot interleave with another.
+        """
 
     @abstractmethod
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...

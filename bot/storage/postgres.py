@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import time
@@ -128,10 +129,17 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     context managers."""
 
 
+def advisory_key(name: str) -> int:
+    """A lock name as the signed 64-bit key PostgreSQL's advisory locks take (the same in every process)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"oaibot-lock").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class PostgresStore(Store):
     """A pool of connections; each transaction, read and group commit takes one for its duration."""
 
     dialect = "postgresql"
+    shared_by_processes = True
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         super().__init__()
@@ -206,15 +214,20 @@ class PostgresStore(Store):
         return newly
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(self, *, lock_key: str | None = None) -> AsyncIterator[Transaction]:
         """A READ COMMITTED transaction on one pooled connection; commits on success, else rolls back.
 
         Unlike SQLite's BEGIN IMMEDIATE it does not exclude other writers: a read-modify-write that must
-        not interleave uses one statement (an upsert, `UPDATE ... SET n = n + 1`) or a row lock.
+        not interleave uses one statement (an upsert, `UPDATE ... SET n = n + 1`), a row lock, or
+        `lock_key`: a transaction-scoped advisory lock on the key, taken first, released by COMMIT or
+        ROLLBACK (so a crashed process never keeps it). Each later statement reads a fresh snapshot, so it
+        sees what the previous holder committed.
         """
         started = time.perf_counter()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                if lock_key is not None:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(lock_key))
                 yield _PostgresTransaction(conn)
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc

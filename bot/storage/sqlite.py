@@ -139,8 +139,12 @@ class SqliteStore(Store):
         return newly
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """A short write transaction; commits on success, rolls back on any exception."""
+    async def transaction(self, *, lock_key: str | None = None) -> AsyncIterator[Transaction]:
+        """A short write transaction; commits on success, rolls back on any exception.
+
+        Every BEGIN IMMEDIATE transaction already excludes every other writer of the file, in this process
+        and any other, so `lock_key` needs nothing more.
+        """
         started = time.perf_counter()
         async with self._write_lock:
             try:
