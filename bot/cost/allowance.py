@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bot import errors
 from bot.cost.ledger import UsageLedger, day_start, month_start
 from bot.cost.rules import Budgets
-from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy
+from bot.privacy.owner import Cutoffs, DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -463,16 +463,15 @@ class CostClaims(DataOwner):
         self.store = store
 
     async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:
-        where, params = (
-            ("user_id = ?", (user_id,))
-            if guild_id is None
-            else ("guild_id = ? AND user_id = ?", (guild_id, user_id))
+        where, params = guild_clause(guild_id)
+        rates = await self.store.execute(
+            f"DELETE FROM rate_buckets WHERE {where} AND user_id = ?",  # noqa: S608
+            (*params, user_id),
         )
-        rates = await self.store.execute(f"DELETE FROM rate_buckets WHERE {where}", params)  # noqa: S608
         # A call in progress still counts against the server's budget and slots, no longer as the member's.
         claims = await self.store.execute(
-            f"UPDATE cost_claims SET user_id = NULL WHERE {where}",
-            params,  # noqa: S608
+            f"UPDATE cost_claims SET user_id = NULL WHERE {where} AND user_id = ?",  # noqa: S608
+            (*params, user_id),
         )
         return (
             Effect("rate_buckets", Fate.DELETED, rates, "rate limit record"),
