@@ -30,6 +30,9 @@ CLAIM_LEASE = 60.0
 CLAIM_RENEW = 15.0
 # Shared rate rows and expired claims are deleted at most this often per process (they no longer count anyway).
 PRUNE_EVERY = 300.0
+# A ledger row is committed within this long after its created_at (the group commit's statement timeout is
+# 60 s; process clocks differ by far less): older rows are summed once per process, not on every admission.
+SETTLED_AFTER = 300.0
 # A waiter for a shared slot looks again after this long at first, doubling up to the most.
 SLOT_POLL_FIRST, SLOT_POLL_MOST = 0.02, 0.5
 
@@ -257,6 +260,7 @@ class SharedAllowance(Allowance):
         # Set when this process releases a claim, so its own waiters look again at once.
         self._freed = asyncio.Event()
         self._pruned_at = time.monotonic()
+        self._settled_sums: dict[tuple[int, int | None, float], tuple[float, float]] = {}
 
     # -- the rate ---------------------------------------------------------------------------------
 
@@ -284,6 +288,56 @@ class SharedAllowance(Allowance):
 
     # -- budgets ----------------------------------------------------------------------------------
 
+    async def _settled(
+        self, guild_id: int, user_id: int | None, since: float, now: float
+    ) -> tuple[float, float]:
+        """(upto, the window's spend recorded before `upto`): ledger rows old enough to be committed for sure.
+
+        Summing a busy server's whole month on every admission would cost a scan of its month; rows older
+        than SETTLED_AFTER never change in what they add up to, so each process sums them once and then only
+        the recent ones. Advanced when the recent part grows past 2 x SETTLED_AFTER.
+        """
+        key = (guild_id, user_id, since)
+        upto, closed = self._settled_sums.get(key, (since, 0.0))
+        if now - upto <= 2 * SETTLED_AFTER:
+            return upto, closed
+        until = now - SETTLED_AFTER
+        where, params = await self._ledger_where(guild_id, user_id)
+        row = await self.store.fetchone(
+            f"SELECT COALESCE(SUM(cost), 0) FROM usage_events WHERE {where} "  # noqa: S608
+            "AND created_at >= ? AND created_at < ?",
+            (*params, upto, until),
+        )
+        if len(self._settled_sums) > 50_000:
+            self._settled_sums.clear()  # ended windows and quiet members: summed again when needed
+        self._settled_sums[key] = (until, closed + (float(row[0]) if row else 0.0))
+        return self._settled_sums[key]
+
+    async def _ledger_where(self, guild_id: int, user_id: int | None) -> tuple[str, list[object]]:
+        if user_id is None:
+            return "guild_id = ?", [guild_id]
+        # A forgotten member's rows (their id replaced by its hash) still count today (bot/cost/ledger.py).
+        return "guild_id = ? AND (user_id = ? OR user_hash = ?)", [
+            guild_id,
+            user_id,
+            await self.ledger.user_hash(guild_id, user_id),
+        ]
+
+    async def _window_sql(
+        self, guild_id: int, user_id: int | None, since: float, now: float, alias: str
+    ) -> tuple[str, list[object]]:
+        """SQL for a window's spend: the settled part (a parameter), the recent ledger rows, the live claims."""
+        upto, closed = await self._settled(guild_id, user_id, since, now)
+        where, params = await self._ledger_where(guild_id, user_id)
+        claims = "guild_id = ?" if user_id is None else "guild_id = ? AND user_id = ?"
+        claim_params: list[object] = [guild_id] if user_id is None else [guild_id, user_id]
+        sql = (
+            f"CAST(? AS DOUBLE PRECISION) + (SELECT COALESCE(SUM(cost), 0) FROM usage_events WHERE {where} "  # noqa: S608
+            f"AND created_at >= ?) + (SELECT COALESCE(SUM(amount), 0) FROM cost_claims WHERE {claims} "
+            f"AND expires_at > ?) AS {alias}"
+        )
+        return sql, [closed, *params, upto, *claim_params, now]
+
     async def _spending_query(
         self, budgets: Budgets, guild_id: int, user_id: int | None, *, slots: bool
     ) -> tuple[str, list[object]]:
@@ -292,27 +346,19 @@ class SharedAllowance(Allowance):
         parts: list[str] = []
         params: list[object] = []
         if budgets.user_daily_cap > 0 and user_id is not None:
-            # A forgotten member's rows (their id replaced by its hash) still count today (bot/cost/ledger.py).
-            parts.append(
-                "(SELECT COALESCE(SUM(cost), 0) FROM usage_events WHERE guild_id = ? AND created_at >= ? "
-                "AND (user_id = ? OR user_hash = ?)) + "
-                "(SELECT COALESCE(SUM(amount), 0) FROM cost_claims WHERE guild_id = ? AND user_id = ? "
-                "AND expires_at > ?)"
-            )
-            user_hash = await self.ledger.user_hash(guild_id, user_id)
-            params += [guild_id, day_start(now), user_id, user_hash, guild_id, user_id, now]
+            sql, more = await self._window_sql(guild_id, user_id, day_start(now), now, "user_spent")
+            parts.append(sql)
+            params += more
         else:
-            parts.append("0")
+            parts.append("0 AS user_spent")
         if budgets.server_monthly_cap > 0:
-            parts.append(
-                "(SELECT COALESCE(SUM(cost), 0) FROM usage_events WHERE guild_id = ? AND created_at >= ?) + "
-                "(SELECT COALESCE(SUM(amount), 0) FROM cost_claims WHERE guild_id = ? AND expires_at > ?)"
-            )
-            params += [guild_id, month_start(now), guild_id, now]
+            sql, more = await self._window_sql(guild_id, None, month_start(now), now, "guild_spent")
+            parts.append(sql)
+            params += more
         else:
-            parts.append("0")
+            parts.append("0 AS guild_spent")
         if slots:
-            parts.append("(SELECT COUNT(*) FROM cost_claims WHERE guild_id = ? AND expires_at > ?)")
+            parts.append("(SELECT COUNT(*) FROM cost_claims WHERE guild_id = ? AND expires_at > ?) AS claims")
             params += [guild_id, now]
         return "SELECT " + ", ".join(parts), params
 
@@ -325,22 +371,33 @@ class SharedAllowance(Allowance):
     async def reserve(
         self, budgets: Budgets, guild_id: int, user_id: int | None, amount: float, judge: Judge
     ) -> Claim:
-        sql, params = await self._spending_query(budgets, guild_id, user_id, slots=True)
-        async with self.store.transaction(lock_key=f"cost:{guild_id}") as db:
-            row = await (await db.execute(sql, params)).fetchone()
-            assert row is not None
-            judge(float(row[0]), float(row[1]))
+        sums, sum_params = await self._spending_query(budgets, guild_id, user_id, slots=True)
+        # The budgets are judged in the INSERT itself (the same comparisons as `judge`), so an admitted call
+        # costs one statement under the lock; only a refusal reads the sums again, for its message.
+        fits: list[str] = []
+        fit_params: list[object] = []
+        if budgets.user_daily_cap > 0 and user_id is not None:
+            fits.append("s.user_spent < ? AND s.user_spent + ? <= ?")
+            fit_params += [budgets.user_daily_cap, amount, budgets.user_daily_cap]
+        if budgets.server_monthly_cap > 0:
+            fits.append("s.guild_spent < ? AND s.guild_spent + ? <= ?")
+            fit_params += [budgets.server_monthly_cap, amount, budgets.server_monthly_cap]
+        insert = (
+            "INSERT INTO cost_claims (guild_id, user_id, amount, running, holder, expires_at) "  # noqa: S608
+            "SELECT CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS DOUBLE PRECISION), "
             # First come, first served: a new call runs at once only when no live claim is ahead of it.
-            running = int(row[2]) < self.limit
-            inserted = await (
-                await db.execute(
-                    "INSERT INTO cost_claims (guild_id, user_id, amount, running, holder, expires_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    (guild_id, user_id, amount, 1 if running else 0, self.holder, self.clock() + self.lease),
-                )
-            ).fetchone()
-        assert inserted is not None
-        claim = Claim(guild_id, user_id, amount, int(inserted[0]), running)
+            "CASE WHEN s.claims < ? THEN 1 ELSE 0 END, CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) "
+            f"FROM ({sums}) AS s WHERE {' AND '.join(fits) or '1 = 1'} RETURNING id, running"
+        )
+        params = [guild_id, user_id, amount, self.limit, self.holder, self.clock() + self.lease]
+        async with self.store.transaction(lock_key=f"cost:{guild_id}") as db:
+            inserted = await (await db.execute(insert, [*params, *sum_params, *fit_params])).fetchone()
+            if inserted is None:
+                row = await (await db.execute(sums, sum_params)).fetchone()
+                assert row is not None
+                judge(float(row[0]), float(row[1]))
+                raise AssertionError("the budget check in SQL and in Python disagree")  # pragma: no cover
+        claim = Claim(guild_id, user_id, amount, int(inserted[0]), bool(inserted[1]))
         self._hold(claim)
         return claim
 

@@ -135,6 +135,23 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@asynccontextmanager
+async def _locked_transaction(conn: asyncpg.Connection, key: int) -> AsyncIterator[None]:
+    """BEGIN and the advisory lock in one round trip (the simple query protocol runs both; the key is an
+    integer computed by advisory_key, never outside input), then COMMIT, or ROLLBACK on any exception."""
+    await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
+    try:
+        yield
+    except BaseException:
+        try:
+            await conn.execute("ROLLBACK")
+        except BaseException:
+            # The connection is unusable or we were cancelled again: the pool must not reuse it mid-transaction.
+            conn.terminate()
+        raise
+    await conn.execute("COMMIT")
+
+
 class PostgresStore(Store):
     """A pool of connections; each transaction, read and group commit takes one for its duration."""
 
@@ -225,10 +242,12 @@ class PostgresStore(Store):
         """
         started = time.perf_counter()
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if lock_key is not None:
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(lock_key))
-                yield _PostgresTransaction(conn)
+            if lock_key is None:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    yield _PostgresTransaction(conn)
+            else:
+                async with self._pool.acquire() as conn, _locked_transaction(conn, advisory_key(lock_key)):
+                    yield _PostgresTransaction(conn)
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc
         self.observe_write(started)

@@ -19,7 +19,7 @@ import pytest
 from bot import errors
 from bot.cost.allowance import CostClaims, SharedAllowance
 from bot.cost.breaker import SharedQuotaBreaker
-from bot.cost.ledger import UsageLedger
+from bot.cost.ledger import UsageLedger, day_start, next_day_start
 from bot.cost.limits import Limits
 from bot.cost.pricing import PriceTable
 from bot.cost.rules import LimitsStore
@@ -350,3 +350,26 @@ async def test_forget_me_deletes_a_members_rate_rows(cluster: Any) -> None:
     assert [(e.table, e.rows) for e in effects] == [("rate_buckets", 1), ("cost_claims", 0)]
     rows = await a.store.fetchall("SELECT user_id FROM rate_buckets")
     assert [int(r[0]) for r in rows] == [BOB]
+
+
+async def test_spend_from_earlier_today_counts_once_as_it_settles(cluster: Any) -> None:
+    a = await cluster("a", user_daily_budget=5.0)
+    b = await cluster("b", user_daily_budget=5.0)
+    now = cluster.clock()
+    earlier = max(day_start(now), now - 3 * 3600)  # still today (UTC)
+    await a.store.execute(
+        "INSERT INTO usage_events (created_at, guild_id, channel_id, user_id, command, kind, model, cost) "
+        "VALUES (?, ?, ?, ?, 'ask', 'chat', 'm', 2.0)",
+        (earlier, GUILD, CHANNEL, ALICE),
+    )
+    budgets = await a.limits.store.budgets(GUILD)
+    assert await b.allowance.spending(budgets, GUILD, ALICE) == (2.0, 0.0)
+    await billed_call(a)
+    await billed_call(b)
+    # Minutes later the calls just made are old enough to be summed once and remembered: still counted once.
+    cluster.clock.skip(min(700.0, next_day_start(now) - now - 1))
+    for process in (a, b):
+        assert await process.allowance.spending(budgets, GUILD, ALICE) == (4.0, 0.0)
+    await billed_call(b)
+    with pytest.raises(errors.BudgetExceeded):
+        await billed_call(a)
