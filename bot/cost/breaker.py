@@ -213,9 +213,11 @@ class SharedQuotaBreaker(QuotaBreaker):
             # Only the process that turns a closed breaker open starts an outage (and logs the WARNING).
             first = (
                 await db.execute(
-                    "UPDATE quota_breaker SET opened_at = ?, outage = outage + 1, probe_holder = NULL, "
-                    "probe_until = NULL WHERE name = ? AND opened_at IS NULL",
-                    (now, _BREAKER),
+                    "INSERT INTO quota_breaker (name, opened_at, outage) VALUES (?, ?, 1) "
+                    "ON CONFLICT (name) DO UPDATE SET opened_at = excluded.opened_at, "
+                    "outage = quota_breaker.outage + 1, probe_holder = NULL, probe_until = NULL "
+                    "WHERE quota_breaker.opened_at IS NULL",
+                    (_BREAKER, now),
                 )
             ).rowcount == 1
             if not first:
@@ -272,6 +274,9 @@ class SharedQuotaBreaker(QuotaBreaker):
             )
             if row is not None and row[0]:
                 self._heard_guilds.add(guild_id)
+            else:
+                # The teller may still be posting: look again on a later call (it is refused anyway).
+                self._told_guilds.discard(guild_id)
             return
         try:
             heard = await self.notify(guild_id, NOTICE.format(minutes=max(1, round(self.cooldown / 60))))

@@ -25,7 +25,8 @@ CREATE TABLE rate_buckets (
 );
 CREATE INDEX rate_buckets_by_age ON rate_buckets (updated_at);
 
--- The quota circuit breaker, one row: open while opened_at is set; one probe at a time after the cooldown.
+-- The quota circuit breaker, one row once it first opened (none: closed): open while opened_at is set;
+-- one probe at a time after the cooldown.
 CREATE TABLE quota_breaker (
     name          TEXT    PRIMARY KEY,
     opened_at     REAL,                     -- wall clock; NULL: closed
@@ -33,7 +34,6 @@ CREATE TABLE quota_breaker (
     probe_holder  TEXT,
     probe_until   REAL                      -- a probe whose holder died is given up after this
 );
-INSERT INTO quota_breaker (name, outage) VALUES ('openai', 0);
 
 -- Which servers' mod-logs were told about the current outage, so each is told once across processes.
 CREATE TABLE quota_notices (
