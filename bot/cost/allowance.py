@@ -267,9 +267,11 @@ class SharedAllowance(Allowance):
     async def take_token(self, guild_id: int, user_id: int) -> float:
         now = self.clock()
         rate, burst = self.rate, float(self.burst)
-        row = await self.store.fetchone(
-            _TAKE_TOKEN, (guild_id, user_id, burst - 1, now, *([rate, burst, burst, rate] * 4))
-        )
+        async with self.store.transaction() as db:
+            taken = await db.execute(
+                _TAKE_TOKEN, (guild_id, user_id, burst - 1, now, *([rate, burst, burst, rate] * 4))
+            )
+        row = await taken.fetchone()
         await self._prune_now_and_then()
         if row is None or row[1]:
             return 0.0
