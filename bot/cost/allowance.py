@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import os
 import socket
@@ -256,9 +257,10 @@ class SharedAllowance(Allowance):
         self.queue_wait = queue_wait
         self._held: set[int] = set()
         self._renewer: asyncio.Task[None] | None = None
-        self._waiting: dict[int, int] = defaultdict(int)
-        # Set when this process releases a claim, so its own waiters look again at once.
-        self._freed = asyncio.Event()
+        # This process's claims waiting for a slot, per server, in the order they queued (their ids).
+        self._waiters: dict[int, list[Claim]] = defaultdict(list)
+        # Set when a claim of this process ends or stops waiting, so its waiters look again at once.
+        self._changed = asyncio.Event()
         self._pruned_at = time.monotonic()
         self._settled_sums: dict[tuple[int, int | None, float], tuple[float, float]] = {}
 
@@ -365,6 +367,8 @@ class SharedAllowance(Allowance):
         return "SELECT " + ", ".join(parts), params
 
     async def spending(self, budgets: Budgets, guild_id: int, user_id: int | None) -> tuple[float, float]:
+        if budgets.server_monthly_cap <= 0 and (budgets.user_daily_cap <= 0 or user_id is None):
+            return 0.0, 0.0  # no cap to judge: nothing to read
         sql, params = await self._spending_query(budgets, guild_id, user_id, slots=False)
         row = await self.store.fetchone(sql, params)
         assert row is not None
@@ -391,14 +395,23 @@ class SharedAllowance(Allowance):
             "CASE WHEN s.claims < ? THEN 1 ELSE 0 END, CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) "
             f"FROM ({sums}) AS s WHERE {' AND '.join(fits) or '1 = 1'} RETURNING id, running"
         )
-        params = [guild_id, user_id, amount, self.limit, self.holder, self.clock() + self.lease]
+        params: list[object] = [guild_id, user_id, amount, self.limit, self.holder, self.clock() + self.lease]
         async with self.store.transaction(lock_key=f"cost:{guild_id}") as db:
             inserted = await (await db.execute(insert, [*params, *sum_params, *fit_params])).fetchone()
             if inserted is None:
+                # Refused: read the sums for the message. A release (which takes no lock) may have landed
+                # since the INSERT's snapshot; then the fresher reading admits the call after all.
                 row = await (await db.execute(sums, sum_params)).fetchone()
                 assert row is not None
                 judge(float(row[0]), float(row[1]))
-                raise AssertionError("the budget check in SQL and in Python disagree")  # pragma: no cover
+                inserted = await (
+                    await db.execute(
+                        "INSERT INTO cost_claims (guild_id, user_id, amount, running, holder, expires_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id, running",
+                        (guild_id, user_id, amount, 1 if int(row[2]) < self.limit else 0, *params[4:]),
+                    )
+                ).fetchone()
+                assert inserted is not None
         claim = Claim(guild_id, user_id, amount, int(inserted[0]), bool(inserted[1]))
         self._hold(claim)
         return claim
@@ -408,46 +421,54 @@ class SharedAllowance(Allowance):
     @asynccontextmanager
     async def _slot(self, claim: Claim) -> AsyncIterator[None]:
         if not claim.running:
-            if self._waiting[claim.guild_id] >= self.queue_size:
+            waiters = self._waiters[claim.guild_id]
+            if len(waiters) >= self.queue_size:
                 raise errors.SlowDown(10.0, "server")
-            self._waiting[claim.guild_id] += 1
+            bisect.insort(waiters, claim, key=lambda c: c.id or 0)
             try:
-                await self._wait_for_slot(claim)
+                await self._wait_for_slot(claim, waiters)
             finally:
-                self._waiting[claim.guild_id] -= 1
+                waiters.remove(claim)
+                self._wake()
         yield
 
     def running(self, claim: Claim) -> AbstractAsyncContextManager[None]:
         return self._slot(claim)
 
-    async def _wait_for_slot(self, claim: Claim) -> None:
-        """Look again, with a growing pause, until the running claims and those ahead leave a slot free."""
+    async def _wait_for_slot(self, claim: Claim, waiters: list[Claim]) -> None:
+        """Look again, with a growing pause, until the running claims and those ahead leave a slot free.
+
+        Only this process's first `limit` waiters look (each has at least its place's count of claims ahead
+        of it, here alone), and they read without the lock; the lock is taken only to start. So a long
+        queue costs the database a bounded number of reads, whatever its length.
+        """
         deadline = time.monotonic() + self.queue_wait
         pause = SLOT_POLL_FIRST
         while True:
-            if await self._try_start(claim):
+            if waiters.index(claim) < self.limit and await self._try_start(claim):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
                 raise errors.SlowDown(30.0, "server")
-            # A release in this process wakes its waiters at once; other processes' are seen by polling.
-            freed = self._freed
+            # A release or start in this process wakes its waiters at once; other processes' are polled.
+            changed = self._changed
             try:
-                await asyncio.wait_for(freed.wait(), min(pause, left))
+                await asyncio.wait_for(changed.wait(), min(pause, left))
             except TimeoutError:
-                pass
-            pause = min(pause * 2, SLOT_POLL_MOST)
+                pause = min(pause * 2, SLOT_POLL_MOST)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _try_start(self, claim: Claim) -> bool:
+        count = "SELECT COUNT(*) FROM cost_claims WHERE guild_id = ? AND expires_at > ? AND (running = 1 OR id < ?)"
+        ahead = await self.store.fetchone(count, (claim.guild_id, self.clock(), claim.id))
+        if ahead is None or int(ahead[0]) >= self.limit:
+            return False
         now = self.clock()
         async with self.store.transaction(lock_key=f"cost:{claim.guild_id}") as db:
-            row = await (
-                await db.execute(
-                    "SELECT COUNT(*) FROM cost_claims WHERE guild_id = ? AND expires_at > ? "
-                    "AND (running = 1 OR id < ?)",
-                    (claim.guild_id, now, claim.id),
-                )
-            ).fetchone()
+            row = await (await db.execute(count, (claim.guild_id, now, claim.id))).fetchone()
             if row is None or int(row[0]) >= self.limit:
                 return False
             started = await db.execute(
@@ -478,8 +499,7 @@ class SharedAllowance(Allowance):
         except errors.StorageUnavailable:
             log.warning("releasing a cost claim failed; it expires within %.0f s", self.lease)
         finally:
-            self._freed.set()
-            self._freed = asyncio.Event()
+            self._wake()
 
     def _hold(self, claim: Claim) -> None:
         assert claim.id is not None
