@@ -259,6 +259,7 @@ class SharedAllowance(Allowance):
         self._renewer: asyncio.Task[None] | None = None
         # This process's claims waiting for a slot, per server, in the order they queued (their ids).
         self._waiters: dict[int, list[Claim]] = defaultdict(list)
+        self._local_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Set when a claim of this process ends or stops waiting, so its waiters look again at once.
         self._changed = asyncio.Event()
         self._pruned_at = time.monotonic()
@@ -396,7 +397,9 @@ class SharedAllowance(Allowance):
             f"FROM ({sums}) AS s WHERE {' AND '.join(fits) or '1 = 1'} RETURNING id, running"
         )
         params: list[object] = [guild_id, user_id, amount, self.limit, self.holder, self.clock() + self.lease]
-        async with self.store.transaction(lock_key=f"cost:{guild_id}") as db:
+        # One transaction per server at a time from this process: the others wait here, not holding one of
+        # the pool's connections while they wait for the database's lock.
+        async with self._local_locks[guild_id], self.store.transaction(lock_key=f"cost:{guild_id}") as db:
             inserted = await (await db.execute(insert, [*params, *sum_params, *fit_params])).fetchone()
             if inserted is None:
                 # Refused: read the sums for the message. A release (which takes no lock) may have landed
@@ -438,14 +441,16 @@ class SharedAllowance(Allowance):
     async def _wait_for_slot(self, claim: Claim, waiters: list[Claim]) -> None:
         """Look again, with a growing pause, until the running claims and those ahead leave a slot free.
 
-        Only this process's first `limit` waiters look (each has at least its place's count of claims ahead
-        of it, here alone), and they read without the lock; the lock is taken only to start. So a long
-        queue costs the database a bounded number of reads, whatever its length.
+        Only this process's first waiter looks, with a read, and takes the lock only to start; when it
+        starts the next one looks at once. So a long queue costs the database one poller per server and
+        process, whatever its length.
         """
         deadline = time.monotonic() + self.queue_wait
         pause = SLOT_POLL_FIRST
         while True:
-            if waiters.index(claim) < self.limit and await self._try_start(claim):
+            # Claims start in id order, so while this process's first waiter cannot start, no later one
+            # of its can: only that one looks.
+            if waiters[0] is claim and await self._try_start(claim):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
@@ -467,7 +472,10 @@ class SharedAllowance(Allowance):
         if ahead is None or int(ahead[0]) >= self.limit:
             return False
         now = self.clock()
-        async with self.store.transaction(lock_key=f"cost:{claim.guild_id}") as db:
+        async with (
+            self._local_locks[claim.guild_id],
+            self.store.transaction(lock_key=f"cost:{claim.guild_id}") as db,
+        ):
             row = await (await db.execute(count, (claim.guild_id, now, claim.id))).fetchone()
             if row is None or int(row[0]) >= self.limit:
                 return False

@@ -139,7 +139,13 @@ def advisory_key(name: str) -> int:
 async def _locked_transaction(conn: asyncpg.Connection, key: int) -> AsyncIterator[None]:
     """BEGIN and the advisory lock in one round trip (the simple query protocol runs both; the key is an
     integer computed by advisory_key, never outside input), then COMMIT, or ROLLBACK on any exception."""
-    await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
+    try:
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
+    except BaseException:
+        # Cancelled while waiting for the lock (or the server went away): the transaction may be open on the
+        # server, so the connection must not go back to the pool as it is.
+        conn.terminate()
+        raise
     try:
         yield
     except BaseException:
