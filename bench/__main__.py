@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench import (
+    admission_bench,
     ask_latency,
     cache_bench,
     capacity,
@@ -42,6 +43,7 @@ SECTIONS = (
     "memory",
     "recall",
     "cache",
+    "admission",
 )
 
 
@@ -152,6 +154,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         ),
         ("recall", lambda: recall_bench.run(smoke)),
         ("cache", lambda: cache_bench.run(smoke)),
+        ("admission", lambda: admission_bench.run(*((100, 500) if smoke else (2000, 10_000)))),
     ]
     for name, step in steps:
         if name in only:

@@ -14,7 +14,8 @@ from bot.chat.personas import Personas
 from bot.chat.threads import ChatThreads, ThreadTitles
 from bot.cost.admission import Admission
 from bot.cost.alerts import BudgetAlerts
-from bot.cost.breaker import QuotaBreaker
+from bot.cost.allowance import Allowance, CostClaims, LocalAllowance, SharedAllowance, process_name
+from bot.cost.breaker import Notifier, QuotaBreaker, QuotaNotices, SharedQuotaBreaker
 from bot.cost.ledger import UsageLedger
 from bot.cost.limits import Limits
 from bot.cost.pricing import PriceTable, load_prices
@@ -124,8 +125,8 @@ async def build_services(
                 guild_id, Message("notice.quota_paused", {"minutes": quota_minutes})
             )
 
-        breaker = QuotaBreaker(settings.quota_cooldown, notify=quota_notice, metrics=metrics)
-        limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker)
+        breaker, allowance = _cost_state(store, ledger, settings, quota_notice, metrics)
+        limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker, allowance=allowance)
         alerts = BudgetAlerts(store, ledger, limits.store, modlog.alert_admins)
 
         async def record_usage(event: UsageEvent) -> None:
@@ -185,6 +186,8 @@ async def build_services(
             answer_records,
             server_languages,
             ClusterBookkeeping(),
+            CostClaims(store),
+            QuotaNotices(),
         ],
         retention=RetentionDays(settings.retention_days, settings.moderation_retention_days),
     )
@@ -241,3 +244,26 @@ async def build_services(
         privacy=privacy,
         server_languages=server_languages,
     )
+
+
+def _cost_state(
+    store: Store, ledger: UsageLedger, settings: Settings, notify: Notifier, metrics: Metrics
+) -> tuple[QuotaBreaker, Allowance]:
+    """The quota breaker and the rate/budget/slot state: in this process's memory when it alone uses the
+    database (SQLite), in the database when other processes share it (PostgreSQL; docs/cost.md)."""
+    rate, burst = settings.user_requests_per_minute / 60, settings.user_burst
+    limit, queue = settings.server_max_concurrent_jobs, settings.server_queue_size
+    if not store.shared_by_processes:
+        breaker = QuotaBreaker(settings.quota_cooldown, notify=notify, metrics=metrics)
+        return breaker, LocalAllowance(ledger, rate, burst, limit, queue)
+    holder = process_name()
+    shared = SharedQuotaBreaker(
+        store,
+        settings.quota_cooldown,
+        # The longest a probe can take (every attempt timing out); a probe holder that died is replaced then.
+        probe_lease=settings.openai_timeout * (settings.openai_max_retries + 1) + 30,
+        holder=holder,
+        notify=notify,
+        metrics=metrics,
+    )
+    return shared, SharedAllowance(store, ledger, rate, burst, limit, queue, holder=holder)

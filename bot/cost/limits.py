@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from bot import errors
+from bot.cost.allowance import QUEUE_WAIT, Allowance, Claim, LocalAllowance, ServerJobs, TokenBucket
 from bot.cost.breaker import QuotaBreaker
 from bot.cost.ledger import UsageLedger, next_day_start, next_month_start
 from bot.cost.pricing import PriceTable
@@ -22,74 +20,16 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# How long a job may wait for one of its server's slots before it is told to slow down.
-QUEUE_WAIT = 120.0
-
-
-class TokenBucket:
-    """`burst` requests at once, refilled at `rate` per second, per key."""
-
-    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self._state: dict[object, tuple[float, float]] = {}
-
-    def take(self, key: object) -> float:
-        """0 when a token was taken; otherwise the seconds until one is available."""
-        now = self.clock()
-        if len(self._state) > 10_000:
-            # Forget members whose allowance has refilled: they would start full anyway.
-            full = now - self.burst / self.rate
-            self._state = {k: v for k, v in self._state.items() if v[1] > full}
-        tokens, last = self._state.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._state[key] = (tokens - 1, now)
-            return 0.0
-        self._state[key] = (tokens, now)
-        return (1 - tokens) / self.rate
-
-
-class ServerJobs:
-    """At most `limit` jobs run per server; at most `queue_size` wait; anyone beyond is told to slow down."""
-
-    def __init__(self, limit: int, queue_size: int) -> None:
-        self.limit = limit
-        self.queue_size = queue_size
-        self._slots: dict[int, asyncio.Semaphore] = {}
-        self._waiting: dict[int, int] = defaultdict(int)
-
-    @asynccontextmanager
-    async def slot(self, guild_id: int) -> AsyncIterator[None]:
-        semaphore = self._slots.setdefault(guild_id, asyncio.Semaphore(self.limit))
-        if semaphore.locked():
-            if self._waiting[guild_id] >= self.queue_size:
-                raise errors.SlowDown(10.0, "server")
-            self._waiting[guild_id] += 1
-            try:
-                await asyncio.wait_for(semaphore.acquire(), QUEUE_WAIT)
-            except TimeoutError:
-                raise errors.SlowDown(30.0, "server") from None
-            finally:
-                self._waiting[guild_id] -= 1
-        else:
-            await semaphore.acquire()
-        try:
-            yield
-        finally:
-            semaphore.release()
-
-
-@dataclass(frozen=True)
-class Reservation:
-    guild_id: int
-    user_id: int | None
-    amount: float
+__all__ = ["QUEUE_WAIT", "Limits", "ServerJobs", "TokenBucket", "plan_for_command"]
 
 
 class Limits:
-    """The gateway's CallGuard and the slash-command pre-check; plain data in, domain errors out."""
+    """The gateway's CallGuard and the slash-command pre-check; plain data in, domain errors out.
+
+    The state behind rate limits, budget reservations and job slots is the `allowance`: this process's
+    memory by default (one process owns the database), or the database itself (`SharedAllowance`) when
+    several processes share it. The composition root chooses (bot/services.py; docs/cost.md).
+    """
 
     def __init__(
         self,
@@ -99,6 +39,7 @@ class Limits:
         settings: Settings,
         breaker: QuotaBreaker,
         *,
+        allowance: Allowance | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -107,11 +48,13 @@ class Limits:
         self.settings = settings
         self.breaker = breaker
         self.clock = clock
-        self.bucket = TokenBucket(settings.user_requests_per_minute / 60, settings.user_burst)
-        self.jobs = ServerJobs(settings.server_max_concurrent_jobs, settings.server_queue_size)
-        self._reserved_user: dict[tuple[int, int], float] = defaultdict(float)
-        self._reserved_guild: dict[int, float] = defaultdict(float)
-        self._budget_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.allowance = allowance or LocalAllowance(
+            ledger,
+            settings.user_requests_per_minute / 60,
+            settings.user_burst,
+            settings.server_max_concurrent_jobs,
+            settings.server_queue_size,
+        )
 
     # -- estimates ------------------------------------------------------------------------------
 
@@ -145,43 +88,36 @@ class Limits:
 
     # -- checks ---------------------------------------------------------------------------------
 
-    def check_rate(self, guild_id: int, user_id: int | None) -> None:
+    async def check_rate(self, guild_id: int, user_id: int | None) -> None:
         if user_id is None:
             return
-        wait = self.bucket.take((guild_id, user_id))
+        wait = await self.allowance.take_token(guild_id, user_id)
         if wait > 0:
             raise errors.SlowDown(wait)
 
     async def check_budgets(self, guild_id: int, user_id: int | None, estimate: float) -> None:
-        self._judge_budgets(await self._spent(guild_id, user_id), guild_id, user_id, estimate)
-
-    async def _spent(self, guild_id: int, user_id: int | None) -> tuple[Budgets, float, float, float]:
-        """(budgets, now, user's spend today, server's spend this month), from the database."""
         budgets: Budgets = await self.store.budgets(guild_id)
-        now = self.clock()
-        user_spent = guild_spent = 0.0
-        if budgets.user_daily_cap > 0 and user_id is not None:
-            user_spent = await self.ledger.day_spent(guild_id, user_id)
-        if budgets.server_monthly_cap > 0:
-            guild_spent = await self.ledger.month_spent(guild_id)
-        return budgets, now, user_spent, guild_spent
+        user_spent, guild_spent = await self.allowance.spending(budgets, guild_id, user_id)
+        self._judge_budgets(budgets, guild_id, user_id, estimate, user_spent, guild_spent)
 
     def _judge_budgets(
         self,
-        reading: tuple[Budgets, float, float, float],
+        budgets: Budgets,
         guild_id: int,
         user_id: int | None,
         estimate: float,
+        user_spent: float,
+        guild_spent: float,
     ) -> None:
-        """Recorded spend plus in-flight reservations against the caps; no await, so atomic."""
-        budgets, now, user_spent, guild_spent = reading
+        """Spend (recorded plus in-flight reservations) against the caps; raises BudgetExceeded."""
+        now = self.clock()
         if budgets.user_daily_cap > 0 and user_id is not None:
-            spent = user_spent + self._reserved_user[(guild_id, user_id)]
+            spent = user_spent
             if spent >= budgets.user_daily_cap or spent + estimate > budgets.user_daily_cap:
                 end = next_day_start(now)
                 raise errors.BudgetExceeded("daily", spent, budgets.user_daily_cap, estimate, end, end - now)
         if budgets.server_monthly_cap > 0:
-            spent = guild_spent + self._reserved_guild[guild_id]
+            spent = guild_spent
             if spent >= budgets.server_monthly_cap or spent + estimate > budgets.server_monthly_cap:
                 end = next_month_start(now)
                 raise errors.BudgetExceeded(
@@ -192,7 +128,7 @@ class Limits:
         """A slash command about to run: breaker, rate and budgets, before it calls anything."""
         if self.breaker.is_open and self.breaker.retry_after() > 0:
             await self.breaker.before_call(guild_id)
-        self.check_rate(guild_id, user_id)
+        await self.check_rate(guild_id, user_id)
         await self.check_budgets(guild_id, user_id, self.estimate(call) if call is not None else 0.0)
 
     # -- the gateway's guard --------------------------------------------------------------------
@@ -217,13 +153,13 @@ class Limits:
         probe = await self.breaker.before_call(guild_id)
         try:
             if not call.context.admitted:
-                self.check_rate(guild_id, call.context.user_id)
-            reservation = await self._reserve(call)
+                await self.check_rate(guild_id, call.context.user_id)
+            claim = await self._reserve(call)
             try:
-                async with self.jobs.slot(guild_id):
+                async with self.allowance.running(claim):
                     yield
             finally:
-                self._release(reservation)
+                await self.allowance.release(claim)
         except errors.QuotaPaused:
             raise
         except errors.QuotaExhausted as exc:
@@ -233,33 +169,21 @@ class Limits:
             ) from exc
         except BaseException:
             if probe:
-                self.breaker.probe_done()
+                await self.breaker.probe_done()
             raise
         else:
-            self.breaker.record_success()
+            await self.breaker.record_success()
 
-    async def _reserve(self, call: PlannedCall) -> Reservation:
+    async def _reserve(self, call: PlannedCall) -> Claim:
         guild_id = call.context.guild_id or 0
         user_id = call.context.user_id
         estimate = self.estimate(call)
-        # The database is read first, outside the lock, so a busy server's requests do not queue behind
-        # each other's reads. Checking the in-flight reservations and taking ours stays atomic, so
-        # concurrent requests cannot all fit under a cap.
-        reading = await self._spent(guild_id, user_id)
-        async with self._budget_locks[guild_id]:
-            self._judge_budgets(reading, guild_id, user_id, estimate)
-            if user_id is not None:
-                self._reserved_user[(guild_id, user_id)] += estimate
-            self._reserved_guild[guild_id] += estimate
-        return Reservation(guild_id, user_id, estimate)
+        budgets: Budgets = await self.store.budgets(guild_id)
 
-    def _release(self, reservation: Reservation) -> None:
-        if reservation.user_id is not None:
-            key = (reservation.guild_id, reservation.user_id)
-            self._reserved_user[key] = max(0.0, self._reserved_user[key] - reservation.amount)
-        self._reserved_guild[reservation.guild_id] = max(
-            0.0, self._reserved_guild[reservation.guild_id] - reservation.amount
-        )
+        def judge(user_spent: float, guild_spent: float) -> None:
+            self._judge_budgets(budgets, guild_id, user_id, estimate, user_spent, guild_spent)
+
+        return await self.allowance.reserve(budgets, guild_id, user_id, estimate, judge)
 
 
 def plan_for_command(

@@ -119,6 +119,9 @@ class Store(ABC):
     """
 
     dialect: str = ""
+    # Whether other processes may write the same database (PostgreSQL), so per-process state cannot stand in
+    # for shared state; SQLite's file belongs to one process (docs/storage.md).
+    shared_by_processes: bool = False
 
     def __init__(self) -> None:
         self._queued: list[_QueuedInsert] = []
@@ -132,11 +135,13 @@ class Store(ABC):
             self.metrics.db_writes.observe(time.perf_counter() - started)
 
     @abstractmethod
-    def transaction(self, lock_key: int | None = None) -> AbstractAsyncContextManager[Transaction]:
+    def transaction(self, *, lock_key: int | str | None = None) -> AbstractAsyncContextManager[Transaction]:
         """A short write transaction; commits on success, rolls back on any exception.
 
-        With `lock_key`, transactions given the same key run one at a time, in every process sharing the
-        database (a check-then-insert that must not interleave). SQLite's write transactions already do.
+        `lock_key` (a Discord id, or a name such as `cost:<guild>`): transactions given the same key run one
+        at a time, across processes too, so a check-then-write inside one (sum the reservations, then insert
+        one; look for an earlier strike, then record one) cannot interleave with another. SQLite's write
+        transactions already do.
         """
 
     @abstractmethod

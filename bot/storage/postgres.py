@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import time
@@ -128,10 +129,40 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     context managers."""
 
 
+def advisory_key(name: str) -> int:
+    """A lock name as the signed 64-bit key PostgreSQL's advisory locks take (the same in every process)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"oaibot-lock").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@asynccontextmanager
+async def _locked_transaction(conn: asyncpg.Connection, key: int) -> AsyncIterator[None]:
+    """BEGIN and the advisory lock in one round trip (the simple query protocol runs both; the key is an
+    integer computed by advisory_key, never outside input), then COMMIT, or ROLLBACK on any exception."""
+    try:
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
+    except BaseException:
+        # Cancelled while waiting for the lock (or the server went away): the transaction may be open on the
+        # server, so the connection must not go back to the pool as it is.
+        conn.terminate()
+        raise
+    try:
+        yield
+    except BaseException:
+        try:
+            await conn.execute("ROLLBACK")
+        except BaseException:
+            # The connection is unusable or we were cancelled again: the pool must not reuse it mid-transaction.
+            conn.terminate()
+        raise
+    await conn.execute("COMMIT")
+
+
 class PostgresStore(Store):
     """A pool of connections; each transaction, read and group commit takes one for its duration."""
 
     dialect = "postgresql"
+    shared_by_processes = True
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         super().__init__()
@@ -206,19 +237,24 @@ class PostgresStore(Store):
         return newly
 
     @asynccontextmanager
-    async def transaction(self, lock_key: int | None = None) -> AsyncIterator[Transaction]:
+    async def transaction(self, *, lock_key: int | str | None = None) -> AsyncIterator[Transaction]:
         """A READ COMMITTED transaction on one pooled connection; commits on success, else rolls back.
 
         Unlike SQLite's BEGIN IMMEDIATE it does not exclude other writers: a read-modify-write that must
         not interleave uses one statement (an upsert, `UPDATE ... SET n = n + 1`), a row lock, or
-        `lock_key`: a transaction-scoped advisory lock, taken first and released by COMMIT or ROLLBACK.
+        `lock_key`: a transaction-scoped advisory lock on the key, taken first, released by COMMIT or
+        ROLLBACK (so a crashed process never keeps it). Each later statement reads a fresh snapshot, so it
+        sees what the previous holder committed.
         """
         started = time.perf_counter()
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if lock_key is not None:
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _bigint(lock_key))
-                yield _PostgresTransaction(conn)
+            if lock_key is None:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    yield _PostgresTransaction(conn)
+            else:
+                key = advisory_key(lock_key) if isinstance(lock_key, str) else _bigint(lock_key)
+                async with self._pool.acquire() as conn, _locked_transaction(conn, key):
+                    yield _PostgresTransaction(conn)
         except _ERRORS as exc:
             raise self._failed("the database could not save", exc) from exc
         self.observe_write(started)

@@ -139,11 +139,11 @@ class SqliteStore(Store):
         return newly
 
     @asynccontextmanager
-    async def transaction(self, lock_key: int | None = None) -> AsyncIterator[Transaction]:
+    async def transaction(self, *, lock_key: int | str | None = None) -> AsyncIterator[Transaction]:
         """A short write transaction; commits on success, rolls back on any exception.
 
-        `lock_key` needs nothing more: BEGIN IMMEDIATE already excludes every other writer, in this process
-        and in any other on the same file.
+        Every BEGIN IMMEDIATE transaction already excludes every other writer of the file, in this process
+        and any other, so `lock_key` needs nothing more.
         """
         started = time.perf_counter()
         async with self._write_lock:
