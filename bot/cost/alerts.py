@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.cost.ledger import UsageLedger, month_start, next_month_start
 from bot.cost.rules import LimitsStore
+from bot.i18n.catalogs import Message
 from bot.openai_api.calls import UsageEvent
 from bot.privacy.owner import DataOwner, Fate, Retention, TablePolicy
 from bot.storage.store import Store
@@ -22,7 +23,7 @@ THRESHOLDS = (50, 80, 100)  # percent of the monthly budget
 MIN_ELAPSED = 86400.0
 
 # Tells a server's admins: its mod-log channel, or its owner by DM; False when neither took the text.
-AdminNotice = Callable[[int, str], Awaitable[bool]]
+AdminNotice = Callable[[int, Message], Awaitable[bool]]
 
 
 def month_label(ts: float) -> str:
@@ -53,23 +54,17 @@ def _money(value: float) -> str:
     return f"${value:.4f}" if value < 1 else f"${value:.2f}"
 
 
-def alert_text(threshold: int, status: BudgetStatus) -> str:
-    resets = dt.datetime.fromtimestamp(status.resets_at, dt.UTC).strftime("%d %b %Y %H:%M UTC")
-    used = f"{_money(status.spent)} of {_money(status.cap)}"
-    if threshold >= 100:
-        head = (
-            f"**Budget alert:** this server has used its whole monthly OpenAI budget ({used}). "
-            f"New requests are refused until it resets on {resets}."
-        )
-    else:
-        head = (
-            f"**Budget alert:** this server has used {status.percent:.0f}% of its monthly OpenAI budget "
-            f"({used}); it resets on {resets}."
-        )
-    return (
-        f"{head} At this month's rate so far it would spend about {_money(status.projection)} by the "
-        "month's end. `/usage scope:server` shows where it goes; `/limits budget` changes the cap."
-    )
+def alert_text(threshold: int, status: BudgetStatus) -> Message:
+    """The alert in the catalog's words, rendered in the server's language where it is posted; the reset is
+    a Discord timestamp, so each admin reads it in their own time zone."""
+    params = {
+        "spent": _money(status.spent),
+        "cap": _money(status.cap),
+        "percent": f"{status.percent:.0f}",
+        "resets": f"<t:{int(status.resets_at)}:f>",
+        "projection": _money(status.projection),
+    }
+    return Message("cost.alert.exhausted" if threshold >= 100 else "cost.alert.threshold", params)
 
 
 class BudgetAlerts(DataOwner):

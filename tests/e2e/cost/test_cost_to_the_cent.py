@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from typing import Any
 
@@ -164,6 +165,24 @@ async def test_budget_alerts_go_to_the_modlog_once_each_even_across_a_restart(
     )
     assert [tuple(r) for r in rows] == [(50, 1), (80, 1), (100, 1)]
     assert fake_discord.dms == []
+
+
+async def test_a_korean_server_reads_its_budget_alert_in_korean_with_a_discord_timestamp(
+    start_bot: BotFactory, fake_discord: FakeDiscord, world: World, modlog_id: int
+) -> None:
+    fake_discord.world.guild(world.guild_id).locale = "ko"
+    bot = await start_bot(server_monthly_budget=10.0)
+    await bot.services.store.execute(
+        "INSERT INTO moderation_policies (guild_id, modlog_channel_id, updated_at) VALUES (?, ?, ?)",
+        (world.guild_id, modlog_id, time.time()),
+    )
+    await spend(bot, world.guild_id, 5.5)
+    [alert] = [
+        m["content"] for m in fake_discord.messages_in(modlog_id) if "예산 알림" in (m["content"] or "")
+    ]
+    assert "55%" in alert and "$10.00 중 $5.50" in alert
+    assert re.search(r"<t:\d+:f>", alert), "the reset is a Discord timestamp, in each admin's time zone"
+    assert "Budget" not in alert and "UTC" not in alert
 
 
 async def test_without_a_modlog_the_owner_gets_the_alert_by_dm(
