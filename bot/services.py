@@ -126,7 +126,9 @@ async def build_services(
             )
 
         breaker, allowance = _cost_state(store, ledger, settings, quota_notice, metrics)
-        limits = Limits(LimitsStore(store, settings), ledger, prices, settings, breaker, allowance=allowance)
+        limits = Limits(
+            LimitsStore(store, settings, versions), ledger, prices, settings, breaker, allowance=allowance
+        )
         alerts = BudgetAlerts(store, ledger, limits.store, modlog.alert_admins)
 
         async def record_usage(event: UsageEvent) -> None:
@@ -203,7 +205,7 @@ async def build_services(
         ledger=ledger,
         limits=limits,
         alerts=alerts,
-        admission=Admission(settings, limits, chat_model=chat_models.model_for),
+        admission=Admission(settings, limits, chat_model=chat_models.model_for, versions=versions),
         gateway=gateway,
         moderation=moderation,
         channel_moderation=channel_moderation,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from bot import errors
 from bot.cost.limits import Limits, plan_for_command
 from bot.settings import Settings
+from bot.storage.versions import CacheVersions
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,12 @@ class Admission:
         limits: Limits,
         *,
         chat_model: Callable[[int | None, int | None, int | None], Awaitable[str]] | None = None,
+        versions: CacheVersions | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
+        # Read first: a /limits rule or budget another process changed applies to this very request.
+        self.versions = versions
         # The chat model chosen for a server and channel (bot/chat/models.py), so a chat's estimate
         # prices the model that will answer.
         self._chat_model = chat_model
@@ -96,6 +100,8 @@ class Admission:
         """Raise a BotError unless `command` may run now. With `spend`, the rate token and budget check
         that its OpenAI calls would otherwise take are taken here, before anything is deferred or sent."""
         self.check_server(requester.guild_id)
+        if self.versions is not None:
+            await self.versions.refresh()
         await self.check_rule(command, requester)
         if not spend:
             return

@@ -1,4 +1,4 @@
-"""Per-server budgets and per-command rules set with /limits, stored in SQLite and cached in memory."""
+"""Per-server budgets and per-command rules set with /limits, stored in the database and cached in memory."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bot.privacy.owner import DataOwner, Effect, Fate, Retention, TablePolicy, guild_clause
 from bot.settings import Settings
 from bot.storage.store import Store
+from bot.storage.versions import EVERY_SERVER, CacheVersions
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,26 @@ class LimitsStore(DataOwner):
         ),
     )
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, versions: CacheVersions | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.versions = versions
         self._rules: dict[int, dict[str, CommandRule]] = {}
         # Read on every metered call (twice per /ask); only set_budgets writes the table.
         self._budgets: dict[int, Budgets] = {}
         self._budget_writes = 0  # a read that overlapped a write is not cached (it may be stale)
+        if versions is not None:
+            # Another process's /limits change: this one reads the server's budgets and rules again.
+            versions.watch("limits", self._changed)
+
+    def _changed(self, guild_id: int) -> None:
+        self._budget_writes += 1
+        if guild_id == EVERY_SERVER:
+            self._budgets.clear()
+            self._rules.clear()
+        else:
+            self._budgets.pop(guild_id, None)
+            self._rules.pop(guild_id, None)
 
     async def budgets(self, guild_id: int) -> Budgets:
         cached = self._budgets.get(guild_id)
@@ -97,6 +111,8 @@ class LimitsStore(DataOwner):
                 "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                 (guild_id, user_daily, server_monthly, by, time.time()),
             )
+            if self.versions is not None:
+                await self.versions.bump(db, "limits", guild_id)
         self._budget_writes += 1
         self._budgets.pop(guild_id, None)
         return await self.budgets(guild_id)
@@ -122,12 +138,15 @@ class LimitsStore(DataOwner):
 
     async def _upsert(self, guild_id: int, command: str, column: str, value: int | None, by: int) -> None:
         assert column in {"enabled", "role_id"}
-        await self.store.execute(
-            f"INSERT INTO command_rules (guild_id, command, {column}, updated_by, updated_at) "  # noqa: S608
-            f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, command) DO UPDATE SET {column} = excluded.{column}, "
-            "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-            (guild_id, command, value, by, time.time()),
-        )
+        async with self.store.transaction() as db:
+            await db.execute(
+                f"INSERT INTO command_rules (guild_id, command, {column}, updated_by, updated_at) "  # noqa: S608
+                f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, command) DO UPDATE SET "
+                f"{column} = excluded.{column}, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                (guild_id, command, value, by, time.time()),
+            )
+            if self.versions is not None:
+                await self.versions.bump(db, "limits", guild_id)
         self._rules.pop(guild_id, None)
 
     async def forget_user_data(self, guild_id: int | None, user_id: int) -> Sequence[Effect]:

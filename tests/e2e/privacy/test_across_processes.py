@@ -163,3 +163,21 @@ async def test_a_language_forced_in_one_process_is_what_the_other_posts_in(
             break
         await asyncio.sleep(0.01)
     assert other.server_languages.forced(GUILD) is None
+
+
+async def test_limits_changed_in_one_process_apply_to_the_others_next_request(
+    stacks: tuple[Services, Services],
+) -> None:
+    from bot import errors
+    from bot.cost.admission import Requester
+
+    this, other = stacks
+    asker = Requester(GUILD, OTHER, channel_id=CHANNEL)
+    await other.admission.admit("ask", asker, {"prompt": "hi"}, spend=False)  # fills its caches
+    await this.limits.store.set_enabled(GUILD, "ask", False, MEMBER)
+    with pytest.raises(errors.CommandDisabled):
+        await other.admission.admit("ask", asker, {"prompt": "hi"}, spend=False)
+    await this.limits.store.set_enabled(GUILD, "ask", True, MEMBER)
+    await this.limits.store.set_budgets(GUILD, user_daily=0.000001, server_monthly=None, by=MEMBER)
+    with pytest.raises(errors.BudgetExceeded):
+        await other.admission.admit("ask", asker, {"prompt": "a question that costs something"})
