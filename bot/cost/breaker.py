@@ -80,6 +80,10 @@ class QuotaBreaker:
         first = self.opened_at is None
         self.opened_at = self.clock()
         self._probing = False
+        await self._opened(first, guild_id)
+
+    async def _opened(self, first: bool, guild_id: int | None) -> None:
+        """Show the breaker open; the owner hears of the outage once, and the server that met it is told."""
         self._show("open")
         if first:
             log.warning(
@@ -228,16 +232,7 @@ class SharedQuotaBreaker(QuotaBreaker):
                 )
         self._probing = False
         await self.refresh(force=True)
-        self._show("open")
-        if first:
-            log.warning(
-                "OpenAI answered insufficient_quota: the account needs credit. Pausing OpenAI calls; "
-                "trying again every %.0f s.",
-                self.cooldown,
-            )
-        else:
-            log.info("quota breaker: the probe still got insufficient_quota; staying open")
-        await self._tell(guild_id)
+        await self._opened(first, guild_id)
 
     async def record_success(self) -> None:
         # The hot path: a write only when this process believes the breaker is open or holds the probe.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +12,13 @@ import pytest
 from bot.cost.breaker import BREAKER_STALENESS
 from testkit.discord import FakeInteraction
 from testkit.driver import answer_text, answered
-from tests.support.cluster import Cluster, start_cluster
-from tests.support.database import query
+from tests.support.cluster import poll, rows, start_cluster
 
 pytestmark = pytest.mark.postgresql_only("processes share one database only on PostgreSQL")
 
 # Generous deadlines for a loaded 2-core machine; each poll ends as soon as its condition holds.
 DEADLINE = 20.0
 PAUSED = "paused OpenAI requests"
-
-
-async def rows(cluster: Cluster, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows straight from the shared database, read off the event loop (the fakes run on it)."""
-    return await asyncio.to_thread(query, cluster.database_url, sql, params)
-
-
-async def poll(
-    check: Callable[[], Awaitable[bool]], what: str, cluster: Cluster, within: float = DEADLINE
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}\n{cluster.logs()}")
-        await asyncio.sleep(0.05)
 
 
 async def settled(interaction: FakeInteraction) -> FakeInteraction:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,13 @@ from cogs.interrupted import ORPHANS_LEASE
 from cogs.moderation.listener import DRAIN_LEASE
 from cogs.retention import PURGE_LEASE
 from testkit.driver import answer_text, answered
-from tests.support.cluster import BotProcess, Cluster, start_cluster
-from tests.support.database import query
+from tests.support.cluster import BotProcess, Cluster, poll, rows, start_cluster
 
 pytestmark = pytest.mark.postgresql_only("processes share one database only on PostgreSQL")
 
 # Generous deadlines for a loaded 2-core machine; each poll ends as soon as its condition holds.
 DEADLINE = 20.0
 JOB_LEASES = (DRAIN_LEASE, PURGE_LEASE, ORPHANS_LEASE)
-
-
-async def rows(cluster: Cluster, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows straight from the shared database, read off the event loop (the fakes run on it)."""
-    return await asyncio.to_thread(query, cluster.database_url, sql, params)
-
-
-async def poll(
-    check: Callable[[], Awaitable[bool]], what: str, cluster: Cluster, within: float = DEADLINE
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}\n{cluster.logs()}")
-        await asyncio.sleep(0.1)
 
 
 async def lease_holders(cluster: Cluster) -> dict[str, BotProcess | None]:

@@ -20,14 +20,15 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from testkit.discord import FakeDiscord, FakeInteraction
 from testkit.driver import Seat, ask, invoke_ask
 from testkit.openai import FakeOpenAI
-from tests.support.database import database_url
+from tests.support.database import database_url, query
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PROMPT = "You are a helpful assistant in a Discord server."
@@ -310,3 +311,20 @@ async def start_cluster(
             yield cluster
         finally:
             await cluster.stop()
+
+
+async def rows(cluster: Cluster, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows straight from the shared database, read off the event loop (the fakes run on it)."""
+    return await asyncio.to_thread(query, cluster.database_url, sql, params)
+
+
+async def poll(
+    check: Callable[[], Awaitable[bool]], what: str, cluster: Cluster, within: float = 20.0
+) -> None:
+    """Until `check()` is true; on a timeout, the assertion carries every process's log."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}\n{cluster.logs()}")
+        await asyncio.sleep(0.05)
