@@ -67,6 +67,10 @@ class QuotaBreaker:
         await self._tell(guild_id)
         if self.retry_after() > 0 or self._probing:
             raise errors.QuotaPaused(max(self.retry_after(), 1.0), admins_told=self.told(guild_id))
+        return self._start_probe()
+
+    def _start_probe(self) -> bool:
+        """This process sends the one probe request that tells whether the account has credit again."""
         self._probing = True
         self._show("half_open")
         log.info("quota breaker: cooldown over, sending one probe request")
@@ -198,10 +202,7 @@ class SharedQuotaBreaker(QuotaBreaker):
             if self.opened_at is None:
                 return False  # another process's probe just closed it
             raise errors.QuotaPaused(max(self.retry_after(), 1.0), admins_told=self.told(guild_id))
-        self._probing = True
-        self._show("half_open")
-        log.info("quota breaker: cooldown over, sending one probe request")
-        return True
+        return self._start_probe()
 
     async def probe_done(self) -> None:
         self._probing = False
