@@ -9,16 +9,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import openai
+import aiohttp
 import orjson
 
 
-async def chat_events(stream: openai.AsyncStream[Any]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON object of each `data:` event until `[DONE]`; an `error` event raises `openai.APIError`."""
-    response = stream.response
+class StreamErrorEvent(Exception):
+    """The API sent an `error` event in the middle of a stream: the answer is broken off."""
+
+
+async def chat_events(body: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The JSON object of each `data:` event until `[DONE]`; an `error` event raises `StreamErrorEvent`."""
     data: list[bytes] = []
     done = False
-    async for line in _lines(response.aiter_bytes()):
+    async for line in _lines(body.iter_any()):
         if line:
             if line.startswith(b"data:"):
                 data.append(line[6:] if line.startswith(b"data: ") else line[5:])
@@ -37,17 +40,15 @@ async def chat_events(stream: openai.AsyncStream[Any]) -> AsyncIterator[dict[str
         error = event.get("error")
         if error:
             message = error.get("message") if isinstance(error, dict) else None
-            raise openai.APIError(
-                str(message or "An error occurred during streaming"), response.request, body=error
-            )
+            raise StreamErrorEvent(str(message or "An error occurred during streaming"))
         yield event
 
 
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Lines of an SSE body (LF, CRLF or CR endings), from its bytes as they arrive.
 
-    The decoded-text and line iterators of the HTTP client cost two more async generators and a
-    character decoder per network read; UTF-8 only needs decoding inside the JSON (docs/performance.md).
+    Decoded-text and line iterators cost more async generators and a character decoder per network
+    read; UTF-8 only needs decoding inside the JSON (docs/performance.md).
     """
     pending = b""
     async for chunk in chunks:

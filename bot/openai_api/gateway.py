@@ -1,17 +1,14 @@
-"""The one AsyncOpenAI client: every call through the retry policy, plain data out, metering."""
+"""The OpenAI API's one gateway: every call through the retry policy, plain data out, metering."""
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx2
-import openai
-from openai import AsyncOpenAI
+import aiohttp
 
 from bot import errors
 from bot.openai_api.calls import (
@@ -26,10 +23,14 @@ from bot.openai_api.calls import (
     UsageEvent,
     UsageSink,
 )
-from bot.openai_api.chat_stream import chat_events
+from bot.openai_api.chat_stream import StreamErrorEvent, chat_events
+from bot.openai_api.http import OpenAIHTTP
 from bot.openai_api.retry import RetryPolicy, translate_error
 from bot.settings import Settings
 from bot.util.metrics import Metrics
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,11 +137,16 @@ def transcription_usage(usage: Any) -> MediaTokens | None:
 
 
 class OpenAIGateway:
-    """Wraps the single AsyncOpenAI client. Returns plain data; raises only `bot.errors.BotError`s."""
+    """The API's one way in. Returns plain data; raises only `bot.errors.BotError`s.
+
+    Moderation and chat, the calls every message and /ask makes, go as plain JSON over `http`
+    (bot/openai_api/http.py). Images, audio, embeddings and model lists go through the SDK's one
+    AsyncOpenAI client, made (and the SDK imported) when the first of them is called.
+    """
 
     def __init__(
         self,
-        client: AsyncOpenAI,
+        http: OpenAIHTTP,
         settings: Settings,
         *,
         retry: RetryPolicy | None = None,
@@ -148,29 +154,41 @@ class OpenAIGateway:
         guard: CallGuard | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.client = client
+        self.http = http
         self.metrics = metrics
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.openai_max_retries)
         self.usage_sink = usage_sink
         self.guard = guard
+        self._client: AsyncOpenAI | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> OpenAIGateway:
-        # max_retries=0: the SDK would retry insufficient_quota like any 429; our policy decides instead.
-        client = AsyncOpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            timeout=settings.openai_timeout,
-            max_retries=0,
-            # aiohttp (already here for discord.py) instead of httpcore: its pool and chunk reads cost a
-            # fraction of the CPU under hundreds of concurrent streams (docs/performance.md).
-            http_client=openai.DefaultAioHttpClient(timeout=settings.openai_timeout),
-        )
-        return cls(client, settings, **kwargs)
+        http = OpenAIHTTP(settings.openai_api_key, settings.openai_base_url, settings.openai_timeout)
+        return cls(http, settings, **kwargs)
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        """The SDK's client, for the typed endpoints; it shares the plain client's base URL."""
+        if self._client is None:
+            import openai  # noqa: PLC0415 - 24 MiB that only the typed endpoints need
+
+            # max_retries=0: the SDK would retry insufficient_quota like any 429; our policy decides instead.
+            self._client = openai.AsyncOpenAI(
+                api_key=self.settings.openai_api_key,
+                base_url=self.http.base_url,
+                timeout=self.settings.openai_timeout,
+                max_retries=0,
+                # aiohttp (already here for discord.py) instead of httpcore: its pool and chunk reads cost a
+                # fraction of the CPU under hundreds of concurrent streams (docs/performance.md).
+                http_client=openai.DefaultAioHttpClient(timeout=self.settings.openai_timeout),
+            )
+        return self._client
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.http.close()
+        if self._client is not None:
+            await self._client.close()
 
     async def call(
         self,
@@ -248,7 +266,11 @@ class OpenAIGateway:
         """
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
-        body: dict[str, Any] = {"messages": list(messages)}
+        body: dict[str, Any] = {
+            "messages": list(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if cache_key:
             body["prompt_cache_key"] = cache_key
         planned = PlannedCall(
@@ -261,15 +283,7 @@ class OpenAIGateway:
         )
         async with self._admit(planned):
             stream = await self.call(
-                lambda: self.client.chat.completions.create(
-                    # As extra_body (which replaces the body's `messages`): plain dicts skip the SDK's
-                    # per-message typed transform, the costliest CPU step with long histories.
-                    messages=[],
-                    extra_body=body,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    **kwargs,
-                ),
+                lambda: self.http.open_stream("/chat/completions", {**kwargs, **body}),
                 model=model,
                 deadline=deadline,
                 endpoint="chat",
@@ -278,8 +292,7 @@ class OpenAIGateway:
             finish_reason: str | None = None
             prompt_tokens = completion_tokens = cached_tokens = reasoning_tokens = 0
             try:
-                # Plain dicts, not the SDK's typed chunks: see bot/openai_api/chat_stream.py.
-                async for chunk in chat_events(stream):
+                async for chunk in chat_events(stream.content):
                     if usage := chunk.get("usage"):
                         prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = chat_usage(usage)
                     for choice in chunk.get("choices") or ():
@@ -289,12 +302,13 @@ class OpenAIGateway:
                                 await on_text("".join(parts))
                         if choice.get("finish_reason") is not None:
                             finish_reason = choice["finish_reason"]
-            except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
-                # ValueError: a malformed SSE data line (JSONDecodeError) is a broken stream, not a bot bug.
+            except (StreamErrorEvent, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                # A cut connection, a read timeout, an error event or a malformed data line (ValueError):
+                # a broken stream, not a bot bug.
                 log.info("chat stream broke: %s", type(exc).__name__)
                 raise errors.IncompleteAnswer() from exc
             finally:
-                await stream.close()
+                stream.release()
             await self._meter(
                 UsageEvent(
                     context,
@@ -326,17 +340,19 @@ class OpenAIGateway:
         model = model or self.settings.chat_model
         kwargs = self._chat_kwargs(model, max_tokens or self.settings.max_answer_tokens)
         if cache_key:
-            kwargs["extra_body"] = {"prompt_cache_key": cache_key}
+            kwargs["prompt_cache_key"] = cache_key
         async with self._admit(
             PlannedCall(context, "chat", model, kwargs[self.settings.max_tokens_parameter], messages=messages)
         ):
             response = await self.call(
-                lambda: self.client.chat.completions.create(messages=list(messages), **kwargs),  # type: ignore[arg-type]
+                lambda: self.http.post_json("/chat/completions", {**kwargs, "messages": list(messages)}),
                 model=model,
                 deadline=deadline,
                 endpoint="chat",
             )
-            prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = chat_usage(response.usage)
+            prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = chat_usage(
+                response.get("usage") if isinstance(response, dict) else None
+            )
             await self._meter(
                 UsageEvent(
                     context,
@@ -348,14 +364,16 @@ class OpenAIGateway:
                     reasoning_tokens=reasoning_tokens,
                 )
             )
-            if not response.choices:
+            choices = response.get("choices") if isinstance(response, dict) else None
+            if not choices or not isinstance(choices[0], dict):
                 raise errors.IncompleteAnswer()
-            choice = response.choices[0]
-            if choice.finish_reason == "content_filter":
+            choice = choices[0]
+            finish_reason = choice.get("finish_reason")
+            if finish_reason == "content_filter":
                 raise errors.ContentRefused()
             return ChatResult(
-                choice.message.content or "",
-                choice.finish_reason or "stop",
+                str((choice.get("message") or {}).get("content") or ""),
+                finish_reason or "stop",
                 model,
                 prompt_tokens,
                 completion_tokens,
@@ -376,11 +394,10 @@ class OpenAIGateway:
 
             async def fetch() -> list[ModerationResult]:
                 # Plain JSON in and out: the SDK's typed input transform and pydantic results would block
-                # the event loop for every input of a batch. Errors still come out as the SDK's exceptions.
-                response = await self.client.post(
-                    "/moderations", body={"model": model, "input": inputs}, cast_to=httpx2.Response
+                # the event loop for every input of a batch.
+                return parse_moderation(
+                    await self.http.post_json("/moderations", {"model": model, "input": inputs})
                 )
-                return parse_moderation(json.loads(response.content))
 
             try:
                 results = await self.call(fetch, model=model, deadline=deadline, endpoint="moderation")
@@ -608,6 +625,10 @@ class OpenAIGateway:
 
     async def list_models(self) -> set[str]:
         async def fetch() -> set[str]:
-            return {model.id async for model in self.client.models.list()}
+            listing = await self.http.get_json("/models")
+            data = listing.get("data") if isinstance(listing, dict) else None
+            if not isinstance(data, list):
+                raise ValueError("the model list is not a list")
+            return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}
 
         return await self.call(fetch, model="", deadline=30.0, endpoint="models")

@@ -1,20 +1,20 @@
-"""How OpenAI calls are retried, and which domain error (bot.errors) each SDK or transport error becomes."""
+"""How OpenAI calls are retried, and which domain error (bot.errors) each API, SDK or transport error becomes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
-import httpx2
-import openai
 
 from bot import errors
+from bot.openai_api.http import ApiStatusError, retry_after_seconds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class RetryPolicy:
         while True:
             try:
                 return await make_call()
-            except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
+            except call_failures() as exc:
                 error = translate(exc)
                 log.info(
                     "OpenAI call failed: %s (model %s, request %s)",
@@ -68,16 +68,29 @@ class RetryPolicy:
                 await self.sleep(wait)
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw:
-            try:
-                return max(0.0, float(raw) / divisor)
-            except ValueError:
-                continue
-    return None
+def _sdk() -> tuple[Any, Any]:
+    """The SDK's and its HTTP client's modules, or None for one not imported: then none of its errors exist.
+
+    The SDK is loaded only by the endpoints that need it (bot/openai_api/gateway.py), so its 24 MiB are not
+    spent by a bot that only moderates and chats.
+    """
+    return sys.modules.get("openai"), sys.modules.get("httpx2")
+
+
+def call_failures() -> tuple[type[Exception], ...]:
+    """The exceptions a failed call may raise: the API's answers, the transport's errors, broken bodies."""
+    openai, httpx2 = _sdk()
+    failures: tuple[type[Exception], ...] = (
+        ApiStatusError,
+        aiohttp.ClientError,
+        TimeoutError,
+        ValueError,
+    )
+    if openai is not None:
+        failures += (openai.OpenAIError,)
+    if httpx2 is not None:
+        failures += (httpx2.HTTPError,)
+    return failures
 
 
 def _connection_failure(exc: BaseException) -> bool:
@@ -99,33 +112,79 @@ def _connection_failure(exc: BaseException) -> bool:
     return False
 
 
-def translate_error(exc: Exception, model: str, setting_for_model: Callable[[str], str]) -> errors.BotError:
-    """Map an SDK or transport exception to the domain error a user is shown.
+def _from_status(
+    status: int,
+    code: str | None,
+    kind: str | None,
+    message: str,
+    retry_after: float | None,
+    model: str,
+    setting_for_model: Callable[[str], str],
+) -> errors.BotError | None:
+    if status == 429:
+        if code == "insufficient_quota" or kind == "insufficient_quota":
+            return errors.QuotaExhausted()
+        return errors.RateLimited(retry_after or 1.0)
+    if status in (401, 403):
+        return errors.InvalidApiKey()
+    if status == 404 and (code == "model_not_found" or "model" in message):
+        return errors.UnknownModel(model, setting_for_model(model))
+    if status == 400:
+        if code == "context_length_exceeded":
+            return errors.ContextTooLong()
+        if code in _POLICY_CODES:
+            return errors.ContentRefused()
+        return errors.BadRequest(message.split("\n")[0][:300])
+    if status >= 500:
+        return errors.UpstreamUnavailable()
+    return None
+
+
+def translate_error(
+    exc: BaseException, model: str, setting_for_model: Callable[[str], str]
+) -> errors.BotError:
+    """Map an API, SDK or transport exception to the domain error a user is shown.
 
     `setting_for_model` names the setting that chose `model`, so an unknown model's message says what to fix.
     """
     request_id = getattr(exc, "request_id", None)
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException) and not _connection_failure(exc):
+    openai, httpx2 = _sdk()
+    translated: errors.BotError | None = None
+    if isinstance(exc, ApiStatusError):
+        translated = _from_status(
+            exc.status, exc.code, exc.type, exc.message, exc.retry_after, model, setting_for_model
+        )
+    elif openai is not None and isinstance(exc, openai.APIStatusError):
+        translated = _from_status(
+            exc.status_code,
+            exc.code,
+            exc.type,
+            exc.message,
+            retry_after_seconds(exc.response.headers),
+            model,
+            setting_for_model,
+        )
+    elif isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it
         return errors.UpstreamTimeout()
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+    elif isinstance(exc, aiohttp.ClientError):
         return errors.UpstreamUnavailable()
-    if isinstance(exc, openai.RateLimitError):
-        if exc.code == "insufficient_quota" or exc.type == "insufficient_quota":
-            return errors.QuotaExhausted()
-        return errors.RateLimited(_retry_after(exc) or 1.0)
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return errors.InvalidApiKey()
-    if isinstance(exc, openai.NotFoundError) and (exc.code == "model_not_found" or "model" in exc.message):
-        return errors.UnknownModel(model, setting_for_model(model))
-    if isinstance(exc, openai.BadRequestError):
-        if exc.code == "context_length_exceeded":
-            return errors.ContextTooLong()
-        if exc.code in _POLICY_CODES:
-            return errors.ContentRefused()
-        return errors.BadRequest(exc.message.split("\n")[0][:300])
-    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+    elif (
+        openai is not None
+        and isinstance(exc, openai.APITimeoutError)
+        or (httpx2 is not None and isinstance(exc, httpx2.TimeoutException))
+    ):
+        return errors.UpstreamUnavailable() if _connection_failure(exc) else errors.UpstreamTimeout()
+    elif (
+        openai is not None
+        and isinstance(exc, openai.APIConnectionError)
+        or (httpx2 is not None and isinstance(exc, httpx2.TransportError))
+    ):
         return errors.UpstreamUnavailable()
-    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+    elif isinstance(exc, ValueError) or (
+        openai is not None and isinstance(exc, openai.APIResponseValidationError)
+    ):
         return errors.UpstreamUnavailable()
+    if translated is not None:
+        return translated
     log.warning("unexpected OpenAI error %s (request %s)", type(exc).__name__, request_id)
     return errors.UpstreamUnavailable()

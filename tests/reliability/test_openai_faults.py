@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.discord_io.client import OpenAIBot
+from bot.openai_api.http import OpenAIHTTP
 from testkit.discord import FakeDiscord
 from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
@@ -123,7 +124,7 @@ async def test_connection_refused_then_service_returns(
     assert_clear_failure(done, "unavailable", "try again")
     assert fake_openai.requests == []
     assert await turns(bot, world.channel_id) == []
-    bot.services.gateway.client.base_url = fake_openai.base_url  # the network comes back
+    bot.services.gateway.http.base_url = fake_openai.base_url.rstrip("/")  # the network comes back
     await assert_next_ask_works(bot, fake_discord, fake_openai, world)
 
 
@@ -131,15 +132,16 @@ async def test_chat_connection_refused_after_moderation_passed(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     bot = await start_bot()
-    real = bot.services.gateway.client
-    original_create = real.chat.completions.create
+    http = bot.services.gateway.http
+    original_open_stream = http.open_stream
     with refused_port() as port:
-        refused = real.with_options(base_url=f"http://127.0.0.1:{port}/v1")
-        real.chat.completions.create = refused.chat.completions.create  # type: ignore[method-assign]
+        refused = OpenAIHTTP("sk-test", f"http://127.0.0.1:{port}/v1", 5.0)
+        http.open_stream = refused.open_stream  # type: ignore[method-assign]
         done = await ask_settled(fake_discord, world, "hello")
     assert_clear_failure(done, "server error", "try again")
     assert await turns(bot, world.channel_id) == []
-    real.chat.completions.create = original_create  # type: ignore[method-assign]
+    http.open_stream = original_open_stream  # type: ignore[method-assign]
+    await refused.close()
     await assert_next_ask_works(bot, fake_discord, fake_openai, world)
 
 
