@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bot import errors
-from bot.openai_api.http import ApiStatusError, OpenAIHTTP
+from bot.openai_api.http import ApiStatusError, OpenAIHTTP, proxy_for
 from bot.openai_api.retry import translate_error
 from testkit.openai import FakeOpenAI
 
@@ -56,3 +56,13 @@ async def test_error_answers_keep_the_apis_code_and_retry_after(fake_openai: Fak
     rate = translate_error(limited.value, "m", str)
     assert isinstance(rate, errors.RateLimited) and rate.retry_after == pytest.approx(0.25)
     assert isinstance(translate_error(quota.value, "m", str), errors.QuotaExhausted)
+
+
+def test_the_environments_proxy_is_honoured_and_no_proxy_bypasses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy_for("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert proxy_for("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert proxy_for("http://127.0.0.1:8080/v1") is None
