@@ -39,11 +39,22 @@ async def _bursts(
     return results, mention_rows
 
 
+async def _floor_bursts(sizes: list[int], upstream: Upstream) -> dict[int, list[AskSample]]:
+    """The same bursts on bench/floor_bot.py: what discord.py and the SDK alone take for the same calls."""
+    results: dict[int, list[AskSample]] = {}
+    async with BenchWorld(upstream=upstream, floor=True, settings={"stream_edit_interval": 1.0}) as world:
+        await run_asks(world, 1, 2, "warm")
+        for size in sizes:
+            results[size] = await run_asks(world, size, 2, f"f{size}")
+    return results
+
+
 async def burst_figures(sizes: list[int], upstream: Upstream, mentions: int) -> list[Figure]:
     figures: list[Figure] = []
     targets = {50: (60.0, 6), 200: (150.0, None)}
     coalesced, mention_rows = await _bursts(sizes, upstream, True, mentions)
     separate, _ = await _bursts(sizes, upstream, False)
+    floor = await _floor_bursts(sizes, upstream)
     for size in sizes:
         after, after_requests = coalesced[size]
         before, before_requests = separate[size]
@@ -56,6 +67,8 @@ async def burst_figures(sizes: list[int], upstream: Upstream, mentions: int) -> 
             Figure(section, "bot overhead p99", p99, "ms",
                    ms(percentile([s.overhead for s in before], 99)), "one request per check",
                    f"< {p99_limit:g} ms" if p99_limit else "", p99 < p99_limit if p99_limit else None),
+            Figure(section, "the library floor's overhead p99 (bench/floor_bot.py: discord.py and the SDK alone)",
+                   ms(percentile([s.overhead for s in floor[size]], 99)), "ms", p99, "the bot's"),
             Figure(section, f"moderation requests carrying the {size} prompts", after_requests, "req",
                    before_requests, "one request per check",
                    f"<= {request_limit}" if request_limit else "",
