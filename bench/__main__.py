@@ -20,6 +20,7 @@ from bench import (
     ask_latency,
     cache_bench,
     capacity,
+    client_cost,
     coalesce_bench,
     memory_bench,
     recall_bench,
@@ -32,6 +33,7 @@ from bot.ops.runtime import freeze_startup_objects, tune_garbage_collector
 
 SECTIONS = (
     "ask",
+    "client",
     "coalesce",
     "speculative",
     "stream",
@@ -138,6 +140,7 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
         capacity_rates, capacity_seconds = [500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0], 4.0
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
+        ("client", lambda: client_cost.figures(200 if smoke else 2000)),
         ("coalesce", lambda: coalesce_figures(bursts, mentions, coalesce_upstream)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
         ("stream", lambda: stream_moderation.figures(speculative, asks, interval)),
