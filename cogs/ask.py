@@ -21,7 +21,7 @@ from bot.chat.threads import BotThread
 from bot.cost.admission import Admission
 from bot.discord_io.admission import admit_interaction, parent_channel_id, requester
 from bot.discord_io.attachments import AskFiles, check_file_size, read_ask_files
-from bot.discord_io.client import OpenAIBot
+from bot.discord_io.client import OpenAIBot, wants_messages
 from bot.discord_io.failures import describe_failure, is_expected, send_failure
 from bot.discord_io.locales import member_locale, message_locale, reply_locale
 from bot.discord_io.replies import (
@@ -418,6 +418,17 @@ class Ask(commands.Cog):
             )
 
     @commands.Cog.listener()
+    # A mention, a reply, or a message in a thread (which may be a bot thread): see `_addresses_bot`.
+    @wants_messages(
+        lambda cog, message: (
+            not message.author.bot
+            and (
+                bool(message.mentions)
+                or message.reference is not None
+                or isinstance(message.channel, discord.Thread)
+            )
+        )
+    )
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or self.bot.user is None:
             return

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.discord_io.client import OpenAIBot
+from bot.discord_io.client import OpenAIBot, wants_messages
 from bot.discord_io.locales import member_locale
 from bot.discord_io.text import neutralize_mentions, preview
 from bot.i18n import translate
@@ -277,6 +277,7 @@ class RecallCommands(commands.Cog):
         self._own_timers[document.message_id] = (timer, document.channel_id, document.parent_channel_id)
 
     @commands.Cog.listener()
+    @wants_messages(lambda cog, message: message.author.id == cog.bot.bot_user_id)
     async def on_message(self, message: discord.Message) -> None:
         if message.author.id == self.bot.bot_user_id:
             await self._own_message(message)

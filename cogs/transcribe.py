@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import errors
-from bot.discord_io.client import OpenAIBot
+from bot.discord_io.client import OpenAIBot, wants_messages
 from bot.discord_io.failures import describe_failure
 from bot.discord_io.locales import message_locale, server_locale
 from bot.discord_io.text import neutralize_mentions, reply_to, split_message
@@ -157,6 +157,7 @@ class Transcribe(commands.Cog):
             await interaction.followup.send(piece, file=file or discord.utils.MISSING)
 
     @commands.Cog.listener()
+    @wants_messages(lambda cog, message: not message.author.bot and message.flags.voice)
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or not message.flags.voice:
             return

@@ -11,7 +11,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -30,6 +30,25 @@ from bot.services import Services, build_services
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+Listener = TypeVar("Listener", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def wants_messages(test: Callable[[Any, discord.Message], bool]) -> Callable[[Listener], Listener]:
+    """Give an `on_message` listener a synchronous test of (its cog, the message), run before discord.py
+    makes the listener a task: a message it fails costs no task.
+
+    discord.py starts one task per listener per message; of the five message listeners, most want few
+    messages (voice messages, mentions, the bot's own), and the tasks were a fifth of a busy process's CPU
+    (docs/performance.md). The listener's own checks stay: the test only spares the task.
+    """
+
+    def mark(listener: Listener) -> Listener:
+        listener.wants_message = test  # type: ignore[attr-defined]
+        return listener
+
+    return mark
+
+
 DRAINED_EVENTS = frozenset(
     {"on_message", "on_message_edit", "on_raw_message_edit", "on_thread_create", "on_thread_update"}
 )
@@ -137,13 +156,16 @@ class OpenAIBot(commands.Bot):
         self.attachments = AttachmentReader(timeout=settings.attachment_timeout)
         self.ops: OpsServer | None = None  # METRICS_PORT's /metrics and /healthz, started in setup_hook
 
-    def _schedule_event(
+    def _schedule_event(  # type: ignore[override]  # discord.py's callers ignore the task
         self,
         coro: Callable[..., Coroutine[Any, Any, Any]],
         event_name: str,
         *args: Any,
         **kwargs: Any,
-    ) -> asyncio.Task[Any]:
+    ) -> asyncio.Task[Any] | None:
+        test = getattr(coro, "wants_message", None)
+        if test is not None and args and not test(getattr(coro, "__self__", None), args[0]):
+            return None  # see wants_messages
         # Message handlers (mention replies, channel moderation) are work a shutdown lets finish.
         task = super()._schedule_event(coro, event_name, *args, **kwargs)
         if event_name in DRAINED_EVENTS:
@@ -181,6 +203,7 @@ class OpenAIBot(commands.Bot):
         elif self.settings.sync_commands is None:
             log.info("not syncing application commands: the process holding shard 0 does")
 
+    @wants_messages(lambda bot, message: False)
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: cogs listen to messages themselves (mentions, moderation)."""
 
