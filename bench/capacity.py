@@ -39,6 +39,8 @@ class Step:
     bot_cpu: float  # the bot's CPU share of one core during the step (sending and verdicts)
     bench_cpu: float  # the fake Discord's process: its CPU share of one core during the step
     heartbeat_gap_ms: float  # the longest gap between two heartbeats during the step
+    openai_cpu: float = 0.0  # the fake OpenAI's process: its CPU share of one core during the step
+    idle: float = 0.0  # the machine's idle CPU during the step, in cores: none left means the bot competed
 
 
 class VerdictClock:
@@ -114,6 +116,8 @@ async def _stream(
     posted: dict[str, float] = {}
     beats_from = len(world.discord.heartbeat_times)
     own_before = cpu_seconds(os.getpid())
+    openai_before = cpu_seconds(clock.child.pid)
+    idle_before = _idle_seconds()
     cpu_before = world.cpu_seconds()
     started = time.monotonic()
     tick = 0.01
@@ -129,6 +133,8 @@ async def _stream(
         await asyncio.sleep(max(0.0, started + (n / rate) - time.monotonic()))
     sent_for = time.monotonic() - started
     own_cpu = (cpu_seconds(os.getpid()) - own_before) / sent_for
+    openai_cpu = (cpu_seconds(clock.child.pid) - openai_before) / sent_for
+    idle = (_idle_seconds() - idle_before) / sent_for
     judged_at: dict[str, float] = {}
     grace = time.monotonic() + 5.0
     while time.monotonic() < grace:
@@ -155,7 +161,16 @@ async def _stream(
         bot_cpu=cpu / max(1e-9, max(sent_for, last - started)),
         bench_cpu=own_cpu,
         heartbeat_gap_ms=_heartbeat_worst(world.discord.heartbeat_times[beats_from:]) * 1000,
+        openai_cpu=openai_cpu,
+        idle=idle,
     )
+
+
+def _idle_seconds() -> float:
+    """The machine's idle CPU time so far, all cores together (Linux /proc/stat: idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
 
 
 def _heartbeat_worst(times: list[float]) -> float:
@@ -236,12 +251,13 @@ async def run(
 
 def render_steps(steps: list[Step]) -> str:
     lines = ["| offered msg/s | sent msg/s | judged msg/s | p50 added | p99 added | bot CPU µs/msg | bot's CPU | lost "
-             "| fake Discord's CPU | heartbeat's worst gap |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| fake Discord's CPU | fake OpenAI's CPU | machine idle | heartbeat's worst gap |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in steps:
         lines.append(
             f"| {s.offered:,.0f} | {s.sent:,.0f} | {s.judged:,.0f} | {s.p50_ms:.0f} ms | {s.p99_ms:.0f} ms "
-            f"| {s.cpu_us:.0f} | {s.bot_cpu:.0%} | {s.lost} | {s.bench_cpu:.0%} | {s.heartbeat_gap_ms:,.0f} ms |"
+            f"| {s.cpu_us:.0f} | {s.bot_cpu:.0%} | {s.lost} | {s.bench_cpu:.0%} | {s.openai_cpu:.0%} "
+            f"| {s.idle:.0%} | {s.heartbeat_gap_ms:,.0f} ms |"
         )
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot import errors
@@ -31,13 +31,19 @@ class BatcherStats:
     batched_inputs: int = 0
 
 
-@dataclass
 class _Pending:
-    key: bytes
-    text: str
-    future: asyncio.Future[ModerationResult]
-    context: CallContext
-    enqueued: float = field(default_factory=time.monotonic)
+    """One input waiting for a request (a plain slotted class: one is made for every channel message)."""
+
+    __slots__ = ("key", "text", "future", "context", "enqueued")
+
+    def __init__(
+        self, key: bytes, text: str, future: asyncio.Future[ModerationResult], context: CallContext
+    ) -> None:
+        self.key = key
+        self.text = text
+        self.future = future
+        self.context = context
+        self.enqueued = time.monotonic()
 
 
 def _key(kind: str, value: str) -> bytes:

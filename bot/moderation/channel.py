@@ -214,6 +214,9 @@ class ChannelModerator:
     async def evaluate(self, subject: MessageSubject) -> Verdict:
         """The text whole (chunked) and each image in its own request, merged into one verdict."""
         context = CallContext(subject.guild_id, subject.channel_id, subject.author_id, "channel-moderation")
+        if not subject.image_urls:
+            # Most messages are text alone: the text's verdict is the message's (a blank text's is clean).
+            return await self.gate.check_text(subject.text, context=context)
         verdicts = [await self.gate.check_text(subject.text, context=context)] if subject.text.strip() else []
         images = list(dict.fromkeys(subject.image_urls))[:MAX_IMAGES_PER_MESSAGE]
         results = await asyncio.gather(

@@ -42,6 +42,10 @@ _MASKED_LINK = re.compile(r"\[([^\]\n]*)\]\(\s*<?[^)\s>]*>?(?:\s+\"[^\"]*\")?\s*
 # Headings, subtext, block quotes and list bullets at the start of a line.
 _LINE_PREFIX = re.compile(r"(?m)^[ \t]*(?:#{1,3}[ \t]+|-#[ \t]+|>>>[ \t]?|>[ \t]?|[-*+][ \t]+)")
 _WORD = re.compile(r"\w+")
+# Characters without which each pattern above cannot match: most messages have none, and a membership test
+# is far cheaper than a substitution that finds nothing (channel moderation renders every message).
+_MARKER_CHARS = frozenset("*_~|`")
+_PREFIX_CHARS = frozenset("#->*+")
 
 
 def _category_runs(wanted: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -235,8 +239,12 @@ def _strip_marks(text: str) -> str:
 
 def render_markdown(text: str) -> str:
     """The text as Discord shows it, near enough to read words split by markup: `FL**AG**ME` -> FLAGME."""
-    text = _MASKED_LINK.sub(r"\1", text)
-    text = _LINE_PREFIX.sub("", text)
+    if "](" in text:
+        text = _MASKED_LINK.sub(r"\1", text)
+    if not _PREFIX_CHARS.isdisjoint(text):
+        text = _LINE_PREFIX.sub("", text)
+    if _MARKER_CHARS.isdisjoint(text):
+        return text
     return _MARKDOWN_MARKERS.sub("", text)
 
 

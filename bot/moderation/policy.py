@@ -60,6 +60,8 @@ class Decision:
 def hit_categories(policy: Policy, flagged: Iterable[str], scores: dict[str, float]) -> list[str]:
     """Categories over the server's threshold; without one, those the endpoint itself flagged."""
     flagged_set = set(flagged)
+    if not policy.thresholds:
+        return sorted(flagged_set)  # most servers set none: every message's verdict comes through here
     hits = []
     for category in sorted(set(scores) | flagged_set):
         threshold = policy.thresholds.get(category)

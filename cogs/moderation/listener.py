@@ -35,6 +35,8 @@ def _is_image(attachment: discord.Attachment) -> bool:
 
 def image_urls(message: discord.Message) -> tuple[str, ...]:
     """Image attachments and image embeds (link previews of images, and rich embeds' images)."""
+    if not message.attachments and not message.embeds:
+        return ()  # most messages: every one comes through here
     urls = [a.url for a in message.attachments if _is_image(a)]
     for embed in message.embeds:
         if embed.image and embed.image.url:
