@@ -75,6 +75,14 @@ def _status_error(status: int, body: bytes, headers: Any) -> ApiStatusError:
     )
 
 
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    """The decoded JSON answer; an error status raises `ApiStatusError`."""
+    raw = await response.read()
+    if response.status >= 400:
+        raise _status_error(response.status, raw, response.headers)
+    return orjson.loads(raw)
+
+
 def proxy_for(url: str) -> str | None:
     """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) names for `url`, if any."""
     scheme, _, rest = url.partition("://")
@@ -129,17 +137,11 @@ class OpenAIHTTP:
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         """POST `body`, return the decoded JSON answer; an error status raises `ApiStatusError`."""
         async with self._post(path, body) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                raise _status_error(response.status, raw, response.headers)
-            return orjson.loads(raw)
+            return await _json(response)
 
     async def get_json(self, path: str) -> Any:
         async with self._open().get(self.base_url + path, proxy=self._proxy) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                raise _status_error(response.status, raw, response.headers)
-            return orjson.loads(raw)
+            return await _json(response)
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST `body` and return the answer once its headers arrived, to read its body as it comes.
