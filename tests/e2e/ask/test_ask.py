@@ -53,7 +53,9 @@ async def test_streaming_edits_are_throttled(
     done = await ask(fake_discord, world, "count for me")
     edits = done.edits()
     assert done.original is not None and answer_text(done.original["content"]) == answer
-    assert 3 <= len(edits) <= 12, f"{len(edits)} edits for ~100 chunks"
+    # At most one edit per interval: a loaded machine stretches the stream, so the bound follows its length.
+    span = edits[-1]["time"] - edits[0]["time"]
+    assert 3 <= len(edits) <= min(25, 2 + span / 0.2), f"{len(edits)} edits over {span:.2f} s for ~100 chunks"
     intermediate = [answer_text(e["json"]["content"]) for e in edits[:-1]]
     assert any(answer.startswith(text.removesuffix(" ▌")) and text != answer for text in intermediate)
     gaps = [b["time"] - a["time"] for a, b in zip(edits, edits[1:-1], strict=False)]
@@ -67,6 +69,8 @@ async def test_long_answer_is_split_with_balanced_code_fences(
     answer = f"Here you go:\n```python\n{code}\n```\nDone."
     fake_openai.queue_chat_replies(answer)
     done = await ask(fake_discord, world, "write code")
+    # The first part can show finished a moment before the last is sent; a loaded machine stretches that.
+    await done.wait_for(lambda i: bool(i.followups) and i.followups[-1]["content"].endswith("Done."))
     messages = [done.original["content"]] + [f["content"] for f in done.followups]
     assert len(messages) >= 2
     for text in messages:

@@ -50,7 +50,7 @@ async def test_a_flagged_or_failed_title_falls_back_to_the_question(
     question = "Tell me about " + "very " * 30 + "long rivers"
     fake_openai.queue_chat_replies("The Nile.", "FLAGME rivers")
     done = await ask(fake_discord, world, question, thread=True)
-    await done.wait_done(settle=0.3)
+    await done.wait_for(lambda i: int(i.original["id"]) in fake_discord.world.channels)
     thread = fake_discord.world.channel(int(done.original["id"]))
     assert thread.name.startswith("Tell me about very very") and thread.name.endswith("…")
     assert len(thread.name) <= 100 and "FLAGME" not in thread.name
@@ -63,7 +63,7 @@ async def test_forum_channel_gets_a_post(
     await settle(0.2)
     fake_openai.queue_chat_replies("Use a list comprehension.", "Python lists")
     done = await ask(fake_discord, world, "How do I filter a list?", channel=forum_id, thread=True)
-    await done.wait_done(settle=0.3)
+    await done.wait_for(lambda i: "<#" in i.all_text())  # the private note naming the post comes last
     posts = [c for c in fake_discord.world.channels.values() if c.parent_id == forum_id]
     assert [p.name for p in posts] == ["Python lists"]
     starter = fake_discord.messages_in(posts[0].id)[0]
