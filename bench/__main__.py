@@ -113,8 +113,12 @@ async def coalesce_figures(bursts: list[int], mentions: int, upstream: Upstream)
 
 
 async def capacity_figures(rates: list[float], seconds: float, smoke: bool) -> list[Figure]:
-    figures, steps = await capacity.run(rates, seconds, *((5, 2) if smoke else (50, 4)))
+    figures, steps, floor_steps = await capacity.run(rates, seconds, *((5, 2) if smoke else (50, 4)))
     print("sustained channel moderation, each step:\n" + capacity.render_steps(steps), file=sys.stderr)
+    print(
+        "the library floor (bench/floor_bot.py), each step:\n" + capacity.render_steps(floor_steps),
+        file=sys.stderr,
+    )
     return figures
 
 

@@ -29,10 +29,14 @@ async def _no_identify_wait(shard_id: int | None, *, initial: bool = False) -> N
 
 
 def build_client(config: dict[str, Any]) -> discord.Client:
-    if config.get("floor"):
+    if config.get("floor") == "channel":
+        from bench.floor_bot import ChannelFloorBot
+
+        client: discord.Client = ChannelFloorBot(config, guild_ready_timeout=0.05)
+    elif config.get("floor"):
         from bench.floor_bot import FloorBot
 
-        client: discord.Client = FloorBot(config, guild_ready_timeout=0.05)
+        client = FloorBot(config, guild_ready_timeout=0.05)
     elif config.get("bare"):
         client = commands.Bot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
     else:

@@ -40,6 +40,10 @@ class Step:
     bench_cpu: float  # the fake Discord's process: its CPU share of one core during the step
     heartbeat_gap_ms: float  # the longest gap between two heartbeats during the step
     openai_cpu: float = 0.0  # the fake OpenAI's process: its CPU share of one core during the step
+    requests_per_s: float = 0.0  # moderation requests that arrived during the step, per second
+    inputs_per_request: float = (
+        0.0  # their mean size: 64 (MODERATION_BATCH_SIZE) when the slots are the limit
+    )
     idle: float = 0.0  # the machine's idle CPU during the step, in cores: none left means the bot competed
 
 
@@ -50,13 +54,17 @@ class VerdictClock:
     def __init__(self, child: asyncio.subprocess.Process, endpoint: tuple[str, str]) -> None:
         self.child = child
         self.endpoint = endpoint
+        # (arrived, finished, inputs) of every moderation request answered so far
+        self.requests: list[tuple[float, float, int]] = []
 
     async def finished(self) -> dict[str, float]:
         """Every moderated text's answer time (time.monotonic, one clock for all processes) so far."""
         assert self.child.stdin is not None and self.child.stdout is not None
         self.child.stdin.write(b"dump\n")
         await self.child.stdin.drain()
-        return dict(json.loads(await self.child.stdout.readline()))
+        report = json.loads(await self.child.stdout.readline())
+        self.requests += [tuple(r) for r in report["requests"]]
+        return dict(report["finished"])
 
 
 @contextlib.asynccontextmanager
@@ -90,6 +98,7 @@ async def _serve(latency: float) -> None:
         reported = 0
         while await reader.readline():
             finished: dict[str, float] = {}
+            answered: list[tuple[float, float, int]] = []
             requests = fake.requests
             done = reported
             for request in requests[reported:]:
@@ -97,11 +106,13 @@ async def _serve(latency: float) -> None:
                     break
                 done += 1
                 inputs = request.json.get("input") if isinstance(request.json, dict) else None
-                for text in [inputs] if isinstance(inputs, str) else inputs or []:
+                texts = [inputs] if isinstance(inputs, str) else inputs or []
+                answered.append((request.time, request.end_time, len(texts)))
+                for text in texts:
                     if isinstance(text, str):
                         finished[text] = request.end_time
             reported = done
-            sys.stdout.write(json.dumps(finished) + "\n")
+            sys.stdout.write(json.dumps({"finished": finished, "requests": answered}) + "\n")
             sys.stdout.flush()
 
 
@@ -148,6 +159,7 @@ async def _stream(
     latency = world.upstream.moderation_latency
     delays = [judged_at[text] - posted[text] - latency for text in judged_at]
     last = max(judged_at.values(), default=started)
+    during = [r for r in clock.requests if started <= r[0] <= last]
     return Step(
         offered=rate,
         sent=n / sent_for,
@@ -163,6 +175,8 @@ async def _stream(
         heartbeat_gap_ms=_heartbeat_worst(world.discord.heartbeat_times[beats_from:]) * 1000,
         openai_cpu=openai_cpu,
         idle=idle,
+        requests_per_s=len(during) / max(sent_for, last - started),
+        inputs_per_request=sum(r[2] for r in during) / max(1, len(during)),
     )
 
 
@@ -180,11 +194,22 @@ def _heartbeat_worst(times: list[float]) -> float:
 
 @contextlib.asynccontextmanager
 async def _world(
-    upstream: Upstream, clock: VerdictClock, servers: int, channels_per_server: int, settle: float = 1.0
+    upstream: Upstream,
+    clock: VerdictClock,
+    servers: int,
+    channels_per_server: int,
+    settle: float = 1.0,
+    floor: bool = False,
 ) -> AsyncIterator[tuple[BenchWorld, list[tuple[int, int]]]]:
-    """The bot connected to `servers` servers of `channels_per_server` channels, one talker each, warmed up."""
+    """The bot (or, with `floor`, the library floor) connected to `servers` servers of `channels_per_server`
+    channels, one talker each, warmed up."""
     async with BenchWorld(
-        upstream=upstream, channels=1, members=2, heartbeat_ms=HEARTBEAT_MS, openai_endpoint=clock.endpoint
+        upstream=upstream,
+        channels=1,
+        members=2,
+        heartbeat_ms=HEARTBEAT_MS,
+        openai_endpoint=clock.endpoint,
+        floor="channel" if floor else False,
     ) as world:
         channels: list[tuple[int, int]] = []
         for s in range(servers):
@@ -200,20 +225,16 @@ async def _world(
 
 async def run(
     rates: list[float], seconds: float, servers: int = 50, channels_per_server: int = 4
-) -> tuple[list[Figure], list[Step]]:
+) -> tuple[list[Figure], list[Step], list[Step]]:
+    """The bot's figures, its steps (rising, then the steady runs), and the library floor's rising steps."""
     upstream = Upstream(moderation_latency=0.1)
     async with verdict_clock(upstream.moderation_latency) as clock:
         async with _world(upstream, clock, servers, channels_per_server, min(1.0, seconds)) as (
             world,
             channels,
         ):
-            steps: list[Step] = []
-            for index, rate in enumerate(rates):
-                step = await _stream(world, clock, rate, seconds, f"s{index}", channels)
-                steps.append(step)
-                if step.lost or step.judged < 0.9 * step.offered or step.p99_ms > 2000:
-                    break  # saturated: the next step would only queue more
-        keeping_up = [s for s in steps if not s.lost and s.judged >= 0.95 * s.offered and s.p99_ms < 1000]
+            steps = await _rising(world, clock, rates, seconds, "s", channels)
+        keeping_up = _keeping_up(steps)
         saturation = max((s.judged for s in steps), default=0.0)
         sustained = max((s.offered for s in keeping_up), default=rates[0])
         # The steady runs get a fresh process: the saturated step's aftermath (a heap grown by its
@@ -227,6 +248,12 @@ async def run(
                 tag = f"p{int(share * 100)}"
                 at[share] = await _stream(world, clock, share * saturation, seconds, tag, channels)
         worst_gap = max(at[0.5].heartbeat_gap_ms, at[0.8].heartbeat_gap_ms) / 1000
+        # The same rising steps through discord.py and the openai SDK alone (bench/floor_bot.py).
+        async with _world(upstream, clock, servers, channels_per_server, min(1.0, seconds), floor=True) as (
+            world,
+            channels,
+        ):
+            floor_steps = await _rising(world, clock, rates, seconds, "f", channels)
     section = (
         f"Sustained channel moderation, one process ({servers} servers x {channels_per_server} channels)"
     )
@@ -246,18 +273,69 @@ async def run(
                f"< {HEARTBEAT_MS + LATE_HEARTBEAT * 1000:,.0f} ms",
                worst_gap < HEARTBEAT_MS / 1000 + LATE_HEARTBEAT),
     ]  # fmt: skip
-    return figures, [*steps, at[0.5], at[0.8]]
+    floor_saturation = max((s.judged for s in floor_steps), default=0.0)
+    floor_keeping_up = _keeping_up(floor_steps)
+    figures.append(
+        Figure(
+            section,
+            "the library floor's messages per second at saturation (bench/floor_bot.py: "
+            "discord.py and the SDK alone)",
+            floor_saturation,
+            "msg/s",
+            saturation,
+            "the bot's",
+        )
+    )
+    # CPU per message falls as the rate rises (fixed costs spread): compare at a rate both kept up with.
+    both = {s.offered for s in keeping_up} & {s.offered for s in floor_keeping_up}
+    if both:
+        rate = max(both)
+        bot_cpu = next(s.cpu_us for s in keeping_up if s.offered == rate)
+        floor_cpu = next(s.cpu_us for s in floor_keeping_up if s.offered == rate)
+        figures.append(
+            Figure(
+                section,
+                f"bot CPU per message at {rate:,.0f} msg/s",
+                bot_cpu,
+                "µs",
+                floor_cpu,
+                "the library floor's at the same rate",
+            )
+        )
+    return figures, [*steps, at[0.5], at[0.8]], floor_steps
+
+
+async def _rising(
+    world: BenchWorld,
+    clock: VerdictClock,
+    rates: list[float],
+    seconds: float,
+    tag: str,
+    channels: list[tuple[int, int]],
+) -> list[Step]:
+    steps: list[Step] = []
+    for index, rate in enumerate(rates):
+        step = await _stream(world, clock, rate, seconds, f"{tag}{index}", channels)
+        steps.append(step)
+        if step.lost or step.judged < 0.9 * step.offered or step.p99_ms > 2000:
+            break  # saturated: the next step would only queue more
+    return steps
+
+
+def _keeping_up(steps: list[Step]) -> list[Step]:
+    return [s for s in steps if not s.lost and s.judged >= 0.95 * s.offered and s.p99_ms < 1000]
 
 
 def render_steps(steps: list[Step]) -> str:
     lines = ["| offered msg/s | sent msg/s | judged msg/s | p50 added | p99 added | bot CPU µs/msg | bot's CPU | lost "
-             "| fake Discord's CPU | fake OpenAI's CPU | machine idle | heartbeat's worst gap |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| fake Discord's CPU | fake OpenAI's CPU | machine idle | heartbeat's worst gap | moderation requests/s "
+             "| inputs per request |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in steps:
         lines.append(
             f"| {s.offered:,.0f} | {s.sent:,.0f} | {s.judged:,.0f} | {s.p50_ms:.0f} ms | {s.p99_ms:.0f} ms "
             f"| {s.cpu_us:.0f} | {s.bot_cpu:.0%} | {s.lost} | {s.bench_cpu:.0%} | {s.openai_cpu:.0%} "
-            f"| {s.idle:.0%} | {s.heartbeat_gap_ms:,.0f} ms |"
+            f"| {s.idle:.0%} | {s.heartbeat_gap_ms:,.0f} ms | {s.requests_per_s:,.1f} | {s.inputs_per_request:.1f} |"
         )
     return "\n".join(lines)
 

@@ -7,7 +7,9 @@ batching, admission or error handling. Its cost is what the libraries alone char
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
 from typing import Any
 
 import discord
@@ -68,3 +70,47 @@ class FloorBot(discord.Client):
         answer = "".join(parts)
         await self._moderate(answer)
         await interaction.edit_original_response(content=answer)
+
+
+class ChannelFloorBot(FloorBot):
+    """The library floor of channel moderation, the baseline of `bench/capacity.py`: discord.py's parse and one
+    listener, every message's text batched into the SDK's moderation requests (as many slots and inputs as the
+    bot's defaults), and nothing else: no policy, normalisation, cache, ledger, watermark or action."""
+
+    SLOTS = 8
+    BATCH = 64
+
+    def __init__(self, config: dict[str, Any], **options: Any) -> None:
+        super().__init__(config, **options)
+        self._pending: deque[str] = deque()
+        self._slots = asyncio.Semaphore(self.SLOTS)
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._requests: set[asyncio.Task[None]] = set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or not message.content:
+            return
+        self._pending.append(message.content)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        # What queues while every slot is busy goes in the next request: batches grow with load.
+        while self._pending:
+            await self._slots.acquire()
+            batch = [self._pending.popleft() for _ in range(min(self.BATCH, len(self._pending)))]
+            request = asyncio.create_task(self._judge(batch))
+            self._requests.add(request)
+            request.add_done_callback(self._requests.discard)
+
+    async def _judge(self, batch: list[str]) -> None:
+        try:
+            response = await self.openai.post(
+                "/moderations",
+                body={"model": "omni-moderation-latest", "input": batch},
+                cast_to=httpx2.Response,
+            )
+            results = json.loads(response.content)["results"]
+            assert len(results) == len(batch)
+        finally:
+            self._slots.release()

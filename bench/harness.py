@@ -136,7 +136,8 @@ class BenchWorld:
     channels: int = 20
     members: int = 200
     bare: bool = False  # a plain discord.py client instead of the bot (the memory baseline)
-    floor: bool = False  # bench/floor_bot.py instead of the bot (the CPU baseline)
+    # bench/floor_bot.py instead of the bot (the CPU baseline): True for /ask's, "channel" for channel moderation's
+    floor: bool | str = False
     tweaks: dict[str, Any] = field(default_factory=dict)  # service attributes set once the bot is up
     heartbeat_ms: int | None = None  # the gateway's heartbeat interval (Discord's: 41,250 ms)
     # (base URL, key) of an OpenAI the bot uses instead of this process's fake (a fake in another process)
