@@ -283,6 +283,7 @@ class RecallCommands(commands.Cog):
             await self._own_message(message)
 
     @commands.Cog.listener()
+    @wants_messages(lambda cog, payload: payload.message.author.id == cog.bot.bot_user_id)
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         if payload.message.author.id == self.bot.bot_user_id:
             await self._own_message(payload.message)

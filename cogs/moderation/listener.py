@@ -14,6 +14,7 @@ import discord
 from discord.ext import commands
 
 from bot import errors
+from bot.discord_io.client import wants_messages
 from bot.discord_io.text import message_text
 from bot.moderation.channel import ChannelModerator
 from bot.moderation.queue import MessageSubject, Source
@@ -154,12 +155,15 @@ class ModerationEvents(commands.Cog):
         return self.bot.user.id if self.bot.user else 0
 
     @commands.Cog.listener()
+    # The bot's own messages (every answer, and every edit of one) are never judged: no task for them.
+    @wants_messages(lambda cog, message: message.author.id != cog.bot_user_id)
     async def on_message(self, message: discord.Message) -> None:
         subject = subject_from_message(message, self.bot_user_id, "message")
         if subject is not None:
             await self.process(subject)
 
     @commands.Cog.listener()
+    @wants_messages(lambda cog, payload: payload.message.author.id != cog.bot_user_id)
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         message = payload.message
         before = payload.cached_message

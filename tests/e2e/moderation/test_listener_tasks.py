@@ -1,0 +1,66 @@
+"""discord.py starts a task per listener per event: only listeners whose test wants the message get one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+import pytest
+
+from bot.discord_io.client import OpenAIBot
+from testkit.discord import FakeDiscord
+from testkit.driver import ask
+from testkit.openai import FakeOpenAI
+from tests.e2e.moderation.test_moderation_channel import wait_moderated
+from tests.support.server import World
+
+
+@pytest.fixture
+def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(event, listener) of every task discord.py was asked to start, seen at the library's own method."""
+    seen: list[tuple[str, str]] = []
+    original = discord.Client._schedule_event
+
+    def spy(self: discord.Client, coro: Any, event_name: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((event_name, coro.__qualname__))
+        return original(self, coro, event_name, *args, **kwargs)
+
+    monkeypatch.setattr(discord.Client, "_schedule_event", spy)
+    return seen
+
+
+def listeners(seen: list[tuple[str, str]], event: str) -> list[str]:
+    return [name for event_name, name in seen if event_name == event]
+
+
+async def test_a_member_message_and_its_edit_start_moderation_alone(
+    mod_bot: OpenAIBot,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    world: World,
+    scheduled: list[tuple[str, str]],
+) -> None:
+    message = await fake_discord.post_message(world.channel_id, world.member_id, "just chatting here")
+    await wait_moderated(fake_openai, "just chatting here")
+    assert listeners(scheduled, "on_message") == ["ModerationEvents.on_message"]
+
+    scheduled.clear()
+    await fake_discord.edit_message(world.channel_id, int(message["id"]), "just chatting here, edited")
+    await wait_moderated(fake_openai, "just chatting here, edited")
+    assert listeners(scheduled, "on_raw_message_edit") == ["ModerationEvents.on_raw_message_edit"]
+
+
+async def test_the_bots_own_answer_starts_no_moderation_task(
+    mod_bot: OpenAIBot,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    world: World,
+    scheduled: list[tuple[str, str]],
+) -> None:
+    fake_openai.queue_chat_replies("The answer, in a message the bot posts and edits.")
+    await ask(fake_discord, world, "a question")
+    own = listeners(scheduled, "on_message") + listeners(scheduled, "on_raw_message_edit")
+    # The answer's gateway echoes reached the bot (recall indexes its own answers) ...
+    assert any(name.startswith("RecallCommands.") for name in own), scheduled
+    # ... and moderation, which never judges the bot's own messages, got no task for them.
+    assert not any(name.startswith("ModerationEvents.") for name in own), own
