@@ -277,13 +277,23 @@ class RecallCommands(commands.Cog):
         self._own_timers[document.message_id] = (timer, document.channel_id, document.parent_channel_id)
 
     @commands.Cog.listener()
-    @wants_messages(lambda cog, message: message.author.id == cog.bot.bot_user_id)
+    # Only the bot's own answers, and none in a server known to have recall off: no task for the rest.
+    @wants_messages(
+        lambda cog, message: (
+            message.author.id == cog.bot.bot_user_id
+            and not cog.service.known_off(message.guild.id if message.guild else None)
+        )
+    )
     async def on_message(self, message: discord.Message) -> None:
         if message.author.id == self.bot.bot_user_id:
             await self._own_message(message)
 
     @commands.Cog.listener()
-    @wants_messages(lambda cog, payload: payload.message.author.id == cog.bot.bot_user_id)
+    @wants_messages(
+        lambda cog, payload: (
+            payload.message.author.id == cog.bot.bot_user_id and not cog.service.known_off(payload.guild_id)
+        )
+    )
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         if payload.message.author.id == self.bot.bot_user_id:
             await self._own_message(payload.message)

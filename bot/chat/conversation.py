@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -128,6 +129,15 @@ def speaker_name(display_name: str) -> str:
     return _NAME_UNSAFE.sub("_", display_name)[:64] or "user"
 
 
+@functools.lru_cache(maxsize=4096)
+def _api_safe(display_name: str) -> str:
+    """The API-safe base of a display name; remembered, as every context walks the same members again."""
+    base = re.sub(r"_+", "_", _NAME_UNSAFE.sub("_", display_name)).strip("_")[:56]
+    if not re.search(r"[A-Za-z0-9]", base):
+        return "member"  # a name in another script, or emoji only: nothing API-safe is left of it
+    return base
+
+
 class Speakers:
     """The `name` field of each member in one context: API-safe, unique per member (two members whose
     names read alike once sanitised get different ones), and mapped back to the display names as written,
@@ -143,9 +153,7 @@ class Speakers:
         known = self._alias.get(member_id)
         if known is not None:
             return known
-        base = re.sub(r"_+", "_", _NAME_UNSAFE.sub("_", display_name)).strip("_")[:56]
-        if not re.search(r"[A-Za-z0-9]", base):
-            base = "member"  # a name in another script, or emoji only: nothing API-safe is left of it
+        base = _api_safe(display_name)
         # "member_1", "member_2"… for names with nothing API-safe; "Kim", then "Kim_2"… for the others.
         number = 1 if base == "member" else 0
         name = f"{base}_{number}" if number else base

@@ -183,6 +183,10 @@ class RecallIndex(DataOwner):
 
     # -- servers ------------------------------------------------------------------------------------
 
+    def known_off(self, guild_id: int | None) -> bool:
+        """Whether `enabled` already read that recall is off in this server (no database trip needed)."""
+        return self._enabled.get(guild_id or 0) is False
+
     async def enabled(self, guild_id: int) -> bool:
         if guild_id not in self._enabled:
             row = await self.store.fetchone("SELECT 1 FROM recall_servers WHERE guild_id = ?", (guild_id,))

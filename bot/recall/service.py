@@ -87,6 +87,9 @@ class Recall:
     async def enabled(self, guild_id: int) -> bool:
         return await self.index.enabled(guild_id)
 
+    def known_off(self, guild_id: int | None) -> bool:
+        return self.index.known_off(guild_id)
+
     async def consider(
         self, subject: MessageSubject, status: str, reason: str, author_name: str = ""
     ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -28,6 +29,9 @@ class Metrics:
         self.guild_labels = guild_labels
         self._clock = clock
         self._oldest_queued: float | None = None
+        # Label children by (metric, labels); prometheus-client keeps every child anyway, so this adds none.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._breaker_state: str | None = None
         r = self.registry
         command_labels = ["command", "outcome", "guild"] if guild_labels else ["command", "outcome"]
         self.commands = Counter(
@@ -116,24 +120,33 @@ class Metrics:
 
     # -- recording (small calls, so instrumented code stays readable) ---------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: prometheus-client validates and locks on every lookup, a dozen
+        times per /ask."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def command(self, name: str, outcome: str, guild_id: int | None = None) -> None:
-        labels = [name, outcome]
         if self.guild_labels:
-            labels.append(str(guild_id or 0))
-        self.commands.labels(*labels).inc()
+            self._child(self.commands, name, outcome, str(guild_id or 0)).inc()
+        else:
+            self._child(self.commands, name, outcome).inc()
 
     def ask_stage(self, stage: str, seconds: float) -> None:
-        self.ask_latency.labels(stage).observe(seconds)
+        self._child(self.ask_latency, stage).observe(seconds)
 
     def openai_call(self, endpoint: str, model: str, error: str = "none") -> None:
-        self.openai_calls.labels(endpoint, model or "none", error).inc()
+        self._child(self.openai_calls, endpoint, model or "none", error).inc()
 
     def usage(self, endpoint: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
         if prompt_tokens:
-            self.tokens.labels(endpoint, "prompt").inc(prompt_tokens)
+            self._child(self.tokens, endpoint, "prompt").inc(prompt_tokens)
         if completion_tokens:
-            self.tokens.labels(endpoint, "completion").inc(completion_tokens)
-        self.spend.labels(endpoint).inc(cost or 0.0)
+            self._child(self.tokens, endpoint, "completion").inc(completion_tokens)
+        self._child(self.spend, endpoint).inc(cost or 0.0)
 
     def outage_queue(self, depth: int, oldest_enqueued_at: float | None) -> None:
         self.outage_queue_depth.set(depth)
@@ -145,8 +158,11 @@ class Metrics:
         return max(0.0, self._clock() - self._oldest_queued)
 
     def set_breaker(self, state: str) -> None:
+        if state == self._breaker_state:
+            return  # every successful call reports "closed" again
+        self._breaker_state = state
         for known in BREAKER_STATES:
-            self.breaker.labels(known).set(1 if known == state else 0)
+            self._child(self.breaker, known).set(1 if known == state else 0)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

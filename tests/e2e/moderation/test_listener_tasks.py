@@ -17,15 +17,22 @@ from tests.support.server import World
 
 @pytest.fixture
 def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """(event, listener) of every task discord.py was asked to start, seen at the library's own method."""
+    """(event, listener) of every task discord.py was asked to start, seen at the library's own method, and
+    ("dispatched", event) of every event it dispatched."""
     seen: list[tuple[str, str]] = []
-    original = discord.Client._schedule_event
+    schedule = discord.Client._schedule_event
+    dispatch = discord.Client.dispatch
 
-    def spy(self: discord.Client, coro: Any, event_name: str, *args: Any, **kwargs: Any) -> Any:
+    def spy_schedule(self: discord.Client, coro: Any, event_name: str, *args: Any, **kwargs: Any) -> Any:
         seen.append((event_name, coro.__qualname__))
-        return original(self, coro, event_name, *args, **kwargs)
+        return schedule(self, coro, event_name, *args, **kwargs)
 
-    monkeypatch.setattr(discord.Client, "_schedule_event", spy)
+    def spy_dispatch(self: discord.Client, event: str, /, *args: Any, **kwargs: Any) -> None:
+        seen.append(("dispatched", event))
+        dispatch(self, event, *args, **kwargs)
+
+    monkeypatch.setattr(discord.Client, "_schedule_event", spy_schedule)
+    monkeypatch.setattr(discord.Client, "dispatch", spy_dispatch)
     return seen
 
 
@@ -60,7 +67,15 @@ async def test_the_bots_own_answer_starts_no_moderation_task(
     fake_openai.queue_chat_replies("The answer, in a message the bot posts and edits.")
     await ask(fake_discord, world, "a question")
     own = listeners(scheduled, "on_message") + listeners(scheduled, "on_raw_message_edit")
-    # The answer's gateway echoes reached the bot (recall indexes its own answers) ...
+    # The answer's gateway echoes reached the bot (recall indexes its own answers where it is on) ...
     assert any(name.startswith("RecallCommands.") for name in own), scheduled
     # ... and moderation, which never judges the bot's own messages, got no task for them.
     assert not any(name.startswith("ModerationEvents.") for name in own), own
+
+    # Recall is off in this server, and the first answer's check read that: the next answer's echoes
+    # reach the bot and start no task at all.
+    scheduled.clear()
+    fake_openai.queue_chat_replies("A second answer.")
+    await ask(fake_discord, world, "another question")
+    assert "raw_message_edit" in listeners(scheduled, "dispatched")
+    assert listeners(scheduled, "on_message") + listeners(scheduled, "on_raw_message_edit") == []
