@@ -39,6 +39,7 @@ SECTIONS = (
     "stream",
     "moderation",
     "capacity",
+    "cpu",
     "store",
     "backends",
     "shards",
@@ -145,6 +146,12 @@ async def run(smoke: bool, only: set[str]) -> list[Figure]:
     steps: list[tuple[str, Callable[[], Awaitable[list[Figure]]]]] = [
         ("ask", lambda: ask_latency.overhead_figures(levels, burst, upstream, interval)),
         ("client", lambda: client_cost.figures(200 if smoke else 2000)),
+        (
+            "cpu",
+            lambda: ask_latency.cpu_rotation_figures(
+                *((1, 5, 20) if smoke else (5, 200, 800)), upstream, interval
+            ),
+        ),
         ("coalesce", lambda: coalesce_figures(bursts, mentions, coalesce_upstream)),
         ("speculative", lambda: ask_latency.speculative_figures(speculative, asks, interval)),
         ("stream", lambda: stream_moderation.figures(speculative, asks, interval)),

@@ -432,3 +432,34 @@ async def backend_figures(levels: list[tuple[int, int]], upstream: Upstream, int
             )
         )
     return figures
+
+
+async def _cpu_per_ask(floor: bool, in_flight: int, asks: int, upstream: Upstream, interval: float) -> float:
+    async with BenchWorld(
+        upstream=upstream, floor=floor, settings={"stream_edit_interval": interval}
+    ) as world:
+        await run_asks(world, 1, 2, "warm")
+        cpu_before = world.cpu_seconds()
+        await run_in_flight(world, in_flight, asks, "cpu")
+        return (world.cpu_seconds() - cpu_before) / asks
+
+
+async def cpu_rotation_figures(
+    rounds: int, in_flight: int, asks: int, upstream: Upstream, interval: float
+) -> list[Figure]:
+    """CPU per /ask of the bot and of the library floor, alternated `rounds` times: this VM's speed drifts
+    by a fifth within minutes, so one pair of runs says little; the median of the pairs' ratios is the figure."""
+    pairs: list[tuple[float, float]] = []
+    for _ in range(rounds):
+        bot = await _cpu_per_ask(False, in_flight, asks, upstream, interval)
+        floor = await _cpu_per_ask(True, in_flight, asks, upstream, interval)
+        pairs.append((bot, floor))
+    ratios = sorted(bot / floor for bot, floor in pairs)
+    section = f"CPU per /ask, {in_flight} in flight, bot and library floor alternated ({rounds} pairs of {asks} asks)"
+    spread = ", ".join(f"{r:.2f}" for r in ratios)
+    return [
+        Figure(section, "bot CPU per /ask, median", ms(median([b for b, _ in pairs])), "ms",
+               ms(median([f for _, f in pairs])), "the library floor's median"),
+        Figure(section, "bot / floor, median of the pairs", median(ratios), "x", 1.0, "the floor",
+               "<= 0.8 x", median(ratios) <= 0.8, note=f"pairs: {spread}"),
+    ]  # fmt: skip
