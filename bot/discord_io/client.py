@@ -146,6 +146,10 @@ class OpenAIBot(commands.Bot):
                 guild=True, dm_channel=settings.allow_dms, private_channel=settings.allow_dms
             ),
             help_command=None,
+            # No message cache: nothing reads it (a reply's message comes in its own payload; moderation keeps
+            # a digest per message, bot/moderation/judged.py), and discord.py searched its 1,000 messages one
+            # by one and copied the match on every MESSAGE_UPDATE, each edit of every streamed answer.
+            max_messages=None,
             **client_options,
         )
         self.settings = settings

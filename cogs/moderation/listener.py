@@ -17,6 +17,7 @@ from bot import errors
 from bot.discord_io.client import wants_messages
 from bot.discord_io.text import message_text
 from bot.moderation.channel import ChannelModerator
+from bot.moderation.judged import JudgedContent
 from bot.moderation.queue import MessageSubject, Source
 from bot.storage.leases import LeaseKeeper
 from bot.storage.store import StoreError
@@ -117,6 +118,7 @@ class ModerationEvents(commands.Cog):
         self.retry_interval = retry_interval
         self.catch_up_limits = catch_up or CatchUpLimits()
         self.watermarks = moderator.watermarks
+        self.judged = JudgedContent()
         self.drain_lease = drain_lease
         self._drainer: asyncio.Task[None] | None = None
         self._catch_ups: set[asyncio.Task[None]] = set()
@@ -160,21 +162,15 @@ class ModerationEvents(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         subject = subject_from_message(message, self.bot_user_id, "message")
         if subject is not None:
+            self.judged.changed(subject)
             await self.process(subject)
 
     @commands.Cog.listener()
     @wants_messages(lambda cog, payload: payload.message.author.id != cog.bot_user_id)
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        message = payload.message
-        before = payload.cached_message
-        if (
-            before is not None
-            and message_text(before) == message_text(message)
-            and image_urls(before) == image_urls(message)
-        ):
-            return  # a pin or a flag changed: nothing new to judge (a link preview's text is new)
-        subject = subject_from_message(message, self.bot_user_id, "edit")
-        if subject is not None:
+        subject = subject_from_message(payload.message, self.bot_user_id, "edit")
+        # A pin or a flag changed: nothing new to judge (a link preview's text is new, so it is judged).
+        if subject is not None and self.judged.changed(subject):
             await self.process(subject)
 
     @commands.Cog.listener()

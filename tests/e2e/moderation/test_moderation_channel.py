@@ -89,6 +89,27 @@ async def test_edit_to_flagged_content_is_acted_on(
     assert record["source"] == "edit" and "violence" in record["categories"]
 
 
+async def test_an_update_that_changes_nothing_moderation_reads_is_not_acted_on_twice(
+    mod_bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, modlog_id: int
+) -> None:
+    # Logged, not deleted: the message stays, so Discord's later updates of it (a pin, a flag) reach the bot.
+    await set_policy(mod_bot, world.guild_id, default_action="log", modlog_channel_id=modlog_id)
+    text = "you are a FLAGME idiot, logged and kept"
+    message = await fake_discord.post_message(world.channel_id, world.member_id, text)
+    mid = int(message["id"])
+    await fake_discord.wait_until(lambda: bot_posts(fake_discord, modlog_id), what="a mod-log entry")
+    await fake_discord.edit_message(world.channel_id, mid, text)  # the same content: a pin, say
+    await settle(0.3)
+    [record] = await actions(mod_bot)
+    assert record["message_id"] == mid and record["source"] == "message"
+    assert len(bot_posts(fake_discord, modlog_id)) == 1
+
+    await fake_discord.edit_message(world.channel_id, mid, text + ", now edited")  # a real edit is judged
+    await fake_discord.wait_until(lambda: len(bot_posts(fake_discord, modlog_id)) == 2, what="a second entry")
+    first, second = await actions(mod_bot)
+    assert second["message_id"] == mid and second["source"] == "edit"
+
+
 async def test_flagged_image_attachment_is_acted_on_one_image_per_request(
     mod_bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
