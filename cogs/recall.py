@@ -237,6 +237,10 @@ class RecallCommands(commands.Cog):
     # -- live messages ------------------------------------------------------------------------------
 
     @commands.Cog.listener()
+    # Every channel message's verdict comes here: none starts a task in a server known to have recall off.
+    @wants_messages(
+        lambda cog, subject: subject.kind == "message" and not cog.service.known_off(subject.guild_id)
+    )
     async def on_message_moderated(self, subject: MessageSubject, outcome: Outcome) -> None:
         guild = self.bot.get_guild(subject.guild_id)
         member = guild.get_member(subject.author_id) if guild is not None else None

@@ -34,8 +34,9 @@ Listener = TypeVar("Listener", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 
 def wants_messages(test: Callable[[Any, Any], bool]) -> Callable[[Listener], Listener]:
-    """Give an `on_message` (or `on_raw_message_edit`) listener a synchronous test of (its cog, the message or
-    the edit's payload), run before discord.py makes the listener a task: a message it fails costs no task.
+    """Give a message listener (`on_message`, `on_raw_message_edit`, `on_message_moderated`) a synchronous test
+    of (its cog, the event's first argument), run before discord.py makes the listener a task: an event it
+    fails costs no task.
 
     discord.py starts one task per listener per message; of the five message listeners, most want few
     messages (voice messages, mentions, the bot's own), and the tasks were a fifth of a busy process's CPU

@@ -51,10 +51,21 @@ async def test_a_member_message_and_its_edit_start_moderation_alone(
     await wait_moderated(fake_openai, "just chatting here")
     assert listeners(scheduled, "on_message") == ["ModerationEvents.on_message"]
 
+    # Its verdict went to recall, which read that recall is off in this server ...
+    await fake_discord.wait_until(
+        lambda: listeners(scheduled, "on_message_moderated"), what="the verdict handed to recall"
+    )
+    assert listeners(scheduled, "on_message_moderated") == ["RecallCommands.on_message_moderated"]
+
     scheduled.clear()
     await fake_discord.edit_message(world.channel_id, int(message["id"]), "just chatting here, edited")
     await wait_moderated(fake_openai, "just chatting here, edited")
     assert listeners(scheduled, "on_raw_message_edit") == ["ModerationEvents.on_raw_message_edit"]
+    # ... so the next verdicts in this server start no recall task.
+    await fake_discord.wait_until(
+        lambda: "message_moderated" in listeners(scheduled, "dispatched"), what="the edit's verdict"
+    )
+    assert listeners(scheduled, "on_message_moderated") == []
 
 
 async def test_the_bots_own_answer_starts_no_moderation_task(
