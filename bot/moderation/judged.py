@@ -20,7 +20,8 @@ class JudgedContent:
     """The text and images each of the last `capacity` messages was judged with, by message id.
 
     Discord sends MESSAGE_UPDATE for pins, flags, suppressed embeds and link previews as well as for edits;
-    only a change to what moderation reads is worth judging again. A digest per message (about 100 bytes)
+    only a change to what moderation reads is worth judging again. A digest per message (blake2b: an edit
+    cannot be made to collide with what it replaces; about 100 bytes with its entry)
     replaces discord.py's message cache for this, which kept whole messages and searched them one by one on
     every update.
     """
