@@ -163,6 +163,29 @@ class OutageQueue(DataOwner):
                 [(i, self.claimer) for i in ids],
             )
 
+    async def release_claims(self) -> int:
+        """Give back every row this process claimed (a clean shutdown, wherever it interrupted a drain), so the
+        next drainer takes them at once instead of after the claim runs out."""
+        return await self.store.execute(
+            "UPDATE moderation_queue SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+            (self.claimer,),
+        )
+
+    async def free_orphaned_claims(self, live: set[str]) -> int:
+        """Give back the rows claimed by processes that are no longer alive (`live`: the holders of every live
+        process, this one included): a crash or kill -9 mid-drain delays its messages only until the next
+        drainer starts or takes the drain over, not for the whole claim."""
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT claimed_by FROM moderation_queue WHERE claimed_by IS NOT NULL"
+        )
+        freed = 0
+        for claimer in {str(r[0]) for r in rows} - live - {self.claimer}:
+            freed += await self.store.execute(
+                "UPDATE moderation_queue SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+                (claimer,),
+            )
+        return freed
+
     async def remove(self, ids: list[int]) -> None:
         if not ids:
             return

@@ -141,6 +141,11 @@ class ModerationEvents(commands.Cog):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
             self._drainer = None
+        try:
+            # Cancelling the drainer may land between a claim's commit and its give-back.
+            await self.moderator.queue.release_claims()
+        except (StoreError, sqlite3.Error):
+            log.warning("moderation queue claims could not be given back; they expire by themselves")
         if self.drain_lease is not None:
             await self.drain_lease.stop()
         for task in list(self._catch_ups):
@@ -349,6 +354,13 @@ class ModerationEvents(commands.Cog):
                 await self.actions.apply(subject, outcome)
         return len(done), failing
 
+    async def _free_orphaned_claims(self) -> None:
+        """What a process that died mid-drain had claimed is drained now, not when its claims run out."""
+        live = await self.drain_lease.leases.live_processes() if self.drain_lease is not None else set()
+        freed = await self.moderator.queue.free_orphaned_claims(live)
+        if freed:
+            log.info("took back %d queued messages claimed by a process that is gone", freed)
+
     @property
     def drains(self) -> bool:
         """Whether this process drains the queue: it holds the lease (or runs alone, without one)."""
@@ -359,15 +371,21 @@ class ModerationEvents(commands.Cog):
         judged twice even if two processes drain at once (a lease changing hands mid-drain)."""
         delay = 0.0  # at start-up: catch up at once on what a restart left in the queue
         failures = 0
+        orphans_freed = False  # once per spell of holding the drain
         while True:
             await asyncio.sleep(delay)
             done, failing = 0, False
             try:
                 if not self.drains:
+                    orphans_freed = False
                     if self.moderator.outage is not None:
                         self.moderator.probe_live()
-                elif self.moderator.outage is not None or await self.moderator.queue.count():
-                    done, failing = await self.drain_once()
+                else:
+                    if not orphans_freed:
+                        await self._free_orphaned_claims()
+                        orphans_freed = True
+                    if self.moderator.outage is not None or await self.moderator.queue.count():
+                        done, failing = await self.drain_once()
             except (StoreError, sqlite3.Error):
                 log.warning("the moderation queue could not be read or written", exc_info=True)
                 failing = True

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
+from bot.storage.base import Store
 from bot.storage.leases import Leases
+from bot.storage.store import open_store
 from cogs.moderation.listener import DRAIN_LEASE
 from testkit.discord import FakeDiscord
 from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
+from tests.support.database import database_url
 from tests.support.moderation import actions, bot_posts, moderator, set_policy, settle
 from tests.support.server import BotFactory, World
 
@@ -93,6 +98,57 @@ async def test_queue_survives_a_restart_during_an_outage(
     await assert_all_moderated(fake_discord, fake_openai, ids)
     assert await queued(restarted) == 0
     assert len(await actions(restarted)) == len(FLAGGED)
+
+
+async def claimers(store: Store) -> list[str | None]:
+    return [r[0] for r in await store.fetchall("SELECT claimed_by FROM moderation_queue ORDER BY id")]
+
+
+async def test_a_shutdown_in_the_middle_of_a_drain_gives_its_claims_back(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, tmp_path: Path
+) -> None:
+    bot = await start_bot(**FAST)
+    fake_openai.down = True
+    await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    fake_openai.down = False
+    fake_openai.inject_hang("/moderations", 30, times=-1)  # the drainer claims its batch and waits on it
+    store = moderator(bot).queue.store
+    for _ in range(500):
+        if None not in await claimers(store):
+            break
+        await asyncio.sleep(0.01)
+    assert None not in await claimers(store), "the drainer claimed the queue"
+    await bot.close()
+    fake_openai.clear_injections()
+    reopened = await open_store(database_url(tmp_path))
+    try:
+        assert await claimers(reopened) == [None] * len(MESSAGES), "given back, still queued"
+    finally:
+        await reopened.close()
+
+
+async def test_messages_claimed_by_a_process_that_died_are_drained_at_once_after_a_restart(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, tmp_path: Path
+) -> None:
+    bot = await start_bot(**FAST)
+    fake_openai.down = True
+    ids = await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    await bot.close()
+    # As a process killed mid-drain leaves them: claimed for minutes by a holder with no liveness lease.
+    reopened = await open_store(database_url(tmp_path))
+    try:
+        await reopened.execute(
+            "UPDATE moderation_queue SET claimed_by = ?, claimed_until = ?",
+            ("another-host:4242:0badc0de", time.time() + 300),
+        )
+    finally:
+        await reopened.close()
+    fake_openai.down = False
+    restarted = await start_bot(**FAST)
+    await assert_all_moderated(fake_discord, fake_openai, ids)
+    assert await queued(restarted) == 0
 
 
 async def test_insufficient_quota_is_reported_once(

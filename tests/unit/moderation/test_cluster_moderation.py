@@ -74,6 +74,23 @@ async def test_a_dead_claimers_messages_are_claimed_again_after_its_claim_expire
     assert [item.subject.message_id for item in await dead.claim(10)] == [10, 11]
 
 
+async def test_only_the_claims_of_processes_that_are_gone_are_taken_back(stores: tuple[Store, Store]) -> None:
+    alive = OutageQueue(stores[0], claimer="alive")
+    gone = OutageQueue(stores[1], claimer="gone")
+    me = OutageQueue(stores[1], claimer="me")
+    for message_id in (20, 21, 22, 23):
+        await alive.put(subject(message_id))
+    await alive.claim(1)
+    await gone.claim(2)
+    await me.claim(1)
+    assert await me.free_orphaned_claims(live={"alive", "me"}) == 2
+    rows = await stores[0].fetchall("SELECT claimed_by FROM moderation_queue ORDER BY id")
+    assert [r[0] for r in rows] == ["alive", None, None, "me"]
+    assert await me.release_claims() == 1, "a clean shutdown gives back its own, and only its own"
+    rows = await stores[0].fetchall("SELECT claimed_by FROM moderation_queue ORDER BY id")
+    assert [r[0] for r in rows] == ["alive", None, None, None]
+
+
 async def test_a_message_and_its_edit_flagged_in_two_processes_make_one_strike(
     stores: tuple[Store, Store],
 ) -> None:
