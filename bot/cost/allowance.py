@@ -120,7 +120,9 @@ class ServerJobs:
 
     @asynccontextmanager
     async def slot(self, guild_id: int) -> AsyncIterator[None]:
-        semaphore = self._slots.setdefault(guild_id, asyncio.Semaphore(self.limit))
+        semaphore = self._slots.get(guild_id)
+        if semaphore is None:
+            semaphore = self._slots[guild_id] = asyncio.Semaphore(self.limit)
         if semaphore.locked():
             if self._waiting[guild_id] >= self.queue_size:
                 raise errors.SlowDown(10.0, "server")

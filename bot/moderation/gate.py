@@ -49,10 +49,12 @@ def merge_results(results: list[ModerationResult]) -> Verdict:
     """A text is flagged if any chunk is; each category keeps its highest score."""
     if len(results) == 1:  # the common case, on the hot path of channel moderation
         only = results[0]
+        if True not in only.categories.values():
+            return Verdict(only.flagged, [], only.scores)  # shared, never written to
         hits = [name for name, hit in only.categories.items() if hit]
         if len(hits) > 1:
             hits.sort()
-        return Verdict(only.flagged, hits, dict(only.scores))
+        return Verdict(only.flagged, hits, only.scores)
     scores: dict[str, float] = {}
     categories: set[str] = set()
     for result in results:

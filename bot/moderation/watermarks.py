@@ -113,7 +113,9 @@ class Watermarks(DataOwner):
 
     def claim(self, guild_id: int, channel_id: int, message_id: int) -> bool:
         """Start handling a message; False when it is handled or being handled already."""
-        channel = self._channels.setdefault(channel_id, _Channel(guild_id))
+        channel = self._channels.get(channel_id)
+        if channel is None:  # not setdefault: every message would build a _Channel to throw away
+            channel = self._channels[channel_id] = _Channel(guild_id)
         if message_id <= channel.mark or message_id in channel.done_above or message_id in channel.in_flight:
             return False
         channel.in_flight.add(message_id)

@@ -63,14 +63,20 @@ def parse_moderation(payload: Any) -> list[ModerationResult]:
             raise ValueError("malformed moderation result")
         categories = result.get("categories") or {}
         scores = result.get("category_scores") or {}
-        parsed.append(
-            ModerationResult(
-                flagged=bool(result.get("flagged")),
-                categories={str(k): bool(v) for k, v in categories.items() if v is not None},
-                scores={str(k): float(v) for k, v in scores.items() if v is not None},
-            )
-        )
+        if not isinstance(categories, dict) or not isinstance(scores, dict):
+            raise ValueError("malformed moderation result")
+        # A well-formed answer (every value a bool, every score a float) is used as decoded: a channel
+        # message's verdict is on the hot path. Anything else is coerced, a null dropped.
+        if not set(map(type, categories.values())) <= _BOOL:
+            categories = {str(k): bool(v) for k, v in categories.items() if v is not None}
+        if not set(map(type, scores.values())) <= _FLOAT:
+            scores = {str(k): float(v) for k, v in scores.items() if v is not None}
+        parsed.append(ModerationResult(bool(result.get("flagged")), categories, scores))
     return parsed
+
+
+_BOOL = frozenset({bool})
+_FLOAT = frozenset({float})
 
 
 def _field(obj: Any, name: str) -> Any:
