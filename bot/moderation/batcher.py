@@ -9,7 +9,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bot import errors
 from bot.openai_api.calls import CallContext, ModerationResult
@@ -32,28 +31,45 @@ class BatcherStats:
 
 
 class _Pending:
-    """One input waiting for a request (a plain slotted class: one is made for every channel message)."""
+    """One input waiting for a request (a plain slotted class: one is made for every channel message).
 
-    __slots__ = ("key", "text", "future", "context", "enqueued")
+    Each caller waiting on it has its own future in `waiters`: a caller cancelled (a timeout, a Stop) cancels
+    only its own, never another's, with no `asyncio.shield` (a future, two callbacks and one more turn of
+    the event loop for every channel message)."""
+
+    __slots__ = ("key", "text", "waiters", "context", "enqueued")
 
     def __init__(
-        self, key: bytes, text: str, future: asyncio.Future[ModerationResult], context: CallContext
+        self, key: bytes, text: str, waiter: asyncio.Future[ModerationResult], context: CallContext
     ) -> None:
         self.key = key
         self.text = text
-        self.future = future
+        self.waiters = [waiter]
         self.context = context
         self.enqueued = time.monotonic()
+
+    def resolve(self, result: ModerationResult) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
 
 
 def _key(kind: str, value: str) -> bytes:
     return hashlib.blake2b(f"{kind}\x00{value}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def _mark_retrieved(future: asyncio.Future[Any]) -> None:
-    # A shared future may lose all its waiters (cancelled callers); its error is still not "unretrieved".
-    if not future.cancelled():
-        future.exception()
+def _abandon(waiters: list[asyncio.Future[ModerationResult]]) -> None:
+    """Waiters nobody will await: cancelled, or their error marked as seen (no "never retrieved" report)."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.cancel()
+        elif not waiter.cancelled():
+            waiter.exception()
 
 
 class ModerationBatcher:
@@ -126,7 +142,7 @@ class ModerationBatcher:
         self._urgent: deque[_Pending] = deque()
         self._pending: deque[_Pending] = deque()
         self._pending_chars = 0
-        self._inflight: dict[bytes, asyncio.Future[ModerationResult]] = {}
+        self._inflight: dict[bytes, _Pending] = {}
         self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
         self._full = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -145,10 +161,14 @@ class ModerationBatcher:
         """
         futures = [self._submit(text, context, urgent) for text in texts]
         if urgent:
-            await self._send_urgent(futures)
+            try:
+                await self._send_urgent(futures)
+            except BaseException:
+                _abandon(futures)  # the caller is gone (cancelled while its request was sent from its task)
+                raise
         if len(futures) == 1:
-            return [await asyncio.shield(futures[0])]
-        outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures), return_exceptions=True)
+            return [await futures[0]]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -185,8 +205,7 @@ class ModerationBatcher:
             *(t for t in [self._dispatcher, *self._requests] if t is not None), return_exceptions=True
         )
         for item in (*self._pending, *self._urgent):
-            if not item.future.done():
-                item.future.set_exception(errors.ModerationUnavailable())
+            item.fail(errors.ModerationUnavailable())
         self._pending.clear()
         self._urgent.clear()
 
@@ -215,36 +234,34 @@ class ModerationBatcher:
     def _submit(
         self, text: str, context: CallContext, urgent: bool = False
     ) -> asyncio.Future[ModerationResult]:
-        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[ModerationResult] = asyncio.get_running_loop().create_future()
         key = _key("text", text)
         cached = self._cached(key)
         if cached is not None:
-            done: asyncio.Future[ModerationResult] = loop.create_future()
-            done.set_result(cached)
-            return done
+            waiter.set_result(cached)
+            return waiter
         shared = self._inflight.get(key)
         if shared is not None:
             self.stats.cache_hits += 1
+            shared.waiters.append(waiter)
             if urgent:
                 self._promote(key)
-            return shared
+            return waiter
         self.stats.inputs += 1
-        future: asyncio.Future[ModerationResult] = loop.create_future()
-        future.add_done_callback(_mark_retrieved)
         if self._closed:
-            future.set_exception(errors.ModerationUnavailable())
-            return future
-        self._inflight[key] = future
+            waiter.set_exception(errors.ModerationUnavailable())
+            return waiter
+        item = self._inflight[key] = _Pending(key, text, waiter, context)
         if urgent:
-            self._urgent.append(_Pending(key, text, future, context))
-            return future
-        self._pending.append(_Pending(key, text, future, context))
+            self._urgent.append(item)
+            return waiter
+        self._pending.append(item)
         self._pending_chars += len(text)
         if len(self._pending) >= self.max_inputs or self._pending_chars >= self.max_chars:
             self._full.set()  # send without waiting out the window
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="moderation-batcher")
-        return future
+        return waiter
 
     def _promote(self, key: bytes) -> None:
         """Move a channel input a user now waits on (an @mention's own text) to the urgent lane."""
@@ -290,7 +307,7 @@ class ModerationBatcher:
             and (self._urgent_in_flight == 0 or not self.urgent_coalescing)
             and self._urgent_in_flight < self.urgent_concurrency
             and not self._urgent_armed
-            and all(id(item.future) in own for item in self._urgent)
+            and all(id(item.waiters[0]) in own for item in self._urgent)
         ):
             batch, _ = self._take_from(self._urgent)
             self._urgent_in_flight += 1
@@ -363,10 +380,15 @@ class ModerationBatcher:
             except BaseException as exc:
                 self.stats.failed_requests += 1
                 error = exc if isinstance(exc, errors.BotError) else errors.ModerationUnavailable()
+                # An urgent request sent from its caller's task dies with that caller (a Stop, a timeout):
+                # whoever else waits on its inputs goes in the next urgent request instead of failing.
+                retry = urgent and isinstance(exc, asyncio.CancelledError) and not self._closed
                 for item in batch:
+                    if retry and not all(waiter.done() for waiter in item.waiters):
+                        self._urgent.append(item)
+                        continue
                     self._inflight.pop(item.key, None)
-                    if not item.future.done():
-                        item.future.set_exception(error)
+                    item.fail(error)
                 if not isinstance(exc, errors.BotError | asyncio.CancelledError):
                     log.warning("a moderation request failed unexpectedly", exc_info=True)
                 if isinstance(exc, asyncio.CancelledError):
@@ -378,8 +400,7 @@ class ModerationBatcher:
                     self.metrics.verdict_latency.observe(judged - item.enqueued)
                 self._inflight.pop(item.key, None)
                 self._remember(item.key, result)
-                if not item.future.done():
-                    item.future.set_result(result)
+                item.resolve(result)
         finally:
             if urgent:
                 self._urgent_in_flight -= 1

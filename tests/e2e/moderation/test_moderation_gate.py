@@ -69,6 +69,28 @@ async def test_identical_content_is_cached_and_shared_in_flight(
     await expired.close()
 
 
+@pytest.mark.parametrize("urgent", [False, True])
+async def test_a_cancelled_caller_leaves_the_others_sharing_its_text_their_verdict(
+    gateway: OpenAIGateway, fake_openai: FakeOpenAI, urgent: bool
+) -> None:
+    fake_openai.moderation_latency = 0.1
+    batcher = ModerationBatcher(gateway, window=0.0, cache_ttl=0)
+    first = asyncio.create_task(batcher.texts(["FLAGME shared words"], context=CONTEXT, urgent=urgent))
+    await asyncio.sleep(0.02)  # its request is out
+    second = asyncio.create_task(batcher.texts(["FLAGME shared words"], context=CONTEXT, urgent=urgent))
+    await asyncio.sleep(0.01)
+    first.cancel()  # a timeout, a Stop, a shutdown of the first caller only
+    [verdict] = await second
+    assert verdict.flagged
+    assert first.cancelled()
+    requests = fake_openai.calls("/moderations")
+    assert all(r.json["input"] == ["FLAGME shared words"] for r in requests)
+    # A channel request runs in its own task: the second caller joined it. An urgent one went from the first
+    # caller's task and died with it: the second caller's input went again, in a request of its own.
+    assert len(requests) == (2 if urgent else 1)
+    await batcher.close()
+
+
 async def test_requests_run_concurrently_up_to_the_bound(
     gateway: OpenAIGateway, fake_openai: FakeOpenAI
 ) -> None:
