@@ -44,6 +44,18 @@ async def wait_queued(fake: FakeDiscord, bot: OpenAIBot, n: int) -> None:
     raise AssertionError(f"{await queued(bot)} queued, expected {n}")
 
 
+async def queue_all_then_stop(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> list[int]:
+    """Every message queued during an outage, then the bot stopped: the ids posted."""
+    bot = await start_bot(**FAST)
+    fake_openai.down = True
+    ids = await post_all(fake_discord, world)
+    await wait_queued(fake_discord, bot, len(MESSAGES))
+    await bot.close()
+    return ids
+
+
 async def assert_all_moderated(fake: FakeDiscord, fake_openai: FakeOpenAI, ids: list[int]) -> None:
     flagged = {ids[i] for i in FLAGGED}
     await fake.wait_until(lambda: flagged <= fake.deleted_message_ids, timeout=5, what="flagged deleted")
@@ -88,11 +100,7 @@ async def test_outage_queue_drains_after_recovery(
 async def test_queue_survives_a_restart_during_an_outage(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    bot = await start_bot(**FAST)
-    fake_openai.down = True
-    ids = await post_all(fake_discord, world)
-    await wait_queued(fake_discord, bot, len(MESSAGES))
-    await bot.close()
+    ids = await queue_all_then_stop(start_bot, fake_discord, fake_openai, world)
     fake_openai.down = False
     restarted = await start_bot(**FAST)
     await assert_all_moderated(fake_discord, fake_openai, ids)
@@ -131,11 +139,7 @@ async def test_a_shutdown_in_the_middle_of_a_drain_gives_its_claims_back(
 async def test_messages_claimed_by_a_process_that_died_are_drained_at_once_after_a_restart(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, tmp_path: Path
 ) -> None:
-    bot = await start_bot(**FAST)
-    fake_openai.down = True
-    ids = await post_all(fake_discord, world)
-    await wait_queued(fake_discord, bot, len(MESSAGES))
-    await bot.close()
+    ids = await queue_all_then_stop(start_bot, fake_discord, fake_openai, world)
     # As a process killed mid-drain leaves them: claimed for minutes by a holder with no liveness lease.
     reopened = await open_store(database_url(tmp_path))
     try:
