@@ -204,13 +204,27 @@ class ModerationEvents(commands.Cog):
             and not self.watermarks.claim(subject.guild_id, subject.channel_id, subject.message_id)
         ):
             return
-        handled = False
+        handled = cut_short = False
         try:
             handled = await self._moderate_and_act(subject)
+        except asyncio.CancelledError:
+            # The shutdown's grace ran out mid-check: the next start judges the message from the durable
+            # queue, and its mark stays below it, so catch-up would find it even if that write failed.
+            cut_short = True
+            await self._queue_cut_short(subject)
+            raise
         finally:
-            if tracked and not self._closing:
+            if tracked and not self._closing and not cut_short:
                 # Stopping mid-verdict: the mark must stay below this message, so the restart sees it.
                 self.watermarks.finish(subject.channel_id, subject.message_id, handled=handled)
+
+    async def _queue_cut_short(self, subject: MessageSubject) -> None:
+        try:
+            await self.moderator.queue.put(subject)
+        except (StoreError, sqlite3.Error):
+            log.warning("a message cut short by the shutdown could not be queued; catch-up will find it")
+        else:
+            log.info("a message in server %s cut short by the shutdown waits in the queue", subject.guild_id)
 
     async def _moderate_and_act(self, subject: MessageSubject) -> bool:
         try:

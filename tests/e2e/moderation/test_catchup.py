@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.discord_io.client import OpenAIBot
 from testkit import FakeDiscord, FakeOpenAI
-from tests.support.moderation import actions, moderated_texts, rows, settle
+from tests.support.moderation import actions, moderated_texts, moderator, rows, settle
 from tests.support.server import BotFactory, World
 
 CATCH_UP_ON = {"moderation_catchup_messages": 1000}
@@ -84,3 +86,30 @@ async def test_c_a_resume_catches_up_on_messages_the_gateway_lost(
     assert texts.count("said before the drop") == 1
     assert int(before["id"]) not in fake_discord.deleted_message_ids
     fake_discord.resume_gate = None
+
+
+@pytest.mark.parametrize("catch_up", [True, False], ids=["catch-up on", "catch-up off"])
+async def test_a_message_whose_check_a_shutdown_cut_short_is_moderated_after_the_restart(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World, catch_up: bool
+) -> None:
+    options = CATCH_UP_ON if catch_up else {}
+    bot = await start_bot(**options, shutdown_grace=0.3)
+    await fake_discord.post_message(world.channel_id, world.member_id, "hello before the hang")
+    await fake_discord.wait_until(lambda: "hello before the hang" in moderated_texts(fake_openai))
+    await settle()
+    fake_openai.inject_hang("/moderations", 30, times=-1)
+    cut = await fake_discord.post_message(world.channel_id, world.member_id, "cut short by the stop FLAGME")
+    await fake_discord.wait_until(
+        lambda: any("cut short" in str(r.json) for r in fake_openai.calls("/moderations")), what="its request"
+    )
+    await bot.close()  # the grace runs out with the check still waiting: the listener is cancelled
+    fake_openai.clear_injections()
+    bot = await start_bot(**options)
+    await fake_discord.wait_until(
+        lambda: int(cut["id"]) in fake_discord.deleted_message_ids, what="the cut-short message deleted"
+    )
+    await settle()
+    # Judged once after the restart (the queue's copy; catch-up skips a message waiting there), acted on once.
+    assert [a["message_id"] for a in await actions(bot)] == [int(cut["id"])]
+    assert [a["source"] for a in await actions(bot)] == ["queue"]
+    assert await moderator(bot).queue.count() == 0
