@@ -87,6 +87,13 @@ class ChannelModerator:
         """The repositories that answer to the privacy service for moderation's tables."""
         return self.policies, self.queue, self.actions, self.strikes, self.watermarks
 
+    def needs_roles(self, guild_id: int) -> bool:
+        """Whether a message's author's roles can matter to this server's moderation: its policy exempts some
+        roles, or its policy is not in memory yet. Listing a member's roles is most of turning a message into
+        a subject (discord.py sorts them by position), and most servers exempt none."""
+        policy = self.policies.cached(guild_id)
+        return policy is None or bool(policy.exempt_roles)
+
     async def screen(self, subject: MessageSubject) -> tuple[Policy, str]:
         """The server's policy and why the message is skipped ("" when it is to be moderated)."""
         policy = await self.policies.get(subject.guild_id)

@@ -128,6 +128,10 @@ class PolicyRepo(DataOwner):
         else:
             self._cache.pop(guild_id, None)
 
+    def cached(self, guild_id: int) -> Policy | None:
+        """The server's policy if it is in memory (no database read): for choices a message makes on arrival."""
+        return self._cache.get(guild_id)
+
     async def get(self, guild_id: int) -> Policy:
         cached = self._cache.get(guild_id)
         if cached is not None:

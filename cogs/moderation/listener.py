@@ -80,10 +80,14 @@ def subject_from_thread(thread: discord.Thread, bot_user_id: int, source: Source
     )
 
 
-def subject_from_message(message: discord.Message, bot_user_id: int, source: Source) -> MessageSubject | None:
+def subject_from_message(
+    message: discord.Message, bot_user_id: int, source: Source, *, with_roles: bool = True
+) -> MessageSubject | None:
+    """The message as moderation judges it; `with_roles=False` leaves out the author's roles (a server whose
+    policy exempts no role)."""
     if message.guild is None or message.author.id == bot_user_id or message.is_system():
         return None
-    roles = tuple(role.id for role in getattr(message.author, "roles", []) or [])
+    roles = tuple(role.id for role in getattr(message.author, "roles", []) or []) if with_roles else ()
     return MessageSubject(
         guild_id=message.guild.id,
         channel_id=message.channel.id,
@@ -161,11 +165,16 @@ class ModerationEvents(commands.Cog):
     def bot_user_id(self) -> int:
         return self.bot.user.id if self.bot.user else 0
 
+    def _with_roles(self, message: discord.Message) -> bool:
+        return message.guild is not None and self.moderator.needs_roles(message.guild.id)
+
     @commands.Cog.listener()
     # The bot's own messages (every answer, and every edit of one) are never judged: no task for them.
     @wants_messages(lambda cog, message: message.author.id != cog.bot_user_id)
     async def on_message(self, message: discord.Message) -> None:
-        subject = subject_from_message(message, self.bot_user_id, "message")
+        subject = subject_from_message(
+            message, self.bot_user_id, "message", with_roles=self._with_roles(message)
+        )
         if subject is not None:
             self.judged.changed(subject)
             await self.process(subject)
@@ -173,7 +182,9 @@ class ModerationEvents(commands.Cog):
     @commands.Cog.listener()
     @wants_messages(lambda cog, payload: payload.message.author.id != cog.bot_user_id)
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        subject = subject_from_message(payload.message, self.bot_user_id, "edit")
+        subject = subject_from_message(
+            payload.message, self.bot_user_id, "edit", with_roles=self._with_roles(payload.message)
+        )
         # A pin or a flag changed: nothing new to judge (a link preview's text is new, so it is judged).
         if subject is not None and self.judged.changed(subject):
             await self.process(subject)
