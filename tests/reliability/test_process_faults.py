@@ -160,13 +160,21 @@ async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resume
     # 2. A burst of /ask writes, killed mid-way.
     fake_openai.stream_chunk_chars = 4
     fake_openai.stream_chunk_delay = 0.05
-    burst = []
-    for i in range(60):
-        burst.append(await invoke_ask(fake_discord, world, f"burst question {i}"))
-        # Spread out, each answer ~0.3 s long: once the bot answered simultaneous /asks within a few ms
-        # of each other, all of them could be done before the kill landed "mid-burst".
-        await asyncio.sleep(0.01)
+    burst: list[FakeInteraction] = []
+
+    async def send_burst() -> None:
+        for i in range(60):
+            burst.append(await invoke_ask(fake_discord, world, f"burst question {i}"))
+            # Spread out, each answer ~0.3 s long: once the bot answered simultaneous /asks within a few ms
+            # of each other, all of them could be done before the kill landed "mid-burst".
+            await asyncio.sleep(0.01)
+
+    # The kill lands while the burst is still being sent: waiting for all 60 to be sent first left only an
+    # answer's length for it, and a loaded CI machine could let every answer finish before it.
+    sender = asyncio.create_task(send_burst())
     await fake_discord.wait_until(lambda: sum(final_answer(fi) is not None for fi in burst) >= 15, timeout=20)
+    sender.cancel()  # nothing more is sent: every /ask in `burst` reached the bot before the kill
+    await asyncio.gather(sender, return_exceptions=True)
     await child.signal(signal.SIGKILL)
     assert await child.wait() == -signal.SIGKILL
     acknowledged = {
