@@ -141,13 +141,20 @@ class FakeInteraction:
             await asyncio.sleep(0.005)
         return self
 
+    @property
+    def between_messages(self) -> bool:
+        """Deferred with 'thinking...', whose thinking message was deleted with nothing sent yet: what a bot
+        shows just before a private followup (a refusal only its user sees) replaces the public message."""
+        return self.callback_type == 5 and self.original is None and not self.followups
+
     async def wait_done(self, timeout: float = 10, *, settle: float = 0.05) -> FakeInteraction:  # noqa: ASYNC109
-        """Until acknowledged, not 'thinking' any more, and quiet for ``settle`` seconds."""
+        """Until acknowledged, not 'thinking' any more, not between a deleted thinking message and its
+        followup, and quiet for ``settle`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             quiet = time.monotonic() - self._last_activity >= settle
-            if self.acknowledged and not self.loading and quiet:
+            if self.acknowledged and not self.loading and not self.between_messages and quiet:
                 return self
             if loop.time() > deadline:
                 raise AssertionError(f"not done after {timeout}s: {self.describe()}")
