@@ -162,21 +162,20 @@ async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resume
     fake_openai.stream_chunk_delay = 0.05
     burst: list[FakeInteraction] = []
 
-    async def send_burst() -> None:
-        for i in range(60):
-            burst.append(await invoke_ask(fake_discord, world, f"burst question {i}"))
-            # Spread out, each answer ~0.3 s long: once the bot answered simultaneous /asks within a few ms
-            # of each other, all of them could be done before the kill landed "mid-burst".
+    async def send(count: int) -> None:
+        for _ in range(count):
+            burst.append(await invoke_ask(fake_discord, world, f"burst question {len(burst)}"))
             await asyncio.sleep(0.01)
 
-    # The kill lands while the burst is still being sent: waiting for all 60 to be sent first left only an
-    # answer's length for it, and a loaded CI machine could let every answer finish before it.
-    sender = asyncio.create_task(send_burst())
+    # The first 20 answers stream at once; the next 40 chat requests hang past the kill, so it lands mid-burst
+    # however the machine's load bunches the answers (timing alone let all 60 finish first on a loaded CI).
+    await send(20)
+    fake_openai.inject_hang("/chat/completions", 30, times=40)
+    await send(40)
     await fake_discord.wait_until(lambda: sum(final_answer(fi) is not None for fi in burst) >= 15, timeout=20)
-    sender.cancel()  # nothing more is sent: every /ask in `burst` reached the bot before the kill
-    await asyncio.gather(sender, return_exceptions=True)
     await child.signal(signal.SIGKILL)
     assert await child.wait() == -signal.SIGKILL
+    fake_openai.clear_injections()
     acknowledged = {
         fi.payload["data"]["options"][0]["value"]: final_answer(fi) for fi in burst if final_answer(fi)
     }
