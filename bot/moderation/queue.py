@@ -166,9 +166,12 @@ class OutageQueue(DataOwner):
     async def release_claims(self) -> int:
         """Give back every row this process claimed (a clean shutdown, wherever it interrupted a drain), so the
         next drainer takes them at once instead of after the claim runs out."""
+        return await self._give_back(self.claimer)
+
+    async def _give_back(self, claimer: str) -> int:
         return await self.store.execute(
             "UPDATE moderation_queue SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
-            (self.claimer,),
+            (claimer,),
         )
 
     async def free_orphaned_claims(self, live: set[str]) -> int:
@@ -180,10 +183,7 @@ class OutageQueue(DataOwner):
         )
         freed = 0
         for claimer in {str(r[0]) for r in rows} - live - {self.claimer}:
-            freed += await self.store.execute(
-                "UPDATE moderation_queue SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
-                (claimer,),
-            )
+            freed += await self._give_back(claimer)
         return freed
 
     async def remove(self, ids: list[int]) -> None:
