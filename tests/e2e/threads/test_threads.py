@@ -15,19 +15,32 @@ async def settle(seconds: float = 0.4) -> None:
     await asyncio.sleep(seconds)
 
 
-async def start_thread(fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World) -> int:
+async def start_thread(
+    bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> int:
+    """Ask with thread:true and wait until the thread stands whole: created, introduced, and remembered
+    (its memory is the start's last step; a fixed settle lost that race on a loaded CI machine)."""
     fake_openai.queue_chat_replies("Paris is the capital.", "Capital of France")
     done = await ask(fake_discord, world, "What is the capital of France?", thread=True)
-    await done.wait_done(settle=0.3)
+    await done.wait_for(lambda i: int(i.original["id"]) in fake_discord.world.channels, timeout=15)
     thread_id = int(done.original["id"])  # a thread started from a message takes the message's id
-    assert thread_id in fake_discord.world.channels
+    for _ in range(3000):
+        remembered = await bot.services.store.fetchone(
+            "SELECT 1 FROM turns WHERE channel_id = ?", (thread_id,)
+        )
+        if remembered and fake_discord.messages_in(thread_id):
+            break
+        await asyncio.sleep(0.005)
+    else:
+        raise AssertionError("the thread was created but never introduced and remembered")
+    await done.wait_done(settle=0.05)
     return thread_id
 
 
 async def test_thread_from_the_answer_named_by_the_model_with_an_intro_and_its_own_memory(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    thread_id = await start_thread(fake_discord, fake_openai, world)
+    thread_id = await start_thread(bot, fake_discord, fake_openai, world)
     thread = fake_discord.world.channel(thread_id)
     assert thread.name == "Capital of France" and thread.parent_id == world.channel_id and thread.type == 11
     title_request = chat_bodies(fake_openai)[1]
@@ -75,7 +88,7 @@ async def test_forum_channel_gets_a_post(
 async def test_members_talk_in_a_bot_thread_without_mentions_but_not_in_a_member_thread(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    thread_id = await start_thread(fake_discord, fake_openai, world)
+    thread_id = await start_thread(bot, fake_discord, fake_openai, world)
     fake_openai.queue_chat_replies("Berlin.")
     await fake_discord.post_message(thread_id, world.moderator_id, "And of Germany?")
     await settle()
@@ -98,7 +111,7 @@ async def test_members_talk_in_a_bot_thread_without_mentions_but_not_in_a_member
 async def test_the_setting_off_needs_a_mention_and_only_admins_change_it(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    thread_id = await start_thread(fake_discord, fake_openai, world)
+    thread_id = await start_thread(bot, fake_discord, fake_openai, world)
     refused = await run(fake_discord, world, "threads", {"every_message": False})
     assert refused.ephemeral and "every member message" not in refused.all_text()
     done = await run(fake_discord, world, "threads", {"every_message": False}, user=world.moderator_id)
@@ -119,7 +132,7 @@ async def test_bot_threads_are_remembered_across_a_restart(
     start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
     bot = await start_bot()
-    thread_id = await start_thread(fake_discord, fake_openai, world)
+    thread_id = await start_thread(bot, fake_discord, fake_openai, world)
     await bot.close()
     await start_bot()
     fake_openai.queue_chat_replies("Still here.")
@@ -135,7 +148,7 @@ async def test_bot_threads_are_remembered_across_a_restart(
 async def test_a_turn_without_mention_passes_the_same_admission_as_a_mention(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
-    thread_id = await start_thread(fake_discord, fake_openai, world)
+    thread_id = await start_thread(bot, fake_discord, fake_openai, world)
     await run(
         fake_discord, world, "limits command", {"command": "ask", "enabled": False}, user=world.moderator_id
     )
