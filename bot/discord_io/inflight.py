@@ -18,7 +18,8 @@ class InFlight:
     """Tracks the tasks doing user-visible work. `drain` waits for them, then cancels and notifies the rest."""
 
     def __init__(self) -> None:
-        self._tasks: dict[asyncio.Task[Any], Notify | None] = {}
+        # Tasks, and futures whose done callback does the rest of the work (channel moderation's checks).
+        self._tasks: dict[asyncio.Future[Any], Notify | None] = {}
         self.accepting = True
 
     def __len__(self) -> int:
@@ -30,7 +31,9 @@ class InFlight:
         if task is not None:
             self.add(task, notify)
 
-    def add(self, task: asyncio.Task[Any], notify: Notify | None = None) -> None:
+    def add(self, task: asyncio.Future[Any], notify: Notify | None = None) -> None:
+        """Track a task or future; `notify` runs after the shutdown cancelled it (tells its user, or queues
+        its message)."""
         if task in self._tasks:
             if notify is not None:
                 self._tasks[task] = notify
@@ -38,7 +41,7 @@ class InFlight:
         self._tasks[task] = notify
         task.add_done_callback(self._forget)
 
-    def _forget(self, task: asyncio.Task[Any]) -> None:
+    def _forget(self, task: asyncio.Future[Any]) -> None:
         self._tasks.pop(task, None)
 
     async def drain(self, grace: float) -> int:

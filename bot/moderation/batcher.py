@@ -174,6 +174,11 @@ class ModerationBatcher:
                 raise outcome
         return [outcome for outcome in outcomes if isinstance(outcome, ModerationResult)]
 
+    def submit(self, text: str, *, context: CallContext) -> asyncio.Future[ModerationResult]:
+        """One channel-lane text without a coroutine: the future of its result (done already when cached).
+        For callers that attach a callback instead of awaiting (channel messages, see `texts`)."""
+        return self._submit(text, context)
+
     async def image(self, url: str, *, context: CallContext) -> ModerationResult:
         """One image per request (the endpoint refuses two); still cached and concurrency-bound."""
         key = _key("image", url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -91,6 +92,22 @@ class ModerationGate:
         if self.batcher is not None:
             return merge_results(await self.batcher.texts(chunks, context=context, urgent=urgent))
         return merge_results(await self.gateway.moderate(chunks, context=context))
+
+    def text_check_soon(self, text: str, *, context: CallContext) -> asyncio.Future[ModerationResult] | None:
+        """`check_text`'s request for a text that is one moderation input (it reads the same normalised, and
+        it is one chunk), as the batcher's future: a caller can attach a callback instead of keeping a task.
+        None when the text needs `check_text` (several inputs, or no batcher); `verdict_of` reads the result."""
+        if self.batcher is None or not text.strip() or len(text) > CHUNK_CHARS:
+            return None
+        inputs = moderation_inputs(text)
+        if len(inputs) != 1:
+            return None
+        return self.batcher.submit(inputs[0], context=context)
+
+    @staticmethod
+    def verdict_of(check: asyncio.Future[ModerationResult]) -> Verdict:
+        """The verdict of a `text_check_soon` future that is done (its error raised, as `check_text` would)."""
+        return merge_results([check.result()])
 
     async def check_image(self, image_url: str, *, context: CallContext, caption: str = "") -> Verdict:
         if self.batcher is not None and not caption.strip():

@@ -7,16 +7,17 @@ import contextlib
 import datetime as dt
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 from discord.ext import commands
 
 from bot import errors
-from bot.discord_io.client import wants_messages
+from bot.discord_io.client import OpenAIBot, wants_messages
 from bot.discord_io.text import message_text
-from bot.moderation.channel import ChannelModerator
+from bot.moderation.channel import ChannelModerator, Outcome, StartedCheck
 from bot.moderation.judged import JudgedContent
 from bot.moderation.queue import MessageSubject, Source
 from bot.storage.leases import LeaseKeeper
@@ -108,7 +109,7 @@ class ModerationEvents(commands.Cog):
 
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: OpenAIBot,
         moderator: ChannelModerator,
         actions: ModerationActions,
         retry_interval: float,
@@ -169,8 +170,11 @@ class ModerationEvents(commands.Cog):
         return message.guild is not None and self.moderator.needs_roles(message.guild.id)
 
     @commands.Cog.listener()
-    # The bot's own messages (every answer, and every edit of one) are never judged: no task for them.
-    @wants_messages(lambda cog, message: message.author.id != cog.bot_user_id)
+    # The bot's own messages (every answer, and every edit of one) are never judged, and most messages are
+    # taken without a task (take_message): only the rest make one.
+    @wants_messages(
+        lambda cog, message: not cog.take_message(message) and message.author.id != cog.bot_user_id
+    )
     async def on_message(self, message: discord.Message) -> None:
         subject = subject_from_message(
             message, self.bot_user_id, "message", with_roles=self._with_roles(message)
@@ -215,9 +219,15 @@ class ModerationEvents(commands.Cog):
             and not self.watermarks.claim(subject.guild_id, subject.channel_id, subject.message_id)
         ):
             return
+        await self._see_through(
+            subject, tracked, self._moderate_and_act(subject, self.moderator.moderate(subject))
+        )
+
+    async def _see_through(self, subject: MessageSubject, tracked: bool, work: Awaitable[bool]) -> None:
+        """Await a message's moderation; a tracked message's watermark passes it once it is handled."""
         handled = cut_short = False
         try:
-            handled = await self._moderate_and_act(subject)
+            handled = await work
         except asyncio.CancelledError:
             # The shutdown's grace ran out mid-check: the next start judges the message from the durable
             # queue, and its mark stays below it, so catch-up would find it even if that write failed.
@@ -237,9 +247,9 @@ class ModerationEvents(commands.Cog):
         else:
             log.info("a message in server %s cut short by the shutdown waits in the queue", subject.guild_id)
 
-    async def _moderate_and_act(self, subject: MessageSubject) -> bool:
+    async def _moderate_and_act(self, subject: MessageSubject, moderation: Awaitable[Outcome]) -> bool:
         try:
-            outcome = await self.moderator.moderate(subject)
+            outcome = await moderation
         except errors.BotError as exc:
             log.warning(
                 "a message could not be moderated in server %s: %s", subject.guild_id, type(exc).__name__
@@ -258,6 +268,65 @@ class ModerationEvents(commands.Cog):
         elif outcome.status == "queued" and outcome.notify and not self._breaker_reports(outcome.reason):
             await self.actions.report_outage(outcome.policy, outcome.reason)
         return True
+
+    # -- the common message, without a task ---------------------------------------------------------
+
+    def take_message(self, message: discord.Message) -> bool:
+        """Start moderating a new message without a task when it is the common kind (see
+        `ChannelModerator.start`): True when it is taken, False to leave it to `on_message`'s task.
+
+        A clean verdict is concluded in the check's done callback; anything else (flagged, failed) continues
+        in a task, as `process` would. The check is in-flight work: a shutdown waits for it and, past its
+        grace, queues the message durably, like a task cut short."""
+        if self._closing or message.author.id == self.bot_user_id:
+            return False
+        guild = message.guild
+        if guild is None or self.moderator.needs_roles(guild.id):
+            return False  # not a server message, or a server whose policy exempts roles: on_message
+        try:
+            subject = subject_from_message(message, self.bot_user_id, "message", with_roles=False)
+        except Exception:
+            return (
+                False  # raised in on_message's task instead, where it is reported, not in the gateway's read
+            )
+        if subject is None:
+            return True
+        self.judged.changed(subject)
+        if not self.watermarks.claim(subject.guild_id, subject.channel_id, subject.message_id):
+            return True  # replayed by a RESUME, or read back by catch-up: handled already
+        try:
+            started = self.moderator.start(subject)
+        except Exception:
+            log.exception("moderating a message failed to start in server %s", subject.guild_id)
+            started = None
+        if started is None:
+            self._continue(subject, self._moderate_and_act(subject, self.moderator.moderate(subject)))
+        elif isinstance(started, Outcome):
+            self._concluded(subject, started)
+        else:
+            check = started.check
+            self.bot.in_flight.add(check, lambda: self._queue_cut_short(subject))
+            check.add_done_callback(lambda _: self._checked(subject, started))
+        return True
+
+    def _checked(self, subject: MessageSubject, started: StartedCheck) -> None:
+        if started.check.cancelled():
+            return  # cut short by the shutdown: in-flight work queued it, and its mark stays below it
+        outcome = self.moderator.clean_outcome(started)
+        if outcome is not None:
+            self._concluded(subject, outcome)
+        else:
+            self._continue(subject, self._moderate_and_act(subject, self.moderator.settle(subject, started)))
+
+    def _concluded(self, subject: MessageSubject, outcome: Outcome) -> None:
+        """A clean or skipped message: nothing to act on."""
+        self.bot.dispatch("message_moderated", subject, outcome)
+        if not self._closing:
+            self.watermarks.finish(subject.channel_id, subject.message_id, handled=True)
+
+    def _continue(self, subject: MessageSubject, work: Coroutine[Any, Any, bool]) -> None:
+        task = asyncio.create_task(self._see_through(subject, True, work), name="moderation-message")
+        self.bot.in_flight.add(task)
 
     async def moderate_unseen(self, messages: Iterable[discord.Message]) -> int:
         """Hand messages read back from history to channel moderation, except those already handled

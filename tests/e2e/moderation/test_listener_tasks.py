@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import discord
@@ -12,6 +13,7 @@ from testkit.discord import FakeDiscord
 from testkit.driver import ask
 from testkit.openai import FakeOpenAI
 from tests.e2e.moderation.test_moderation_channel import wait_moderated
+from tests.support.moderation import moderated_texts, set_policy
 from tests.support.server import World
 
 
@@ -49,7 +51,8 @@ async def test_a_member_message_and_its_edit_start_moderation_alone(
 ) -> None:
     message = await fake_discord.post_message(world.channel_id, world.member_id, "just chatting here")
     await wait_moderated(fake_openai, "just chatting here")
-    assert listeners(scheduled, "on_message") == ["ModerationEvents.on_message"]
+    # Moderation took the message without a task: its check's callback concludes a clean verdict.
+    assert listeners(scheduled, "on_message") == []
 
     # Its verdict went to recall, which read that recall is off in this server ...
     await fake_discord.wait_until(
@@ -90,3 +93,26 @@ async def test_the_bots_own_answer_starts_no_moderation_task(
     await ask(fake_discord, world, "another question")
     assert "raw_message_edit" in listeners(scheduled, "dispatched")
     assert listeners(scheduled, "on_message") + listeners(scheduled, "on_raw_message_edit") == []
+
+
+async def test_a_server_whose_policy_exempts_a_role_has_its_messages_moderated_in_a_task(
+    mod_bot: OpenAIBot,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    world: World,
+    scheduled: list[tuple[str, str]],
+) -> None:
+    """The author's roles are read only where they matter, in on_message's task; the verdict still acts."""
+    await set_policy(mod_bot, world.guild_id, exempt_roles=frozenset({world.moderator_role_id}))
+    message = await fake_discord.post_message(world.channel_id, world.member_id, "FLAGME in a task")
+    await fake_discord.wait_until(
+        lambda: int(message["id"]) in fake_discord.deleted_message_ids, what="the flagged message deleted"
+    )
+    assert listeners(scheduled, "on_message") == ["ModerationEvents.on_message"]
+    by_mod = await fake_discord.post_message(world.channel_id, world.moderator_id, "FLAGME from a mod")
+    await fake_discord.wait_until(
+        lambda: listeners(scheduled, "on_message") == ["ModerationEvents.on_message"] * 2, what="a task"
+    )
+    await asyncio.sleep(0.3)
+    assert int(by_mod["id"]) not in fake_discord.deleted_message_ids
+    assert "FLAGME from a mod" not in moderated_texts(fake_openai)
