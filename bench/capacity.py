@@ -42,7 +42,7 @@ class Step:
     openai_cpu: float = 0.0  # the fake OpenAI's process: its CPU share of one core during the step
     requests_per_s: float = 0.0  # moderation requests that arrived during the step, per second
     inputs_per_request: float = (
-        0.0  # their mean size: 64 (MODERATION_BATCH_SIZE) when the slots are the limit
+        0.0  # their mean size: 128 (MODERATION_BATCH_SIZE) when the slots are the limit
     )
     idle: float = 0.0  # the machine's idle CPU during the step, in cores: none left means the bot competed
 

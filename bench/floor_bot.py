@@ -77,8 +77,8 @@ class ChannelFloorBot(FloorBot):
     listener, every message's text batched into the SDK's moderation requests (as many slots and inputs as the
     bot's defaults), and nothing else: no policy, normalisation, cache, ledger, watermark or action."""
 
-    SLOTS = 8
-    BATCH = 64
+    SLOTS = 8  # MODERATION_CONCURRENCY's default
+    BATCH = 128  # MODERATION_BATCH_SIZE's default
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
         super().__init__(config, **options)
