@@ -116,3 +116,24 @@ async def test_a_server_whose_policy_exempts_a_role_has_its_messages_moderated_i
     await asyncio.sleep(0.3)
     assert int(by_mod["id"]) not in fake_discord.deleted_message_ids
     assert "FLAGME from a mod" not in moderated_texts(fake_openai)
+
+
+async def test_a_message_moderation_cannot_take_without_a_task_is_still_judged_whole(
+    mod_bot: OpenAIBot,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    world: World,
+    scheduled: list[tuple[str, str]],
+) -> None:
+    """A hidden word (judged as written and normalised) goes the long way, in a task: still deleted."""
+    warm = await fake_discord.post_message(world.channel_id, world.member_id, "the policy is in memory now")
+    await wait_moderated(fake_openai, "the policy is in memory now")
+    hidden = await fake_discord.post_message(world.channel_id, world.member_id, "you FL__AG__ME idiot")
+    await fake_discord.wait_until(
+        lambda: int(hidden["id"]) in fake_discord.deleted_message_ids,
+        what="the hidden word's message deleted",
+    )
+    texts = moderated_texts(fake_openai)
+    assert "you FL__AG__ME idiot" in texts and any("FLAGME" in t for t in texts)
+    assert int(warm["id"]) not in fake_discord.deleted_message_ids
+    assert listeners(scheduled, "on_message") == []  # taken, then continued in a task of its own
