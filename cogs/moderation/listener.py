@@ -286,9 +286,8 @@ class ModerationEvents(commands.Cog):
         try:
             subject = subject_from_message(message, self.bot_user_id, "message", with_roles=False)
         except Exception:
-            return (
-                False  # raised in on_message's task instead, where it is reported, not in the gateway's read
-            )
+            # Raised again in on_message's task, where it is reported, instead of in the gateway's read.
+            return False
         if subject is None:
             return True
         self.judged.changed(subject)
@@ -312,7 +311,12 @@ class ModerationEvents(commands.Cog):
     def _checked(self, subject: MessageSubject, started: StartedCheck) -> None:
         if started.check.cancelled():
             return  # cut short by the shutdown: in-flight work queued it, and its mark stays below it
-        outcome = self.moderator.clean_outcome(started)
+        try:
+            outcome = self.moderator.clean_outcome(started)
+        except Exception:
+            # `settle` meets the same failure in a task, which reports it and finishes the watermark: a
+            # message left claimed would hold its channel's mark for ever.
+            outcome = None
         if outcome is not None:
             self._concluded(subject, outcome)
         else:
@@ -320,13 +324,22 @@ class ModerationEvents(commands.Cog):
 
     def _concluded(self, subject: MessageSubject, outcome: Outcome) -> None:
         """A clean or skipped message: nothing to act on."""
-        self.bot.dispatch("message_moderated", subject, outcome)
-        if not self._closing:
-            self.watermarks.finish(subject.channel_id, subject.message_id, handled=True)
+        try:
+            self.bot.dispatch("message_moderated", subject, outcome)
+        finally:
+            if not self._closing:
+                self.watermarks.finish(subject.channel_id, subject.message_id, handled=True)
 
     def _continue(self, subject: MessageSubject, work: Coroutine[Any, Any, bool]) -> None:
-        task = asyncio.create_task(self._see_through(subject, True, work), name="moderation-message")
+        task = asyncio.create_task(self._continued(subject, work), name="moderation-message")
         self.bot.in_flight.add(task)
+
+    async def _continued(self, subject: MessageSubject, work: Coroutine[Any, Any, bool]) -> None:
+        try:
+            await self._see_through(subject, True, work)
+        except Exception:
+            # What discord.py's on_error does for a listener's task (this task is the cog's own).
+            log.exception("moderating a message failed in server %s", subject.guild_id)
 
     async def moderate_unseen(self, messages: Iterable[discord.Message]) -> int:
         """Hand messages read back from history to channel moderation, except those already handled

@@ -13,7 +13,7 @@ from bot.discord_io.client import OpenAIBot
 from bot.moderation.normalize import normalize
 from bot.storage.postgres import NUL_REPLACEMENT
 from testkit.discord import FakeDiscord, FakeInteraction
-from testkit.driver import answer_text
+from testkit.driver import CURSOR, answer_text
 from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import (
     HOSTILE_TEXTS,
@@ -67,7 +67,16 @@ async def run_all(
             assert "max_length" in str(exc), exc
             continue
         invoked.append(fi)
-    return list(await asyncio.gather(*(fi.wait_done(timeout=20, settle=0.3) for fi in invoked)))
+    return list(await asyncio.gather(*(settled(fi) for fi in invoked)))
+
+
+async def settled(interaction: FakeInteraction) -> FakeInteraction:
+    """Done and quiet. A pause mid-stream looks quiet too (a loaded CI run once ended the wait between an
+    answer's first edit and its last), so no streaming cursor may show first; one that stays fails here."""
+    await interaction.wait_for(
+        lambda i: not ((i.original or {}).get("content") or "").endswith(CURSOR), timeout=20
+    )
+    return await interaction.wait_done(timeout=20, settle=0.3)
 
 
 def assert_database_intact(bot: OpenAIBot) -> None:

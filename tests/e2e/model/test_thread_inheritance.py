@@ -49,8 +49,15 @@ async def test_threads_use_their_own_then_the_channels_then_the_servers_model(
     # A thread the bot started from an answer: its intro names the channel's model, and so do its turns.
     fake_openai.queue_chat_replies("Paris.", "Capitals")
     done = await ask(fake_discord, world, "Capital of France?", thread=True)
-    await done.wait_done(settle=0.3)
     bot_thread = int(done.original["id"])
+    # The thread comes after the answer (a title from the model, moderated), then its intro, its record and
+    # its memory: a turn posted before the record would not be the bot's to answer.
+    for _ in range(3000):
+        if await bot.services.store.fetchone("SELECT 1 FROM turns WHERE channel_id = ?", (bot_thread,)):
+            break
+        await asyncio.sleep(0.005)
+    else:
+        raise AssertionError("the bot's thread was never remembered")
     assert chat_bodies(fake_openai)[0]["model"] == "gpt-5"
     assert "with `gpt-5`" in fake_discord.messages_in(bot_thread)[0]["content"]
     fake_openai.queue_chat_replies("Berlin.")
