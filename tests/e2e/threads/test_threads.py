@@ -91,7 +91,9 @@ async def test_members_talk_in_a_bot_thread_without_mentions_but_not_in_a_member
     thread_id = await start_thread(bot, fake_discord, fake_openai, world)
     fake_openai.queue_chat_replies("Berlin.")
     await fake_discord.post_message(thread_id, world.moderator_id, "And of Germany?")
-    await settle()
+    await fake_discord.wait_until(
+        lambda: fake_discord.messages_in(thread_id)[-1]["content"] == "Berlin.", timeout=15, what="the answer"
+    )
     body = chat_bodies(fake_openai)[-1]
     assert body["messages"][-1]["content"] == "And of Germany?"
     assert any(m["content"] == "Paris is the capital." for m in body["messages"])  # the thread's memory
@@ -104,6 +106,7 @@ async def test_members_talk_in_a_bot_thread_without_mentions_but_not_in_a_member
     assert len(chat_bodies(fake_openai)) == calls
     fake_openai.queue_chat_replies("Yes.")
     await fake_discord.post_message(member_thread, world.member_id, "hello bot", mentions_bot=True)
+    await fake_discord.wait_until(lambda: len(chat_bodies(fake_openai)) > calls, timeout=15, what="a chat")
     await settle()
     assert len(chat_bodies(fake_openai)) == calls + 1
 
@@ -122,6 +125,7 @@ async def test_the_setting_off_needs_a_mention_and_only_admins_change_it(
     assert len(chat_bodies(fake_openai)) == calls
     fake_openai.queue_chat_replies("Madrid.")
     await fake_discord.post_message(thread_id, world.member_id, "and Spain?", mentions_bot=True)
+    await fake_discord.wait_until(lambda: len(chat_bodies(fake_openai)) > calls, timeout=15, what="a chat")
     await settle()
     assert len(chat_bodies(fake_openai)) == calls + 1
     shown = await run(fake_discord, world, "threads", user=world.moderator_id)
@@ -154,6 +158,9 @@ async def test_a_turn_without_mention_passes_the_same_admission_as_a_mention(
     )
     calls = len(chat_bodies(fake_openai))
     await fake_discord.post_message(thread_id, world.member_id, "one more question")
+    await fake_discord.wait_until(
+        lambda: "/ask" in fake_discord.messages_in(thread_id)[-1]["content"], timeout=15, what="the refusal"
+    )
     await settle()
     assert len(chat_bodies(fake_openai)) == calls
     refusal = fake_discord.messages_in(thread_id)[-1]
