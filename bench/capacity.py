@@ -45,6 +45,7 @@ class Step:
         0.0  # their mean size: 128 (MODERATION_BATCH_SIZE) when the slots are the limit
     )
     idle: float = 0.0  # the machine's idle CPU during the step, in cores: none left means the bot competed
+    steal: float = 0.0  # CPU the virtual machine's host took for others during the step, in cores
 
 
 class VerdictClock:
@@ -128,7 +129,7 @@ async def _stream(
     beats_from = len(world.discord.heartbeat_times)
     own_before = cpu_seconds(os.getpid())
     openai_before = cpu_seconds(clock.child.pid)
-    idle_before = _idle_seconds()
+    idle_before, steal_before = _idle_seconds(), _steal_seconds()
     cpu_before = world.cpu_seconds()
     started = time.monotonic()
     tick = 0.01
@@ -146,6 +147,7 @@ async def _stream(
     own_cpu = (cpu_seconds(os.getpid()) - own_before) / sent_for
     openai_cpu = (cpu_seconds(clock.child.pid) - openai_before) / sent_for
     idle = (_idle_seconds() - idle_before) / sent_for
+    steal = (_steal_seconds() - steal_before) / sent_for
     judged_at: dict[str, float] = {}
     grace = time.monotonic() + 5.0
     while time.monotonic() < grace:
@@ -175,16 +177,28 @@ async def _stream(
         heartbeat_gap_ms=_heartbeat_worst(world.discord.heartbeat_times[beats_from:]) * 1000,
         openai_cpu=openai_cpu,
         idle=idle,
+        steal=steal,
         requests_per_s=len(during) / max(sent_for, last - started),
         inputs_per_request=sum(r[2] for r in during) / max(1, len(during)),
     )
 
 
-def _idle_seconds() -> float:
-    """The machine's idle CPU time so far, all cores together (Linux /proc/stat: idle and iowait)."""
+def _cpu_fields() -> list[int]:
+    """The machine's CPU times so far, all cores together, in clock ticks (Linux /proc/stat's first line)."""
     with open("/proc/stat", encoding="ascii") as stat:
-        fields = stat.readline().split()
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+        return [int(field) for field in stat.readline().split()[1:]]
+
+
+def _idle_seconds() -> float:
+    """The machine's idle CPU time so far (idle and iowait)."""
+    fields = _cpu_fields()
+    return (fields[3] + fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests while this machine wanted it."""
+    fields = _cpu_fields()
+    return (fields[7] if len(fields) > 7 else 0) / os.sysconf("SC_CLK_TCK")
 
 
 def _heartbeat_worst(times: list[float]) -> float:
@@ -328,14 +342,14 @@ def _keeping_up(steps: list[Step]) -> list[Step]:
 
 def render_steps(steps: list[Step]) -> str:
     lines = ["| offered msg/s | sent msg/s | judged msg/s | p50 added | p99 added | bot CPU µs/msg | bot's CPU | lost "
-             "| fake Discord's CPU | fake OpenAI's CPU | machine idle | heartbeat's worst gap | moderation requests/s "
+             "| fake Discord's CPU | fake OpenAI's CPU | machine idle | stolen by the host | heartbeat's worst gap | moderation requests/s "
              "| inputs per request |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in steps:
         lines.append(
             f"| {s.offered:,.0f} | {s.sent:,.0f} | {s.judged:,.0f} | {s.p50_ms:.0f} ms | {s.p99_ms:.0f} ms "
             f"| {s.cpu_us:.0f} | {s.bot_cpu:.0%} | {s.lost} | {s.bench_cpu:.0%} | {s.openai_cpu:.0%} "
-            f"| {s.idle:.0%} | {s.heartbeat_gap_ms:,.0f} ms | {s.requests_per_s:,.1f} | {s.inputs_per_request:.1f} |"
+            f"| {s.idle:.0%} | {s.steal:.0%} | {s.heartbeat_gap_ms:,.0f} ms | {s.requests_per_s:,.1f} | {s.inputs_per_request:.1f} |"
         )
     return "\n".join(lines)
 

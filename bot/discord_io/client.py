@@ -21,6 +21,7 @@ from bot import errors
 from bot.discord_io.admission import check_interaction
 from bot.discord_io.attachments import AttachmentReader
 from bot.discord_io.failures import is_expected, send_failure
+from bot.discord_io.gateway_turns import taking_turns
 from bot.discord_io.health import OpsServer, serve_ops, watch_client
 from bot.discord_io.inflight import InFlight
 from bot.discord_io.modlog import DiscordModlog
@@ -154,6 +155,8 @@ class OpenAIBot(commands.Bot):
             **client_options,
         )
         self.settings = settings
+        # A backlog of gateway events must not hold up moderation replies and the heartbeat.
+        self.http.ws_connect = taking_turns(self.http.ws_connect)  # type: ignore[method-assign,assignment]
         # Commands and replies in progress: close() lets them finish within SHUTDOWN_GRACE.
         self.in_flight = InFlight()
         # Every mod-log post (action embeds, outage and credit notices) goes out through this one poster.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import struct
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from .common import ApiError, FakeBase, RecordedRequest, missing_param, new_id, unit_hash
+from .common import ApiError, FakeBase, RecordedRequest, missing_param, new_id
 
 CATEGORIES: tuple[str, ...] = (
     "harassment",
@@ -31,6 +33,7 @@ CATEGORIES: tuple[str, ...] = (
 IMAGE_CATEGORIES: frozenset[str] = frozenset(
     {"self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence", "violence/graphic"}
 )
+_PARTS = struct.Struct(f">{len(CATEGORIES)}I")
 FLAG_SCORE = 0.97
 FLAG_THRESHOLD = 0.5
 
@@ -115,7 +118,14 @@ class ModerationMixin(FakeBase):
         text_hay = "\n".join(texts).lower()
         image_hay = "\n".join(image_haystack(u) for u in images)
         seed = text_hay + "\x00" + image_hay
-        scores = {c: round(0.0001 + 0.0099 * unit_hash(seed, c), 6) for c in CATEGORIES}
+        # One digest for all categories: the capacity bench sends thousands of texts a second, and this
+        # process shares the machine's cores with the bot it measures.
+        digest = hashlib.blake2b(seed.encode("utf-8", "surrogatepass"), digest_size=4 * len(CATEGORIES))
+        # 0.0001 to 0.01, six decimals
+        scores = {
+            c: (100 + (9900 * part >> 32)) / 1_000_000
+            for c, part in zip(CATEGORIES, _PARTS.unpack(digest.digest()), strict=True)
+        }
         for term, category in self.flag_terms.items():
             t = term.lower()
             if t in text_hay or (t in image_hay and category in IMAGE_CATEGORIES):
@@ -124,12 +134,10 @@ class ModerationMixin(FakeBase):
             t = term.lower()
             if t in text_hay or t in image_hay:
                 scores.update(exact)
-        has_text = bool(texts)
-        has_image = bool(images)
         applied: dict[str, list[str]] = {}
         for c in CATEGORIES:
-            kinds = ["text"] if has_text else []
-            if has_image and c in IMAGE_CATEGORIES:
+            kinds = ["text"] if texts else []
+            if images and c in IMAGE_CATEGORIES:
                 kinds.append("image")
             applied[c] = kinds
         categories = {c: scores[c] >= FLAG_THRESHOLD for c in CATEGORIES}
