@@ -47,6 +47,7 @@ from bot.storage.store import Store, open_store
 from bot.storage.versions import CacheVersions
 from bot.summary.summarizer import Summarizer, SummaryLimits
 from bot.util.metrics import Metrics
+from bot.util.pacing import StreamPacer
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Services:
     personas: Personas
     chat_models: ChatModels
     conversations: Conversations
+    stream_pacer: StreamPacer
     inflight_answers: InflightAnswers
     chat_threads: ChatThreads
     thread_titles: ThreadTitles
@@ -169,6 +171,12 @@ async def build_services(
         pgvector=settings.recall_pgvector,
     )
     server_languages = ServerLanguages(store, versions)
+    stream_pacer = StreamPacer.for_process(
+        settings.stream_edit_interval,
+        settings.stream_edits_per_second,
+        len(settings.held_shards),
+        settings.shard_count or 1,
+    )
     recall = Recall(recall_index, gateway, channel_moderation, settings)
     # Every domain that keeps data about people answers for its own tables (bot/privacy/owner.py).
     privacy = Privacy(
@@ -223,7 +231,9 @@ async def build_services(
             cache_key=ledger.cache_key,
             models=chat_models,
             versions=versions,
+            pacer=stream_pacer,
         ),
+        stream_pacer=stream_pacer,
         personas=personas,
         chat_models=chat_models,
         inflight_answers=inflight_answers,

@@ -110,6 +110,7 @@ class Ask(commands.Cog):
         self.records = bot.services.answer_records
         self.running = bot.services.running_answers
         self.threads = bot.services.chat_threads
+        self.pacer = bot.services.stream_pacer
 
     @app_commands.command(name="ask", description="Ask the AI; it remembers this channel's conversation.")
     @app_commands.describe(
@@ -220,7 +221,9 @@ class Ask(commands.Cog):
 
                 create = create_reply
         original = OriginalResponse(interaction, fallback, deferral=deferral)
-        reply = StreamingReply(original, create, interval=self.settings.stream_edit_interval, rest=rest)
+        reply = StreamingReply(
+            original, create, interval=self.settings.stream_edit_interval, rest=rest, pacer=self.pacer
+        )
         # Members reading the channel see what was asked and by whom; private answers need no reminder,
         # and a reply to an @mention sits under its question already.
         header = (
@@ -468,7 +471,9 @@ class Ask(commands.Cog):
             return SentMessage(await reply_to(message, content))
 
         first = LazyReply(send_first)
-        reply = StreamingReply(first, create_reply, interval=self.settings.stream_edit_interval)
+        reply = StreamingReply(
+            first, create_reply, interval=self.settings.stream_edit_interval, pacer=self.pacer
+        )
         try:
             async with message.channel.typing():
                 files = await self._read_files(message_files(message))

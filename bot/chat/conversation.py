@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.storage.store import StoreError
 from bot.storage.versions import CacheVersions
 from bot.util.aio import stop_task
+from bot.util.pacing import StreamPacer
 
 log = logging.getLogger(__name__)
 TextCallback = Callable[[str], Awaitable[None]]
@@ -221,8 +222,10 @@ class Conversations:
         cache_key: Callable[[int], Awaitable[str]] | None = None,
         models: ChatModels | None = None,
         versions: CacheVersions | None = None,
+        pacer: StreamPacer | None = None,
     ) -> None:
         self.history = history
+        self.pacer = pacer
         # What other processes changed (a /forget me, the purge, a persona) is dropped from the caches
         # before each question reads them: one indexed read per /ask (docs/storage.md).
         self.versions = versions
@@ -362,7 +365,11 @@ class Conversations:
         if on_text is not None and self.settings.stream_moderation == "before":
             # Only text that passed moderation reaches the screen; the finished answer is checked whole after.
             screened = ScreenedText(
-                self.moderation, call_context, on_text, interval=self.settings.stream_edit_interval
+                self.moderation,
+                call_context,
+                on_text,
+                interval=self.settings.stream_edit_interval,
+                pacer=self.pacer,
             )
             on_text = screened.update
         try:

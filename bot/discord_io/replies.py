@@ -18,6 +18,7 @@ from bot.discord_io.locales import member_locale, server_locale
 from bot.discord_io.text import neutralize_mentions, split_message
 from bot.discord_io.translator import command_label
 from bot.i18n import translate
+from bot.util.pacing import StreamPacer
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,8 @@ class StreamingReply:
     """Shows a growing answer across as many 2000-character messages as it needs.
 
     Updates are coalesced and flushed by one background task at most once per `interval`, so a fast
-    stream costs about one edit per second per message, well within Discord's rate limits.
+    stream costs about one edit per second per message, well within Discord's rate limits. With a `pacer`,
+    its interval is the pacer's, which grows when many answers stream at once (bot/util/pacing.py).
 
     `rest` are the further parts of an answer being rewritten (Regenerate): they are edited in order as
     the new text reaches them, show a placeholder until then, and the ones the final text does not need
@@ -282,12 +284,14 @@ class StreamingReply:
         interval: float = 1.0,
         cursor: str = " ▌",
         rest: Sequence[Editable] = (),
+        pacer: StreamPacer | None = None,
     ) -> None:
         self._handles: list[Editable] = ([first] if first is not None else []) + list(rest)
         self._given = len(self._handles)
         self._shown: list[str] = []
         self._create = create
         self._interval = interval
+        self._pacer = pacer
         self._cursor = cursor
         self._latest = ""
         self._dirty = asyncio.Event()
@@ -304,11 +308,21 @@ class StreamingReply:
             self._worker = asyncio.create_task(self._run(), name="streaming-reply")
 
     async def _run(self) -> None:
+        if self._pacer is not None:
+            self._pacer.started()
+        try:
+            await self._edit_while_streaming()
+        finally:
+            if self._pacer is not None:
+                self._pacer.finished()
+
+    async def _edit_while_streaming(self) -> None:
         while not self._closed:
             await self._dirty.wait()
             if self._closed:
                 return
-            wait = self._last_flush + self._interval - time.monotonic()
+            interval = self._pacer.interval() if self._pacer is not None else self._interval
+            wait = self._last_flush + interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 if self._closed:

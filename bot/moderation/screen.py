@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from bot import errors
 from bot.moderation.gate import ModerationGate
 from bot.openai_api.calls import CallContext
+from bot.util.pacing import StreamPacer
 
 Show = Callable[[str], Awaitable[None]]
 
@@ -23,11 +24,21 @@ class ScreenedText:
     `finish` when the stream had already ended.
     """
 
-    def __init__(self, gate: ModerationGate, context: CallContext, show: Show, *, interval: float) -> None:
+    def __init__(
+        self,
+        gate: ModerationGate,
+        context: CallContext,
+        show: Show,
+        *,
+        interval: float,
+        pacer: StreamPacer | None = None,
+    ) -> None:
         self.gate = gate
         self.context = context
         self.show = show
         self.interval = interval
+        # Text checked faster than the screen is edited would never be shown: the same pace as the edits.
+        self.pacer = pacer
         self.checks = 0
         self._latest = ""
         self._cleared = ""
@@ -44,7 +55,8 @@ class ScreenedText:
 
     async def _check_newest(self) -> None:
         while self._latest != self._cleared and self._failure is None:
-            wait = self._last_check + self.interval - time.monotonic()
+            interval = self.pacer.interval() if self.pacer is not None else self.interval
+            wait = self._last_check + interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             candidate = self._latest

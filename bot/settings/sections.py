@@ -215,6 +215,13 @@ class ChatSettings(Section):
         "Seconds between edits while an answer streams.",
         details="Discord allows about one edit per second per message.",
     )
+    stream_edits_per_second: PositiveFloat = setting(
+        "STREAM_EDITS_PER_SECOND",
+        20.0,
+        "Streaming edits per second shared by all answers at once.",
+        details="Discord allows a bot 50 requests a second in all. With SHARD_COUNT, each process takes its "
+        "shards' share. Every answer still shows its first checked text at once and its whole text at the end.",
+    )
     speculative_moderation: Flag = setting(
         "SPECULATIVE_MODERATION",
         False,

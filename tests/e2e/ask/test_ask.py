@@ -275,3 +275,28 @@ async def test_a_flagged_mention_makes_no_chat_request(
 
     await fake_discord.wait_until(refused, timeout=10, what="the refusal")
     assert chat_bodies(fake_openai) == []
+
+
+async def test_answers_streaming_at_once_share_the_edit_budget(
+    start_bot: BotFactory, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
+) -> None:
+    # Four answers at once with 4 edits a second between them: each is edited about once a second instead of
+    # every 0.05 s, and still shows its first text at once and its whole text at the end.
+    await start_bot(stream_edit_interval=0.05, stream_edits_per_second=4)
+    answers = [" ".join(f"a{n}w{i}" for i in range(100)) for n in range(4)]
+    fake_openai.queue_chat_replies(*answers)
+    fake_openai.stream_chunk_chars = 6
+    fake_openai.stream_chunk_delay = 0.012  # ~100 chunks over ~1.2 s
+    users = [world.member_id] + [fake_discord.add_member(world.guild_id, name=f"asker{n}") for n in range(3)]
+    done = await asyncio.gather(
+        *(ask(fake_discord, world, f"count {n}", user=user) for n, user in enumerate(users))
+    )
+    assert sorted(answer_text(d.original["content"]) for d in done if d.original) == sorted(answers)
+    edits = [d.edits() for d in done]
+    assert all(len(e) >= 2 for e in edits)  # a first streamed text, then the whole answer
+    first = min(e[0]["time"] for e in edits)
+    last = max(e[-2]["time"] for e in edits)
+    streamed = sum(len(e) - 1 for e in edits)  # every edit but the final ones
+    # Unpaced, 4 answers of ~1.2 s edited every 0.05 s make about 90 edits. Paced: a first edit each, then at
+    # most 4 a second in all (plus one each as the others end and the share grows).
+    assert streamed <= 4 + 4 * (last - first) + 4, f"{streamed} streaming edits over {last - first:.2f} s"
