@@ -52,6 +52,22 @@ async def turns(bot: OpenAIBot, channel_id: int) -> list[tuple[str, str]]:
     return [(r["role"], r["content"]) for r in rows]
 
 
+async def turns_when(
+    bot: OpenAIBot,
+    channel_id: int,
+    ready: Callable[[list[tuple[str, str]]], bool],
+    timeout: float = 10,  # noqa: ASYNC109
+) -> list[tuple[str, str]]:
+    """The channel's stored turns once `ready` says so, or as they stand after `timeout`: the memory is
+    written after the answer shows, and a loaded machine stretches the gap."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stored = await turns(bot, channel_id)
+        if ready(stored) or asyncio.get_running_loop().time() > deadline:
+            return stored
+        await asyncio.sleep(0.02)
+
+
 async def test_a_mention_reply_gets_regenerate_for_its_asker_only(
     bot: OpenAIBot, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, world: World
 ) -> None:
@@ -69,11 +85,18 @@ async def test_a_mention_reply_gets_regenerate_for_its_asker_only(
     assert len(chat_bodies(fake_openai)) == 1
 
     click = await fake_discord.click(int(reply["id"]), f"ask:regen:{question}", user_id=world.member_id)
-    await click.wait_done(settle=0.3)
+    await click.wait_done()
+    # The rewritten reply's buttons come with its final edit: wait for that, not for a quiet moment.
+    await until(
+        lambda: (
+            [custom_ids(r) for r in replies(fake_discord, world.channel_id, question)]
+            == [[f"ask:regen:{click.id}"]]
+        )
+    )
     [rewritten] = replies(fake_discord, world.channel_id, question)
     assert rewritten["id"] == reply["id"] and rewritten["content"] == "second try"
-    assert custom_ids(rewritten) == [f"ask:regen:{click.id}"]
-    assert await turns(bot, world.channel_id) == [("user", "tell me a joke"), ("assistant", "second try")]
+    expected = [("user", "tell me a joke"), ("assistant", "second try")]
+    assert await turns_when(bot, world.channel_id, lambda stored: stored == expected) == expected
     assert chat_bodies(fake_openai)[1]["messages"][-1]["content"] == "tell me a joke"
     assert any("second try" in str(c.json) for c in fake_openai.calls("/moderations"))
     rows = await bot.services.store.fetchall("SELECT command FROM usage_events WHERE kind = 'chat'")
@@ -154,16 +177,20 @@ async def test_a_long_mention_reply_is_regenerated_whole_as_replies_after_a_rest
     restarted = await start_bot(max_answer_tokens=4000)
     fake_openai.queue_chat_replies(longer)
     click = await fake_discord.click(int(parts[0]["id"]), f"ask:regen:{question}", user_id=world.member_id)
-    await click.wait_done(settle=0.4)
-    # The parts after the first go through the channel, not the button's interaction: wait for them.
+    await click.wait_done()
+    # The parts after the first go through the channel, not the button's interaction: wait for them, and
+    # for the first part's new buttons.
     await until(
-        lambda: "".join(p["content"] for p in replies(fake_discord, world.channel_id, question)) == longer
+        lambda: (
+            "".join(p["content"] for p in replies(fake_discord, world.channel_id, question)) == longer
+            and custom_ids(replies(fake_discord, world.channel_id, question)[0]) == [f"ask:regen:{click.id}"]
+        )
     )
     rewritten = replies(fake_discord, world.channel_id, question)
     assert [p["id"] for p in rewritten[:3]] == [p["id"] for p in parts] and len(rewritten) == 4
     assert "".join(p["content"] for p in rewritten) == longer  # the fourth part replies to the question too
-    assert custom_ids(rewritten[0]) == [f"ask:regen:{click.id}"]
-    assert await turns(restarted, world.channel_id) == [("user", "a long essay"), ("assistant", longer)]
+    expected = [("user", "a long essay"), ("assistant", longer)]
+    assert await turns_when(restarted, world.channel_id, lambda stored: stored == expected) == expected
 
 
 async def test_continue_on_a_mention_reply_cut_at_the_token_limit(
@@ -182,8 +209,9 @@ async def test_continue_on_a_mention_reply_cut_at_the_token_limit(
     assert "Only the person who asked can continue" in refused.all_text()
 
     more = await fake_discord.click(int(reply["id"]), f"ask:more:{question}", user_id=world.member_id)
-    await more.wait_done(settle=0.3)
-    assert more.original is not None and more.original["content"].endswith("and the rest.")
-    assert more.original["content"].startswith("> (continued) a long list")
-    stored = await turns(bot, world.channel_id)
+    await more.wait_for(
+        lambda i: i.original is not None and i.original["content"].endswith("and the rest.") and not i.loading
+    )
+    assert more.original is not None and more.original["content"].startswith("> (continued) a long list")
+    stored = await turns_when(bot, world.channel_id, lambda stored: len(stored) >= 4)
     assert len(stored) == 4 and stored[-1] == ("assistant", "and the rest.")
