@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.driver import answer_text
+from testkit.driver import answer_text, answered
 from tests.support.cluster import start_cluster
 from tests.support.database import query
 
@@ -38,7 +38,7 @@ async def test_each_process_answers_only_its_own_shards_guilds_and_dms_go_to_sha
                 prompt = f"question {round_no} for the guild on shard {shard}"
                 asked[prompt] = (shard, await cluster.invoke_ask(shard, prompt))
         for prompt, (shard, interaction) in asked.items():
-            await interaction.wait_for(lambda fi: not fi.loading and fi.original is not None, timeout=15)
+            await interaction.wait_for(answered, timeout=15)  # finished, not paused mid-stream
             await interaction.wait_done(timeout=15, settle=0.2)
             assert interaction.original is not None
             assert answer_text(interaction.original["content"]) == f"Echo: {prompt}", cluster.logs()
@@ -55,7 +55,7 @@ async def test_each_process_answers_only_its_own_shards_guilds_and_dms_go_to_sha
         interaction = await fake.invoke(
             "ask", {"prompt": "a private question"}, guild_id=None, channel_id=dm, user_id=member
         )
-        await interaction.wait_for(lambda fi: not fi.loading and fi.original is not None, timeout=15)
+        await interaction.wait_for(answered, timeout=15)  # finished, not paused mid-stream
         await interaction.wait_done(timeout=15, settle=0.3)
         assert interaction.original is not None
         assert answer_text(interaction.original["content"]) == "Echo: a private question", cluster.logs()

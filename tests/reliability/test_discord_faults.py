@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord
-from testkit.driver import answer_text, ask_settled
+from testkit.driver import answer_text, answered, ask_settled
 from testkit.openai import FakeOpenAI
 from tests.reliability.helpers import assert_next_ask_works, turns
 from tests.support.server import VIEW_AND_SEND, World
@@ -101,6 +101,8 @@ async def test_resumable_gateway_close_loses_and_duplicates_nothing(
     await asyncio.sleep(0.2)
     fake_discord.resume_gate.set()
     for fi in gap_interactions:
+        # Each answer's exchange is stored before it shows finished: a pause mid-stream is not its end.
+        await fi.wait_for(answered, timeout=10)
         await fi.wait_done(timeout=10, settle=0.2)
     for message in [racing, *gap_messages]:
         await fake_discord.wait_until(

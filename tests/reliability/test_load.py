@@ -14,7 +14,7 @@ import pytest
 
 from bot.moderation.normalize import normalize
 from testkit.discord import FakeDiscord, FakeInteraction
-from testkit.driver import answer_text
+from testkit.driver import answer_text, answered
 from testkit.openai import FakeOpenAI
 from tests.reliability.corpus import png_bytes
 from tests.reliability.helpers import moderated_texts
@@ -90,6 +90,7 @@ async def test_500_interactions_2000_messages_50_attachments(
     warm = await fake_discord.invoke(
         "ask", {"prompt": "warm-up"}, guild_id=world.guild_id, channel_id=world.channel_id, user_id=members[0]
     )
+    await warm.wait_for(answered, timeout=10)  # finished, so its own tasks are not taken for the idle bot's
     await warm.wait_done(timeout=10, settle=0.2)
     running_tasks = task_names()
 

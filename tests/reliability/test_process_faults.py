@@ -16,7 +16,7 @@ import pytest
 
 from bot.discord_io.client import OpenAIBot
 from testkit.discord import FakeDiscord, FakeInteraction
-from testkit.driver import answer_text, ask_settled, invoke_ask
+from testkit.driver import answer_text, answered, ask_settled, invoke_ask
 from testkit.openai import FakeOpenAI
 from tests.reliability.helpers import (
     EPHEMERAL,
@@ -202,6 +202,7 @@ async def test_kill_9_loses_no_acknowledged_turn_and_the_moderation_queue_resume
     assert {m["content"] for m in posted} <= moderated, "every queued message was moderated"
 
     fi = await invoke_ask(fake_discord, world, "after the crash")
+    await fi.wait_for(answered, timeout=10)  # a pause mid-stream is not the end of the answer
     await fi.wait_done(timeout=10, settle=0.2)
     assert final_answer(fi) == "Echo: after the crash"
     after = db_turns(child.db_url)
@@ -433,6 +434,7 @@ async def test_kill_9_mid_stream_then_restart_tells_the_asker_the_answer_was_int
 
     fake_openai.stream_chunk_delay = 0.0
     done = await invoke_ask(fake_discord, world, "after the restart")
+    await done.wait_for(answered, timeout=10)  # a pause mid-stream is not the end of the answer
     await done.wait_done(timeout=10, settle=0.2)
     assert final_answer(done) == "Echo: after the restart"
     await restarted.signal(signal.SIGTERM)

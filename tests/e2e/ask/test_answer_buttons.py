@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
@@ -21,6 +23,37 @@ async def turns(bot: OpenAIBot, channel_id: int) -> list[tuple[str, str]]:
         "SELECT role, content FROM turns WHERE channel_id = ? ORDER BY id", (channel_id,)
     )
     return [(r["role"], r["content"]) for r in rows]
+
+
+async def turns_when(
+    bot: OpenAIBot,
+    channel_id: int,
+    ready: Callable[[list[tuple[str, str]]], bool],
+    timeout: float = 10,  # noqa: ASYNC109
+) -> list[tuple[str, str]]:
+    """The channel's stored turns once `ready` says so, or as they stand after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stored = await turns(bot, channel_id)
+        if ready(stored) or asyncio.get_running_loop().time() > deadline:
+            return stored
+        await asyncio.sleep(0.02)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if condition():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def shows_final_buttons(message: dict[str, Any] | None) -> bool:
+    """The answer's last edit landed: its Stop button gave way to Regenerate (and Continue)."""
+    ids = custom_ids(message) if message is not None else []
+    return bool(ids) and not any(i.startswith("ask:stop:") for i in ids)
 
 
 async def test_public_answer_quotes_the_question_and_its_asker_without_pinging(
@@ -72,6 +105,10 @@ async def test_stop_keeps_the_partial_answer_cancels_the_stream_and_remembers_no
     )
     await stop.wait_done()
     await asked.wait_for(lambda i: "stopped by" in (i.original or {}).get("content", ""), timeout=10)
+    # Regenerate comes with the stopped answer's last edit, and the cancelled stream is seen by the fake
+    # OpenAI when its connection drops: wait for both, then for a quiet moment before "nothing remembered".
+    await asked.wait_for(lambda i: shows_final_buttons(i.original))
+    await until(lambda: fake_openai.cancelled_streams > 0)
     await asked.wait_done(settle=0.2)
     content = asked.original["content"]
     assert content.endswith(f"-# (stopped by <@{world.member_id}> before the end)")
@@ -111,7 +148,9 @@ async def test_regenerate_replaces_the_answer_and_memory_keeps_only_the_final_on
     assert len(chat_bodies(fake_openai)) == 1
 
     click = await fake_discord.click(message_id, f"ask:regen:{done.id}", user_id=world.member_id)
-    await click.wait_done(settle=0.3)
+    await click.wait_done()
+    # The rewritten answer's Regenerate (keyed by the click) comes with its final edit: wait for that.
+    await until(lambda: custom_ids(fake_discord.world.message_index[message_id]) == [f"ask:regen:{click.id}"])
     message = fake_discord.world.message_index[message_id]
     assert answer_text(message["content"]) == "second try"
     assert custom_ids(message) == [f"ask:regen:{click.id}"]
@@ -120,7 +159,8 @@ async def test_regenerate_replaces_the_answer_and_memory_keeps_only_the_final_on
     assert len(bodies) == 2
     assert all(m["content"] != "first try" for m in bodies[1]["messages"])
     assert bodies[1]["messages"][-1]["content"] == "tell me a joke"
-    assert await turns(bot, world.channel_id) == [("user", "tell me a joke"), ("assistant", "second try")]
+    expected = [("user", "tell me a joke"), ("assistant", "second try")]
+    assert await turns_when(bot, world.channel_id, lambda stored: stored == expected) == expected
     # Moderated and billed like any answer.
     moderated = [str(c.json) for c in fake_openai.calls("/moderations")]
     assert any("second try" in m for m in moderated)
@@ -143,11 +183,12 @@ async def test_continue_appears_when_cut_at_the_token_limit_and_appends(
     assert "Only the person who asked can continue" in refused.all_text()
 
     click = await fake_discord.click(int(done.original["id"]), f"ask:more:{done.id}", user_id=world.member_id)
-    await click.wait_done(settle=0.3)
+    await click.wait_done()
+    await click.wait_for(lambda i: shows_final_buttons(i.original))
     assert click.original is not None and answer_text(click.original["content"]) == "and the rest."
     assert click.original["content"].startswith("> (continued) a long list")
     assert click.original["id"] != done.original["id"]  # a new message under the first
-    stored = await turns(bot, world.channel_id)
+    stored = await turns_when(bot, world.channel_id, lambda stored: len(stored) >= 4)
     assert len(stored) == 4 and stored[-1] == ("assistant", "and the rest.")
 
 
@@ -162,15 +203,21 @@ async def test_regenerate_and_continue_work_after_a_restart(
     restarted = await start_bot(max_answer_tokens=16)
     fake_openai.queue_chat_replies("continued", "regenerated")
     more = await fake_discord.click(int(done.original["id"]), f"ask:more:{done.id}", user_id=world.member_id)
-    await more.wait_done(settle=0.3)
+    await more.wait_done()
+    await more.wait_for(lambda i: shows_final_buttons(i.original))
     assert more.original is not None and answer_text(more.original["content"]) == "continued"
     click = await fake_discord.click(
         int(done.original["id"]), f"ask:regen:{done.id}", user_id=world.member_id
     )
-    await click.wait_done(settle=0.3)
-    message = fake_discord.world.message_index[int(done.original["id"])]
+    await click.wait_done()
+    message_id = int(done.original["id"])
+    # The rewritten answer's Regenerate (keyed by the click) comes with its final edit: wait for that.
+    await until(lambda: f"ask:regen:{click.id}" in custom_ids(fake_discord.world.message_index[message_id]))
+    message = fake_discord.world.message_index[message_id]
     assert answer_text(message["content"]) == "regenerated"
-    stored = await turns(restarted, world.channel_id)
+    stored = await turns_when(
+        restarted, world.channel_id, lambda stored: ("assistant", "regenerated") in stored
+    )
     assert stored[:2] == [("user", "before the restart"), ("assistant", "regenerated")]
     assert stored[3] == ("assistant", "continued") and len(stored) == 4
 
@@ -202,6 +249,9 @@ async def test_a_failed_regenerate_keeps_the_old_answer(
     done = await ask(fake_discord, world, "tell me a joke")
     message_id = int(done.original["id"])
     click = await fake_discord.click(message_id, f"ask:regen:{done.id}", user_id=world.member_id)
+    # The refusal is sent last, after the old answer is put back: wait for it, then for a quiet moment
+    # before checking that nothing else changed.
+    await click.wait_for(lambda i: bool(i.followups))
     await click.wait_done(settle=0.3)
     message = fake_discord.world.message_index[message_id]
     assert answer_text(message["content"]) == "first try"

@@ -73,6 +73,21 @@ async def turns(bot: OpenAIBot, channel_id: int) -> list[tuple[str, str]]:
     return [(r["role"], r["content"]) for r in rows]
 
 
+async def turns_when(
+    bot: OpenAIBot,
+    channel_id: int,
+    ready: Callable[[list[tuple[str, str]]], bool],
+    timeout: float = 10,  # noqa: ASYNC109
+) -> list[tuple[str, str]]:
+    """The channel's stored turns once `ready` says so, or as they stand after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stored = await turns(bot, channel_id)
+        if ready(stored) or asyncio.get_running_loop().time() > deadline:
+            return stored
+        await asyncio.sleep(0.02)
+
+
 def discord_bodies(fake_discord: FakeDiscord) -> str:
     """Every message body the bot sent or edited, as one text."""
     sent = fake_discord.requests_to("POST", r"/(messages|webhooks/)") + fake_discord.requests_to(
@@ -154,7 +169,11 @@ async def test_a_flagged_regeneration_shows_nothing_of_it_and_restores_every_par
     ids = await stored_ids(bot, fake_discord, done.id)
     before = contents(fake_discord, ids)
 
-    click = await regenerate(fake_discord, ids[0], done.id, world.member_id)
+    click = await fake_discord.click(ids[0], f"ask:regen:{done.id}", user_id=world.member_id)
+    # The refusal is sent last, after every part is put back: wait for it, then for a quiet moment before
+    # checking that nothing of the flagged answer was shown.
+    await click.wait_for(lambda i: bool(i.followups) and bool(i.followups[-1].get("flags", 0) & 64))
+    await click.wait_done(settle=0.4)
     assert "FLAGME" not in discord_bodies(fake_discord)
     assert contents(fake_discord, ids) == before and not any(gone(fake_discord, i) for i in ids)
     assert custom_ids(fake_discord.world.message_index[ids[0]]) == [f"ask:regen:{done.id}"]
@@ -229,7 +248,16 @@ async def test_regenerate_and_continue_on_a_long_answer_after_a_restart(
     restarted = await start_bot(max_answer_tokens=1100)
     fake_openai.queue_chat_replies(words(300, "m"), words(500, "b"))
     more = await fake_discord.click(ids[0], f"ask:more:{done.id}", user_id=world.member_id)
-    await more.wait_done(settle=0.4)
+    await more.wait_done()
+    # The continuation's last edit swaps its Stop button for Regenerate: wait for it to finish before
+    # regenerating the first answer (its memory is stored before that edit).
+    await more.wait_for(
+        lambda i: (
+            i.original is not None
+            and bool(custom_ids(i.original))
+            and not any(c.startswith("ask:stop:") for c in custom_ids(i.original))
+        )
+    )
     assert more.original is not None and more.original["content"].startswith(
         "> (continued) before the restart"
     )
@@ -238,6 +266,8 @@ async def test_regenerate_and_continue_on_a_long_answer_after_a_restart(
     assert new_ids == ids[:2] and gone(fake_discord, ids[2])
     header = f"> before the restart — <@{world.member_id}>\n"
     assert "".join(contents(fake_discord, new_ids)) == header + words(500, "b")
-    stored = await turns(restarted, world.channel_id)
+    stored = await turns_when(
+        restarted, world.channel_id, lambda t: len(t) >= 4 and ("assistant", words(500, "b")) in t
+    )
     assert stored[1] == ("assistant", words(500, "b")) and stored[3] == ("assistant", words(300, "m"))
     assert chat_bodies(fake_openai)[-1]["messages"][-1]["content"] == "before the restart"

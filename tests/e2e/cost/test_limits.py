@@ -16,7 +16,7 @@ from bot.cost.ledger import next_day_start
 from bot.discord_io.client import OpenAIBot
 from bot.openai_api.calls import CallContext
 from testkit.discord import FakeDiscord
-from testkit.driver import ask, run
+from testkit.driver import answered, ask, run
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
 
@@ -118,6 +118,8 @@ async def test_server_job_cap_with_a_bounded_queue(
                 user_id=user,
             )
         )
+    # Each one ends answered or refused; a pause mid-answer must not count as its end.
+    await asyncio.gather(*(i.wait_for(answered, timeout=10) for i in started))
     done = await asyncio.gather(*(i.wait_done(timeout=10, settle=0.2) for i in started))
     texts = [d.all_text() for d in done]
     assert sum("too many requests in progress" in t for t in texts) == 1

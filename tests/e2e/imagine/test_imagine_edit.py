@@ -118,6 +118,8 @@ async def test_again_edits_the_same_picture_once_more(
     done = await edit(fake_discord, world, "in watercolour", source)
     assert done.original is not None
     again = await fake_discord.click(int(done.original["id"]), 0, user_id=world.member_id)
+    # Again answers in a message of its own: the new picture is posted after both its moderations.
+    await again.wait_for(has_image, timeout=15)
     await again.wait_done(timeout=15, settle=0.3)
     first, second = fake_openai.calls("/images/edits")
     assert first.files[0][2] == second.files[0][2] == source

@@ -14,7 +14,7 @@ from bot.discord_io.client import OpenAIBot
 from bot.ops.logs import formatter_for
 from bot.storage.store import open_store
 from testkit.discord import FakeDiscord, running_bot
-from testkit.driver import ask, run
+from testkit.driver import answered, ask, run
 from testkit.openai import FakeOpenAI
 from tests.support.database import database_url
 from tests.support.server import BotFactory, World, make_settings
@@ -228,6 +228,8 @@ async def test_forgotten_texts_are_gone_from_the_files_on_disk(
             channel_id=channel,
             user_id=world.moderator_id,
         )
+        # The exchange is stored before the answer shows finished: wait for that, not a quiet moment.
+        await interaction.wait_for(answered, timeout=10)
         await interaction.wait_done(timeout=10, settle=0.2)
     # Canary: the texts are on disk before, so the search below could see them.
     before = on_disk(tmp_path)

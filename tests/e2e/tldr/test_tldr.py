@@ -42,6 +42,12 @@ async def tldr(
     return await interaction.wait_done(timeout=20, settle=0.2)
 
 
+def notes_shown(interaction: FakeInteraction) -> bool:
+    """The summary's last piece is posted: it ends with the line of notes ("-# ...")."""
+    posted = [m for m in (interaction.original, *interaction.followups) if m is not None]
+    return bool(posted) and str(posted[-1].get("content") or "").rsplit("\n", 1)[-1].startswith("-# ")
+
+
 def jump_url(world: World, channel_id: int, message: dict[str, Any]) -> str:
     return f"https://discord.com/channels/{world.guild_id}/{channel_id}/{message['id']}"
 
@@ -337,6 +343,8 @@ async def test_over_1000_messages_chunks_run_in_parallel_and_nothing_is_dropped(
     fake_openai.chat_reply = cite_everything
     fake_openai.chat_latency = 0.2
     done = await tldr(fake_discord, world, {"count": 1100})
+    # A summary this long is sent in several messages: a pause between two is not its end.
+    await done.wait_for(notes_shown)
 
     chunks = chunk_requests(fake_openai)
     assert len(chunks) >= 4, len(chunks)
@@ -375,6 +383,7 @@ async def test_count_is_capped_by_the_setting(
     )
     fake_openai.chat_reply = cite_everything
     done = await tldr(fake_discord, world, {"count": 5000})
+    await done.wait_for(notes_shown)  # the notes close the summary's last message
     sent = set(re.findall(r": (c\d+)$", transcripts(fake_openai), re.MULTILINE))
     assert sent == set(contents[10:])  # the newest 1000
     assert "count capped at 1000" in done.all_text()

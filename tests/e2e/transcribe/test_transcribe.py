@@ -173,6 +173,8 @@ async def test_long_transcript_is_split_at_sentences_without_loss(
     sentences = [f"This is sentence number {i} of a long talk about nothing much." for i in range(80)]
     fake_openai.transcript_text = " ".join(sentences)
     done = await transcribe(fake_discord, world, "talk.ogg", ogg_opus(1.0))
+    # The pieces are sent one after another: the last sentence comes with the last of them.
+    await done.wait_for(lambda i: sentences[-1] in i.all_text())
     messages = [done.original, *done.followups]
     contents = [str(m["content"]) for m in messages if m is not None]
     assert 2 <= len(contents) <= 3 and all(len(c) <= 2000 for c in contents)
