@@ -13,6 +13,7 @@ from testkit.driver import answer_text, ask_settled
 from testkit.openai import FakeOpenAI
 from tests.support.database import integrity_ok
 from tests.support.server import World
+from tests.support.waits import turns
 
 EPHEMERAL = 1 << 6
 
@@ -25,13 +26,6 @@ def assert_clear_failure(done: FakeInteraction, *phrases: str) -> None:
     assert "Traceback" not in text and "Exception" not in text, text
     assert done.followups and done.followups[-1]["flags"] & EPHEMERAL, done.describe()
     assert done.original is None or "▌" not in (done.original.get("content") or ""), done.describe()
-
-
-async def turns(bot: OpenAIBot, channel_id: int) -> list[tuple[str, str]]:
-    rows = await bot.services.store.fetchall(
-        "SELECT role, content FROM turns WHERE channel_id = ? ORDER BY id", (channel_id,)
-    )
-    return [(row["role"], row["content"]) for row in rows]
 
 
 async def assert_next_ask_works(

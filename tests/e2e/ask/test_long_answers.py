@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
@@ -11,6 +10,7 @@ from testkit.discord import FakeDiscord
 from testkit.driver import ask, chat_bodies, invoke_ask
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
+from tests.support.waits import turns, turns_when, until
 
 LONG = 4000  # max_answer_tokens: room for answers of four messages
 
@@ -22,14 +22,6 @@ def words(count: int, tag: str) -> str:
 
 def custom_ids(message: dict[str, Any]) -> list[str]:
     return [c["custom_id"] for row in message.get("components") or [] for c in row.get("components", [])]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def stored_ids(bot: OpenAIBot, fake_discord: FakeDiscord, key: int, timeout: float = 10) -> list[int]:  # noqa: ASYNC109
@@ -64,28 +56,6 @@ def contents(fake_discord: FakeDiscord, ids: list[int]) -> list[str]:
 
 def gone(fake_discord: FakeDiscord, message_id: int) -> bool:
     return message_id in fake_discord.world.deleted_message_ids
-
-
-async def turns(bot: OpenAIBot, channel_id: int) -> list[tuple[str, str]]:
-    rows = await bot.services.store.fetchall(
-        "SELECT role, content FROM turns WHERE channel_id = ? ORDER BY id", (channel_id,)
-    )
-    return [(r["role"], r["content"]) for r in rows]
-
-
-async def turns_when(
-    bot: OpenAIBot,
-    channel_id: int,
-    ready: Callable[[list[tuple[str, str]]], bool],
-    timeout: float = 10,  # noqa: ASYNC109
-) -> list[tuple[str, str]]:
-    """The channel's stored turns once `ready` says so, or as they stand after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        stored = await turns(bot, channel_id)
-        if ready(stored) or asyncio.get_running_loop().time() > deadline:
-            return stored
-        await asyncio.sleep(0.02)
 
 
 def discord_bodies(fake_discord: FakeDiscord) -> str:

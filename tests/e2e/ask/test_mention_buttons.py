@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from bot.discord_io.client import OpenAIBot
@@ -11,18 +10,11 @@ from testkit.discord import FakeDiscord
 from testkit.driver import CURSOR, chat_bodies, run
 from testkit.openai import FakeOpenAI
 from tests.support.server import BotFactory, World
+from tests.support.waits import turns, turns_when, until
 
 
 def custom_ids(message: dict[str, Any]) -> list[str]:
     return [c["custom_id"] for row in message.get("components") or [] for c in row.get("components", [])]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def replies(fake_discord: FakeDiscord, channel_id: int, question_id: int) -> list[dict[str, Any]]:
@@ -43,29 +35,6 @@ def finished(fake_discord: FakeDiscord, channel_id: int, question_id: int) -> bo
 async def mention(fake_discord: FakeDiscord, world: World, text: str) -> int:
     question = await fake_discord.post_message(world.channel_id, world.member_id, text, mentions_bot=True)
     return int(question["id"])
-
-
-async def turns(bot: OpenAIBot, channel_id: int) -> list[tuple[str, str]]:
-    rows = await bot.services.store.fetchall(
-        "SELECT role, content FROM turns WHERE channel_id = ? ORDER BY id", (channel_id,)
-    )
-    return [(r["role"], r["content"]) for r in rows]
-
-
-async def turns_when(
-    bot: OpenAIBot,
-    channel_id: int,
-    ready: Callable[[list[tuple[str, str]]], bool],
-    timeout: float = 10,  # noqa: ASYNC109
-) -> list[tuple[str, str]]:
-    """The channel's stored turns once `ready` says so, or as they stand after `timeout`: the memory is
-    written after the answer shows, and a loaded machine stretches the gap."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        stored = await turns(bot, channel_id)
-        if ready(stored) or asyncio.get_running_loop().time() > deadline:
-            return stored
-        await asyncio.sleep(0.02)
 
 
 async def test_a_mention_reply_gets_regenerate_for_its_asker_only(
