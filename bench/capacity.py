@@ -142,7 +142,7 @@ async def _stream(
     beats_from = len(world.discord.heartbeat_times)
     own_before = cpu_seconds(os.getpid())
     openai_before = cpu_seconds(clock.child.pid)
-    idle_before, steal_before = _idle_seconds(), _steal_seconds()
+    idle_before, steal_before = _idle_and_steal_seconds()
     cpu_before = world.cpu_seconds()
     started = time.monotonic()
     tick = 0.01
@@ -159,8 +159,9 @@ async def _stream(
     sent_for = time.monotonic() - started
     own_cpu = (cpu_seconds(os.getpid()) - own_before) / sent_for
     openai_cpu = (cpu_seconds(clock.child.pid) - openai_before) / sent_for
-    idle = (_idle_seconds() - idle_before) / sent_for
-    steal = (_steal_seconds() - steal_before) / sent_for
+    idle_after, steal_after = _idle_and_steal_seconds()
+    idle = (idle_after - idle_before) / sent_for
+    steal = (steal_after - steal_before) / sent_for
     judged_at: dict[str, float] = {}
     grace = time.monotonic() + 5.0
     while time.monotonic() < grace:
@@ -197,22 +198,13 @@ async def _stream(
     )
 
 
-def _cpu_fields() -> list[int]:
-    """The machine's CPU times so far, all cores together, in clock ticks (Linux /proc/stat's first line)."""
+def _idle_and_steal_seconds() -> tuple[float, float]:
+    """The machine's CPU time so far, all cores together (one read of Linux /proc/stat's first line): idle
+    (idle and iowait), and stolen (the hypervisor ran other guests while this machine wanted to run)."""
     with open("/proc/stat", encoding="ascii") as stat:
-        return [int(field) for field in stat.readline().split()[1:]]
-
-
-def _idle_seconds() -> float:
-    """The machine's idle CPU time so far (idle and iowait)."""
-    fields = _cpu_fields()
-    return (fields[3] + fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def _steal_seconds() -> float:
-    """CPU time the hypervisor gave to other guests while this machine wanted it."""
-    fields = _cpu_fields()
-    return (fields[7] if len(fields) > 7 else 0) / os.sysconf("SC_CLK_TCK")
+        fields = [int(field) for field in stat.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (fields[3] + fields[4]) / tick, (fields[7] if len(fields) > 7 else 0) / tick
 
 
 def _heartbeat_worst(times: list[float]) -> float:

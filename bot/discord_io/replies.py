@@ -290,8 +290,7 @@ class StreamingReply:
         self._given = len(self._handles)
         self._shown: list[str] = []
         self._create = create
-        self._interval = interval
-        self._pacer = pacer
+        self._pacer = pacer or StreamPacer.fixed(interval)
         self._cursor = cursor
         self._latest = ""
         self._dirty = asyncio.Event()
@@ -308,21 +307,18 @@ class StreamingReply:
             self._worker = asyncio.create_task(self._run(), name="streaming-reply")
 
     async def _run(self) -> None:
-        if self._pacer is not None:
-            self._pacer.started()
+        self._pacer.started()
         try:
             await self._edit_while_streaming()
         finally:
-            if self._pacer is not None:
-                self._pacer.finished()
+            self._pacer.finished()
 
     async def _edit_while_streaming(self) -> None:
         while not self._closed:
             await self._dirty.wait()
             if self._closed:
                 return
-            interval = self._pacer.interval() if self._pacer is not None else self._interval
-            wait = self._last_flush + interval - time.monotonic()
+            wait = self._last_flush + self._pacer.interval() - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 if self._closed:

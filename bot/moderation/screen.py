@@ -36,9 +36,8 @@ class ScreenedText:
         self.gate = gate
         self.context = context
         self.show = show
-        self.interval = interval
         # Text checked faster than the screen is edited would never be shown: the same pace as the edits.
-        self.pacer = pacer
+        self.pacer = pacer or StreamPacer.fixed(interval)
         self.checks = 0
         self._latest = ""
         self._cleared = ""
@@ -55,8 +54,7 @@ class ScreenedText:
 
     async def _check_newest(self) -> None:
         while self._latest != self._cleared and self._failure is None:
-            interval = self.pacer.interval() if self.pacer is not None else self.interval
-            wait = self._last_check + interval - time.monotonic()
+            wait = self._last_check + self.pacer.interval() - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             candidate = self._latest

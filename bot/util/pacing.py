@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class StreamPacer:
     """How long a streaming answer waits between two edits: `interval` seconds while few answers stream,
@@ -24,6 +26,11 @@ class StreamPacer:
         """The pacer of one process: Discord's request limit is the bot's, so each process of a sharded bot
         takes its shards' share of `per_second`."""
         return cls(interval, per_second * held_shards / max(1, shard_count))
+
+    @classmethod
+    def fixed(cls, interval: float) -> StreamPacer:
+        """A pacer that shares nothing: always `interval` (a reply or a check paced on its own)."""
+        return cls(interval, math.inf)
 
     def interval(self) -> float:
         return max(self.base_interval, self.streaming / self.per_second)

@@ -26,3 +26,10 @@ def test_each_process_of_a_sharded_bot_paces_its_shards_share() -> None:
     assert StreamPacer.for_process(1.0, 20, held_shards=1, shard_count=1).per_second == 20
     assert StreamPacer.for_process(1.0, 20, held_shards=2, shard_count=4).per_second == 10
     assert StreamPacer.for_process(1.0, 20, held_shards=1, shard_count=8).per_second == 2.5
+
+
+def test_a_fixed_pacer_keeps_its_interval_however_many_stream() -> None:
+    pacer = StreamPacer.fixed(0.5)
+    for _ in range(10_000):
+        pacer.started()
+    assert pacer.interval() == 0.5
